@@ -1,0 +1,149 @@
+"""GPT-2 through transformers, stepped one token at a time with the KV cache.
+
+Eager attention is forced: the default SDPA path silently returns no attention weights.
+The kNN-LM key is the input to the last block's feed-forward network, after its layer norm
+(Khandelwal et al.'s best choice), captured with a forward hook.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from memviz.backends.base import Encoding, ModelInfo, StepOutput, weights_fingerprint
+from memviz.backends.checkpoint import read_json, refuse_pickle_only
+from memviz.errors import CheckpointError, MemvizError
+
+
+class ContextFullError(MemvizError):
+    """The model's context window (its working memory) is full."""
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*past_key_values.*")
+
+
+def load_gpt2(source: str, local: bool):
+    """Load model and tokenizer from a local folder or a Hugging Face id. Safetensors only."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    _quiet_transformers()
+    if local:
+        folder = Path(source)
+        config = read_json(folder / "config.json", "model configuration")
+        if config.get("model_type") != "gpt2":
+            raise CheckpointError(f"{folder}: model_type is {config.get('model_type')!r}, expected 'gpt2'")
+        refuse_pickle_only(folder)
+    try:
+        model = GPT2LMHeadModel.from_pretrained(
+            source, attn_implementation="eager", use_safetensors=True, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise _explain_load_failure(source, local, exc) from None
+    except (ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise CheckpointError(f"{source}: cannot load GPT-2 checkpoint ({first})") from None
+    model.eval()
+    return model, tokenizer
+
+
+def _explain_load_failure(source: str, local: bool, exc: Exception) -> MemvizError:
+    text = str(exc)
+    first = text.splitlines()[0] if text else exc.__class__.__name__
+    if local:
+        return CheckpointError(f"{source}: corrupt or incomplete GPT-2 folder ({first})")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
+    from memviz.backends.registry import bundled_names
+
+    names = ", ".join(bundled_names()) or "none installed"
+    if offline or "couldn't" in text.lower() or "resolve" in text.lower():
+        return MemvizError(
+            f"cannot download '{source}' (offline, and not in the Hugging Face cache); "
+            f"bundled models that work offline: {names}"
+        )
+    return MemvizError(f"cannot load '{source}' from Hugging Face ({first}); bundled models: {names}")
+
+
+class GPT2Backend:
+    """One token per step through the KV cache; records every layer's and head's attention row."""
+
+    def __init__(self, model, tokenizer, name: str, source: str) -> None:
+        from transformers import DynamicCache
+
+        self._cache_cls = DynamicCache
+        self.model = model.eval()
+        if getattr(model.config, "_attn_implementation", "eager") != "eager":
+            model.set_attn_implementation("eager")
+        self.tokenizer = tokenizer
+        cfg = model.config
+        self.info = ModelInfo(
+            name=name,
+            source=source,
+            architecture="gpt2",
+            num_layers=cfg.n_layer,
+            hidden_size=cfg.n_embd,
+            num_heads=cfg.n_head,
+            vocab_size=cfg.vocab_size,
+            context_size=cfg.n_positions,
+        )
+        self._fingerprint = weights_fingerprint(dict(model.state_dict()), extra=f"gpt2:{cfg.vocab_size}")
+        self._key: torch.Tensor | None = None
+        model.transformer.h[-1].ln_2.register_forward_hook(self._capture_key)
+        self._token_cache: dict[int, str] = {}
+        self.reset()
+
+    @classmethod
+    def load(cls, source: str, local: bool, name: str | None = None) -> GPT2Backend:
+        model, tokenizer = load_gpt2(source, local)
+        return cls(model, tokenizer, name=name or (Path(source).name if local else source), source=source)
+
+    def _capture_key(self, _module, _inputs, output: torch.Tensor) -> None:
+        self._key = output
+
+    def encode(self, text: str) -> Encoding:
+        return Encoding(ids=list(self.tokenizer.encode(text)))
+
+    def token_text(self, token_id: int) -> str:
+        text = self._token_cache.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id])
+            self._token_cache[token_id] = text
+        return text
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def reset(self) -> None:
+        self._cache = self._cache_cls(config=self.model.config)
+        self._position = 0
+
+    @torch.inference_mode()
+    def step(self, token_id: int) -> StepOutput:
+        if self._position >= self.info.context_size:
+            raise ContextFullError(
+                f"context window full: {self.info.name} reads at most {self.info.context_size} tokens"
+            )
+        ids = torch.tensor([[token_id]])
+        out = self.model(input_ids=ids, cache=self._cache, use_cache=True, output_attentions=True)
+        self._position += 1
+        # attentions: per layer [1, A, 1, t+1] -> [L, A, t+1]
+        attention = torch.cat([a[0, :, 0, :] for a in out.attentions]).view(
+            self.info.num_layers, self.info.num_heads, -1
+        )
+        return StepOutput(
+            logits=out.logits[0, -1].float(),
+            memory_key=self._key[0, -1].float().numpy().copy(),
+            internals={"attention_row": attention.numpy()},
+        )

@@ -1,0 +1,88 @@
+"""Resolve `--model`: a bundled model's name, a local folder, or a Hugging Face id."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from memviz.backends.base import Backend
+from memviz.errors import CheckpointError, MemvizError
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+# Installed wheel: the models are copied into the package. Source checkout: the top-level models/.
+BUNDLED_DIRS = (PACKAGE_DIR / "bundled_models", PACKAGE_DIR.parent / "models")
+DEFAULT_MODEL = "python-docs-gpt2"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    architecture: str
+    path: Path
+
+
+def _architecture(folder: Path) -> str | None:
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {"memviz-lstm": "lstm", "gpt2": "gpt2"}.get(model_type)
+
+
+def bundled_models() -> list[BundledModel]:
+    found: dict[str, BundledModel] = {}
+    for root in BUNDLED_DIRS:
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            arch = _architecture(folder) if folder.is_dir() else None
+            if arch and folder.name not in found:
+                found[folder.name] = BundledModel(folder.name, arch, folder)
+    return list(found.values())
+
+
+def bundled_names() -> list[str]:
+    return [m.name for m in bundled_models()]
+
+
+def load_backend(spec: str) -> Backend:
+    """Load a backend from a bundled name, a folder path or a Hugging Face id."""
+    from memviz.backends.gpt2 import GPT2Backend
+
+    spec = spec.strip()
+    if not spec:
+        raise MemvizError("empty --model")
+    for model in bundled_models():
+        if model.name == spec:
+            return _load_folder(model.path, model.name)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{spec}: a model is a folder (config.json + model.safetensors), not a file")
+        return _load_folder(path, path.resolve().name)
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
+    if looks_like_path:
+        names = ", ".join(bundled_names()) or "none installed"
+        raise MemvizError(f"model folder not found: {spec} (bundled models: {names})")
+    return GPT2Backend.load(spec, local=False)
+
+
+def _load_folder(folder: Path, name: str) -> Backend:
+    from memviz.backends.gpt2 import GPT2Backend
+    from memviz.backends.lstm import LSTMBackend
+
+    arch = _architecture(folder)
+    if arch == "lstm":
+        return LSTMBackend.from_folder(folder, name=name)
+    if arch == "gpt2":
+        return GPT2Backend.load(str(folder), local=True, name=name)
+    if not (folder / "config.json").exists():
+        raise CheckpointError(f"{folder}: missing config.json (not a model folder)")
+    # Let the loaders produce the precise complaint (broken JSON, wrong model_type).
+    from memviz.backends.checkpoint import read_json
+
+    config = read_json(folder / "config.json", "model configuration")
+    raise CheckpointError(
+        f"{folder}: unsupported model_type {config.get('model_type')!r} (memviz reads 'memviz-lstm' and 'gpt2')"
+    )

@@ -1,0 +1,215 @@
+"""A Session runs a model over text: reads the prompt, generates, recalls, and appends to the Trace.
+
+It is Qt-free and single-threaded; the app calls `step()` from its worker thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from memviz.backends.base import Backend
+from memviz.core.sampling import Sampler, SamplingConfig, top_k_of
+from memviz.core.trace import KEPT_CANDIDATES, StepRecord, Trace
+from memviz.errors import MemvizError
+from memviz.memory.knn import knn_distribution, mix
+
+# A trace keeps every step in RAM; beyond this many tokens a text is cut (with a warning).
+MAX_TOKENS = 50_000
+
+
+class MemoryIndex(Protocol):
+    """What the Session needs of a long-term memory store."""
+
+    def search(self, key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ids [k] (-1 = none), squared-L2 distances [k], next-token values [k]; nearest first."""
+        ...
+
+    def manifest(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    k: int = 16
+    lam: float = 0.25
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise MemvizError(f"--knn-k must be at least 1, got {self.k}")
+        if not 0 <= self.lam <= 1:
+            raise MemvizError(f"--knn-lambda must be in [0, 1], got {self.lam}")
+        if not self.temperature > 0:
+            raise MemvizError(f"kNN temperature must be above 0, got {self.temperature}")
+
+
+class Session:
+    def __init__(
+        self,
+        backend: Backend,
+        sampling: SamplingConfig | None = None,
+        memory: MemoryIndex | None = None,
+        recall: RecallSettings | None = None,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        self.backend = backend
+        self.sampling = sampling or SamplingConfig(temperature=0.0)
+        self.memory = memory
+        self.recall = recall or RecallSettings()
+        self.max_tokens = max_tokens
+        self.warnings: list[str] = []
+        self.stop_reason: str | None = None
+        self.reset()
+
+    # -- set-up -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.backend.reset()
+        self.sampler = Sampler(self.sampling)
+        self.trace = Trace.for_model(
+            self.backend.info,
+            sampling=self.sampling.as_manifest(),
+            memory=self._memory_manifest(),
+        )
+        self._queue: deque[int] = deque()
+        self._to_generate = 0
+        self._last_probs: np.ndarray | None = None
+        self.keys: list[np.ndarray] = []  # kNN keys per step, for remembering this run
+        self.warnings = []
+        self.stop_reason = None
+
+    def _memory_manifest(self) -> dict | None:
+        if self.memory is None:
+            return None
+        return {
+            **self.memory.manifest(),
+            "k": self.recall.k,
+            "lambda": self.recall.lam,
+            "temperature": self.recall.temperature,
+        }
+
+    def set_sampling(self, sampling: SamplingConfig) -> None:
+        """New settings apply to tokens generated from now on; the seed restarts the generator."""
+        self.sampling = sampling
+        self.sampler = Sampler(sampling)
+        self.trace.sampling = sampling.as_manifest()
+
+    def set_memory(self, memory: MemoryIndex | None, recall: RecallSettings | None = None) -> None:
+        self.memory = memory
+        if recall is not None:
+            self.recall = recall
+        self.trace.memory = self._memory_manifest()
+
+    @property
+    def capacity(self) -> int:
+        """Tokens this run can still hold: the context window for GPT-2, MAX_TOKENS otherwise."""
+        limit = self.backend.info.context_size or self.max_tokens
+        return min(limit, self.max_tokens) - len(self.trace) - len(self._queue)
+
+    def feed(self, text: str) -> list[str]:
+        """Queue text to read after what is already queued. Returns warnings for the user."""
+        if not text:
+            raise MemvizError("empty text: nothing to read")
+        encoding = self.backend.encode(text)
+        warnings: list[str] = []
+        if encoding.unknown_count:
+            warnings.append(
+                f"{encoding.unknown_count} character(s) are not in {self.backend.info.name}'s vocabulary "
+                "and were read as the unknown token"
+            )
+        ids = encoding.ids
+        if not ids:
+            raise MemvizError("empty text: it encodes to no tokens")
+        room = self.capacity
+        if len(ids) > room:
+            window = self.backend.info.context_size
+            what = f"context window of {window} tokens" if window else f"limit of {self.max_tokens} tokens a run"
+            warnings.append(f"text cut to {max(room, 0)} of {len(ids)} tokens: the model's {what} is full")
+            ids = ids[: max(room, 0)]
+        self._queue.extend(ids)
+        if len(self.trace) == 0:
+            self.trace.prompt_tokens = len(self._queue)
+        else:
+            self.trace.prompt_tokens = max(self.trace.prompt_tokens, len(self.trace) + len(self._queue))
+        self.warnings.extend(warnings)
+        return warnings
+
+    def generate(self, n: int) -> None:
+        if n < 0:
+            raise MemvizError(f"--generate must be 0 or more, got {n}")
+        self._to_generate += n
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + self._to_generate
+
+    def cancel(self) -> None:
+        """Drop what is queued; what was read stays in the trace."""
+        self._queue.clear()
+        self._to_generate = 0
+
+    # -- running ----------------------------------------------------------------------------
+    def step(self) -> int | None:
+        """Read one token (queued text first, then a sampled one). Returns its step index, or None."""
+        if self._queue:
+            token, generated = self._queue.popleft(), False
+        elif self._to_generate > 0:
+            if self._last_probs is None:
+                raise MemvizError("nothing to generate from: read some text first")
+            token, generated = self.sampler.sample(self._last_probs), True
+            self._to_generate -= 1
+        else:
+            return None
+        window = self.backend.info.context_size
+        if window is not None and self.backend.position >= window:
+            self.cancel()
+            self.stop_reason = f"context window full ({window} tokens): reset to read more"
+            return None
+        return self._read(token, generated)
+
+    def _read(self, token: int, generated: bool) -> int:
+        out = self.backend.step(token)
+        p_lm = torch.softmax(out.logits.double(), dim=-1).numpy()
+        memory: dict[str, np.ndarray] = {}
+        probs = p_lm
+        if self.memory is not None:
+            ids, distances, values = self.memory.search(out.memory_key, self.recall.k)
+            p_knn = knn_distribution(values, distances, len(p_lm), self.recall.temperature)
+            probs = mix(p_lm, p_knn, self.recall.lam)
+            scores = np.where(ids >= 0, -np.asarray(distances, dtype=np.float32), -np.inf)
+            memory = {"memory_ids": np.asarray(ids, dtype=np.int64), "memory_scores": scores.astype(np.float32)}
+            memory["lm_topk_ids"], memory["lm_topk_probs"] = top_k_of(p_lm, KEPT_CANDIDATES)
+            memory["knn_topk_ids"], memory["knn_topk_probs"] = top_k_of(p_knn, KEPT_CANDIDATES)
+        topk_ids, topk_probs = top_k_of(probs, KEPT_CANDIDATES)
+        self._last_probs = probs
+        self.keys.append(out.memory_key)
+        return self.trace.append(
+            StepRecord(
+                token_id=token,
+                token_text=self.backend.token_text(token),
+                generated=generated,
+                topk_ids=topk_ids,
+                topk_probs=topk_probs,
+                internals=out.internals,
+                memory=memory,
+            )
+        )
+
+    def run(self, progress=None, cancelled=None) -> int:
+        """Step until nothing is pending; returns the number of steps taken."""
+        steps = 0
+        while self.pending and not (cancelled and cancelled()):
+            if self.step() is None:
+                break
+            steps += 1
+            if progress:
+                progress(steps)
+        return steps
+
+    @property
+    def last_distribution(self) -> np.ndarray | None:
+        """The full next-token distribution after the last step (the trace keeps only the top K)."""
+        return self._last_probs

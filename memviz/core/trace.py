@@ -1,0 +1,260 @@
+"""The Trace: the record of a run, one step per token. The single source of truth for every view.
+
+Saved as a `.memviz` file (format 1, see DESIGN.md): an `.npz` archive that opens without pickle.
+GPT-2 attention is held in RAM as one row per step ([L, A, t+1], the lower triangle only) and
+written as the dense [L, A, T, T] matrix the format specifies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from memviz import __version__
+from memviz.backends.base import ModelInfo
+from memviz.core.columns import GrowableArray
+from memviz.errors import MemvizError
+
+FORMAT_VERSION = 1
+KEPT_CANDIDATES = 20
+# Attention is kept in float32 (exact) unless a full window would need more than this; then float16.
+ATTENTION_FLOAT32_BUDGET = 128 * 2**20
+
+
+@dataclass
+class StepRecord:
+    token_id: int
+    token_text: str
+    generated: bool
+    topk_ids: np.ndarray  # [K] best first
+    topk_probs: np.ndarray  # [K]
+    internals: dict[str, np.ndarray] = field(default_factory=dict)
+    # with a memory: memory_ids [k], memory_scores [k], lm_topk_ids/probs, knn_topk_ids/probs [K]
+    memory: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Trace:
+    LSTM_KEYS = ("gates", "cell", "hidden")
+    MEMORY_KEYS = ("memory_ids", "memory_scores", "lm_topk_ids", "lm_topk_probs", "knn_topk_ids", "knn_topk_probs")
+
+    def __init__(
+        self,
+        model: dict,
+        sampling: dict | None = None,
+        memory: dict | None = None,
+        prompt_tokens: int = 0,
+        attention_dtype=None,
+        extra_manifest: dict | None = None,
+    ) -> None:
+        self.model = dict(model)
+        self.sampling = dict(sampling or {"strategy": "greedy", "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0})
+        self.memory = memory
+        self.prompt_tokens = prompt_tokens
+        self.extra_manifest = dict(extra_manifest or {})
+        self.token_ids: list[int] = []
+        self.token_text: list[str] = []
+        self.generated: list[bool] = []
+        self.columns: dict[str, GrowableArray] = {}
+        self.attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
+        self._attention_dtype = attention_dtype
+        self._matrix_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def for_model(cls, info: ModelInfo, **kwargs) -> Trace:
+        if info.architecture == "gpt2" and "attention_dtype" not in kwargs:
+            window = info.context_size or 1024
+            full_bytes = info.num_layers * info.num_heads * window * (window + 1) // 2 * 4
+            kwargs["attention_dtype"] = np.float32 if full_bytes <= ATTENTION_FLOAT32_BUDGET else np.float16
+        return cls(model=info.as_manifest(), **kwargs)
+
+    @property
+    def architecture(self) -> str:
+        return self.model.get("architecture", "")
+
+    def append(self, record: StepRecord) -> int:
+        arrays = {"topk_ids": record.topk_ids, "topk_probs": record.topk_probs}
+        arrays.update({k: record.internals[k] for k in self.LSTM_KEYS if k in record.internals})
+        arrays.update(record.memory)
+        for key, value in arrays.items():
+            column = self.columns.get(key)
+            if column is None:
+                dtype = np.int64 if key.endswith("_ids") else np.float32
+                column = self.columns[key] = GrowableArray(np.shape(value), dtype)
+            column.append(value)
+        row = record.internals.get("attention_row")
+        if row is not None:
+            self.attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
+        self.token_text.append(record.token_text)
+        self.generated.append(bool(record.generated))
+        self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
+        return len(self.token_ids) - 1
+
+    # -- reading ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def array(self, key: str) -> np.ndarray:
+        """A per-step column ([T, ...]) as a zero-copy view; KeyError when this run has none."""
+        return self.columns[key].view()[: len(self)]
+
+    def has(self, key: str) -> bool:
+        if key == "attention":
+            return bool(self.attention_rows)
+        return key in self.columns
+
+    def attention_at(self, t: int) -> np.ndarray:
+        """Step t's attention rows for every layer and head: [L, A, t+1]."""
+        return self.attention_rows[t]
+
+    def attention_matrix(self, layer: int, head: int, upto: int | None = None) -> np.ndarray:
+        """Query x key attention of one head over the first `upto` steps: [T, T], zero above the diagonal."""
+        n = len(self) if upto is None else min(upto, len(self))
+        cached = self._matrix_cache.get((layer, head))
+        if cached is None or len(cached) < n:
+            size = max(n, 1)
+            matrix = np.zeros((size, size), dtype=np.float32)
+            start = 0
+            if cached is not None:
+                matrix[: len(cached), : len(cached)] = cached
+                start = len(cached)
+            for t in range(start, n):
+                matrix[t, : t + 1] = self.attention_rows[t][layer, head]
+            self._matrix_cache[(layer, head)] = cached = matrix[:n, :n]
+        return cached[:n, :n]
+
+    def attention_tensor(self) -> np.ndarray:
+        """The format's dense [L, A, T, T] attention."""
+        T = len(self)
+        L, A = self.attention_rows[0].shape[:2]
+        dense = np.zeros((L, A, T, T), dtype=self.attention_rows[0].dtype)
+        for t, row in enumerate(self.attention_rows[:T]):
+            dense[:, :, t, : t + 1] = row
+        return dense
+
+    def mean_attention_distance(self, upto: int | None = None) -> np.ndarray:
+        """Per layer and head: the mean over queries of the expected distance back (t - key)."""
+        n = len(self) if upto is None else min(upto, len(self))
+        if n == 0:
+            return np.zeros((0, 0))
+        total = None
+        for t in range(n):
+            row = self.attention_rows[t].astype(np.float32)
+            distance = row @ (t - np.arange(t + 1, dtype=np.float32))  # [L, A]
+            total = distance if total is None else total + distance
+        return total / n
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.columns.values()) + sum(r.nbytes for r in self.attention_rows)
+
+    def manifest(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "memviz_version": __version__,
+            "model": self.model,
+            "sampling": self.sampling,
+            "memory": self.memory,
+            "prompt_tokens": self.prompt_tokens,
+            **self.extra_manifest,
+        }
+
+    # -- files ------------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        T = len(self)
+        arrays: dict[str, np.ndarray] = {
+            "manifest": np.array(json.dumps(self.manifest())),
+            "token_ids": np.array(self.token_ids, dtype=np.int64),
+            "token_text": np.array(self.token_text, dtype=str) if T else np.zeros(0, dtype="<U1"),
+            "generated": np.array(self.generated, dtype=bool),
+        }
+        for key, column in self.columns.items():
+            arrays[key] = column.view()[:T]
+        if self.attention_rows:
+            arrays["attention"] = self.attention_tensor()
+        return arrays
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write exactly at `path`, atomically: a crash never leaves half a file behind."""
+        path = Path(path)
+        if path.is_dir():
+            raise MemvizError(f"{path}: is a folder; give a file name such as run.memviz")
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise MemvizError(f"{path}: folder {folder} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".memviz-", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez_compressed(handle, **self.to_arrays())
+            os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Trace:
+        path = Path(path)
+        if not path.is_file():
+            raise MemvizError(f"{path}: no such trace file")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise MemvizError(f"{path}: holds pickled objects; memviz never unpickles files") from None
+            raise MemvizError(f"{path}: not a .memviz trace ({exc})") from None
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise MemvizError(f"{path}: not a .memviz trace (not an npz archive: {exc})") from None
+        return cls.from_arrays(arrays, where=str(path))
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], where: str = "trace") -> Trace:
+        for key in ("manifest", "token_ids", "token_text", "generated", "topk_ids", "topk_probs"):
+            if key not in arrays:
+                raise MemvizError(f"{where}: not a .memviz trace (missing '{key}')")
+        try:
+            manifest = json.loads(str(arrays["manifest"][()]))
+        except ValueError:
+            raise MemvizError(f"{where}: broken manifest") from None
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise MemvizError(f"{where}: trace format {version!r}; this memviz reads format {FORMAT_VERSION}")
+        known = {"format_version", "memviz_version", "model", "sampling", "memory", "prompt_tokens"}
+        trace = cls(
+            model=manifest.get("model", {}),
+            sampling=manifest.get("sampling"),
+            memory=manifest.get("memory"),
+            prompt_tokens=int(manifest.get("prompt_tokens", 0)),
+            extra_manifest={k: v for k, v in manifest.items() if k not in known},
+        )
+        T = len(arrays["token_ids"])
+        if len(arrays["token_text"]) != T or len(arrays["generated"]) != T:
+            raise MemvizError(f"{where}: token arrays have different lengths")
+        skip = {"manifest", "token_ids", "token_text", "generated", "attention"}
+        for key, value in arrays.items():
+            if key in skip or value.ndim == 0:
+                continue
+            if len(value) != T:
+                raise MemvizError(f"{where}: '{key}' has {len(value)} steps, expected {T}")
+            trace.columns[key] = GrowableArray.from_array(value)
+        if "attention" in arrays:
+            attention = arrays["attention"]
+            if attention.ndim != 4 or attention.shape[2:] != (T, T):
+                raise MemvizError(f"{where}: attention has shape {attention.shape}, expected [L, A, {T}, {T}]")
+            trace._attention_dtype = attention.dtype
+            trace.attention_rows = [np.ascontiguousarray(attention[:, :, t, : t + 1]) for t in range(T)]
+        trace.token_ids = [int(x) for x in arrays["token_ids"]]
+        trace.token_text = [str(x) for x in arrays["token_text"]]
+        trace.generated = [bool(x) for x in arrays["generated"]]
+        return trace
+

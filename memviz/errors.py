@@ -1,0 +1,9 @@
+"""Errors a user can cause and fix. The CLI prints their message on one line and exits 2."""
+
+
+class MemvizError(Exception):
+    """Bad input from the user: a missing file, a broken checkpoint, an invalid option."""
+
+
+class CheckpointError(MemvizError):
+    """A model folder that cannot be loaded safely."""
