@@ -10,7 +10,13 @@ import torch
 from conftest import SAMPLE_TEXT, make_lstm_dir
 from safetensors.numpy import load_file as load_numpy
 
-from memviz.backends.lstm import CharTokenizer, LSTMBackend, LSTMLanguageModel, load_lstm, save_lstm_checkpoint
+from memviz.backends.lstm import (
+    CharTokenizer,
+    LSTMBackend,
+    LSTMLanguageModel,
+    load_lstm,
+    save_lstm_checkpoint,
+)
 from memviz.backends.registry import load_backend
 from memviz.core.session import Session
 from memviz.errors import CheckpointError
@@ -139,7 +145,7 @@ def test_reset_restarts_from_zero_state(lstm_dir):
     backend.reset()
     assert backend.position == 0
     second = [backend.step(t).logits for t in ids]
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
