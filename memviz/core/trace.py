@@ -174,8 +174,13 @@ class Trace:
             "token_text": np.array(self.token_text, dtype=str) if T else np.zeros(0, dtype="<U1"),
             "generated": np.array(self.generated, dtype=bool),
         }
+        if any(text.endswith("\0") for text in self.token_text):
+            # numpy's str arrays drop trailing NULs: keep each text's length so they can be restored.
+            arrays["token_text_length"] = np.array([len(text) for text in self.token_text], dtype=np.int64)
         for key, column in self.columns.items():
             arrays[key] = column.view()[:T]
+        for key, dtype in (("topk_ids", np.int64), ("topk_probs", np.float32)):
+            arrays.setdefault(key, np.zeros((T, KEPT_CANDIDATES), dtype=dtype))  # an empty trace: [0, K]
         if self.attention_rows:
             arrays["attention"] = self.attention_tensor()
         return arrays
@@ -240,9 +245,9 @@ class Trace:
         T = len(arrays["token_ids"])
         if len(arrays["token_text"]) != T or len(arrays["generated"]) != T:
             raise MemvizError(f"{where}: token arrays have different lengths")
-        skip = {"manifest", "token_ids", "token_text", "generated", "attention"}
+        skip = {"manifest", "token_ids", "token_text", "token_text_length", "generated", "attention"}
         for key, value in arrays.items():
-            if key in skip or value.ndim == 0:
+            if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
                 continue
             if len(value) != T:
                 raise MemvizError(f"{where}: '{key}' has {len(value)} steps, expected {T}")
@@ -255,6 +260,9 @@ class Trace:
             trace.attention_rows = [np.ascontiguousarray(attention[:, :, t, : t + 1]) for t in range(T)]
         trace.token_ids = [int(x) for x in arrays["token_ids"]]
         trace.token_text = [str(x) for x in arrays["token_text"]]
+        if "token_text_length" in arrays and len(arrays["token_text_length"]) == T:
+            lengths = arrays["token_text_length"]
+            trace.token_text = [text.ljust(int(n), "\0") for text, n in zip(trace.token_text, lengths, strict=True)]
         trace.generated = [bool(x) for x in arrays["generated"]]
         return trace
 
