@@ -1,0 +1,614 @@
+"""The long-term memory store: kNN-LM (key, value) pairs that persist across runs.
+
+Records live in SQLite (WAL mode, one transaction per batch, so a kill loses at most the batch in
+flight); keys are searched with a faiss index saved beside the database (`<store>.faiss`). The index
+is only a cache: when it is missing, damaged or behind the database it is rebuilt (or caught up)
+from SQLite. Exact search (IndexFlatL2) up to EXACT_LIMIT entries, HNSW beyond.
+
+Key of an entry: the model's memory key after reading token p of a document; value: token p + 1.
+Documents keep their text (the concatenated token texts), and each entry the character span of its
+value token in it, so a snippet with the stored token highlighted is cut on display.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memviz.errors import MemvizError
+
+STORE_VERSION = 1
+EXACT_LIMIT = 100_000  # beyond this many entries the index is approximate (HNSW)
+HNSW_M = 32
+HNSW_EF_SEARCH = 128
+HNSW_EF_CONSTRUCTION = 80
+BATCH_SIZE = 512
+SNIPPET_BEFORE = 80  # characters of context shown before the stored token
+SNIPPET_AFTER = 40
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,          -- 'file' or 'run'
+    text TEXT NOT NULL,            -- the concatenated token texts (entries' spans index into it)
+    tokens INTEGER NOT NULL,
+    added REAL NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL,             -- float32[key_dim]
+    next_token INTEGER NOT NULL,   -- the value: the token that came next
+    token_text TEXT NOT NULL,      -- its text
+    document_id INTEGER NOT NULL REFERENCES documents(id),
+    position INTEGER NOT NULL,     -- token index of the value in its document
+    char_start INTEGER NOT NULL,   -- span of the value token in documents.text
+    char_end INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_document ON entries(document_id, position);
+"""
+
+
+def default_store_path(model_name: str) -> Path:
+    """<user data dir>/memviz/memory/<model-name>.sqlite"""
+    from platformdirs import user_data_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name) or "model"
+    return Path(user_data_dir("memviz")) / "memory" / f"{safe}.sqlite"
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """One memory, for display."""
+
+    id: int
+    next_token: int
+    token_text: str
+    document_id: int
+    document_name: str
+    position: int
+    snippet: str  # source text around the stored token
+    highlight: tuple[int, int]  # the stored token's span in snippet
+
+    @property
+    def before(self) -> str:
+        return self.snippet[: self.highlight[0]]
+
+    @property
+    def token(self) -> str:
+        return self.snippet[self.highlight[0] : self.highlight[1]]
+
+    @property
+    def after(self) -> str:
+        return self.snippet[self.highlight[1] :]
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: int
+    name: str
+    source: str
+    tokens: int
+    entries: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class AddResult:
+    document_id: int
+    entries: int
+    seconds: float
+    cancelled: bool
+
+    @property
+    def rate(self) -> float:
+        return self.entries / self.seconds if self.seconds > 0 else float("inf")
+
+
+class MemoryStore:
+    """A persistent kNN memory for one model. Thread-safe: one lock guards the database and index."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.index_path = path.with_name(path.name + ".faiss")
+        self._conn = conn
+        self._lock = threading.RLock()
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        self.fingerprint: str = meta["fingerprint"]
+        self.model_name: str = meta.get("model_name", "?")
+        self.architecture: str = meta.get("architecture", "?")
+        self.key_dim: int = int(meta["key_dim"])
+        self._index = None
+        self._values = np.full(0, -1, dtype=np.int64)  # next token by entry id
+        self._data_version = -1
+        self.index_rebuilt = False  # True when open() had to rebuild the index from the database
+        self._sync_index(initial=True)
+
+    # -- opening --------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike | None, backend=None, create: bool = False) -> MemoryStore:
+        """Open the store at `path` (None: the default one for backend's model).
+
+        With a backend, a store built for another model is refused. With create=True a missing
+        store is created for the backend's model.
+        """
+        if path is None:
+            if backend is None:
+                raise MemvizError("give a memory store (--store) or a model")
+            path = default_store_path(backend.info.name)
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise MemvizError(f"{path}: is a folder; a memory store is a file such as memory.sqlite")
+        exists = path.exists() and path.stat().st_size > 0
+        if not exists:
+            if not create:
+                raise MemvizError(f"{path}: no memory store there (make one with `memviz memory add`)")
+            if backend is None:
+                raise MemvizError(f"{path}: a new memory store needs a model")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise MemvizError(f"{path}: cannot create folder {path.parent} ({exc.strerror})") from None
+        try:
+            conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: commits survive a killed process
+            if not exists:
+                cls._initialise(conn, backend)
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"meta", "documents", "entries"} <= tables:
+                raise MemvizError(f"{path}: not a memviz memory store")
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise MemvizError(f"{path}: not a memviz memory store ({exc})") from None
+        except OSError as exc:
+            raise MemvizError(f"{path}: cannot open ({exc.strerror})") from None
+        if "fingerprint" not in meta or "key_dim" not in meta:
+            conn.close()
+            raise MemvizError(f"{path}: not a memviz memory store (no model recorded)")
+        if int(meta.get("version", 0)) > STORE_VERSION:
+            conn.close()
+            raise MemvizError(f"{path}: made by a newer memviz (store version {meta['version']})")
+        if backend is not None and meta["fingerprint"] != backend.fingerprint():
+            conn.close()
+            raise MemvizError(
+                f"{path}: this memory store belongs to model '{meta.get('model_name', '?')}' "
+                f"(fingerprint {meta['fingerprint']}), not to '{backend.info.name}' "
+                f"(fingerprint {backend.fingerprint()})"
+            )
+        return cls(path, conn)
+
+    @staticmethod
+    def _initialise(conn: sqlite3.Connection, backend) -> None:
+        probe = backend.encode("a").ids or [0]
+        backend.reset()
+        key_dim = int(np.asarray(backend.step(probe[0]).memory_key).size)
+        backend.reset()
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            statement = "\n".join(line.split("--")[0] for line in statement.splitlines()).strip()
+            if statement:
+                conn.execute(statement)
+        meta = {
+            "version": str(STORE_VERSION),
+            "fingerprint": backend.fingerprint(),
+            "model_name": backend.info.name,
+            "model_source": backend.info.source,
+            "architecture": backend.info.architecture,
+            "key_dim": str(key_dim),
+            "created": str(time.time()),
+        }
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the index ------------------------------------------------------------------------------
+    def _new_index(self, n: int):
+        import faiss
+
+        if n > EXACT_LIMIT:
+            inner = faiss.IndexHNSWFlat(self.key_dim, HNSW_M)
+            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            inner.hnsw.efSearch = HNSW_EF_SEARCH
+        else:
+            inner = faiss.IndexFlatL2(self.key_dim)
+        return faiss.IndexIDMap2(inner)
+
+    @staticmethod
+    def _is_exact(index) -> bool:
+        import faiss
+
+        return isinstance(faiss.downcast_index(index.index), faiss.IndexFlatL2)
+
+    def _index_ids(self, index) -> np.ndarray:
+        import faiss
+
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+    def _load_saved_index(self):
+        import faiss
+
+        if not self.index_path.exists():
+            return None
+        try:
+            index = faiss.read_index(str(self.index_path))
+            index = faiss.downcast_index(index)
+            if not isinstance(index, faiss.IndexIDMap2) or index.d != self.key_dim:
+                return None
+            if not self._is_exact(index):
+                faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+            return index
+        except (RuntimeError, OSError, ValueError):
+            return None  # damaged: rebuilt from the database
+
+    def _sync_index(self, initial: bool = False) -> None:
+        """Bring the in-memory index up to the database (after another process wrote, or on open)."""
+        with self._lock:
+            count, _max_id = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM entries").fetchone()
+            index = self._index if not initial else self._load_saved_index()
+            if index is not None:
+                ids = self._index_ids(index)
+                top = int(ids.max()) if ids.size else 0
+                (below,) = self._conn.execute("SELECT COUNT(*) FROM entries WHERE id <= ?", (top,)).fetchone()
+                wrong_kind = self._is_exact(index) == (count > EXACT_LIMIT)
+                if below != index.ntotal or wrong_kind:
+                    index = None  # not a prefix of the database (or the wrong kind): rebuild
+            if index is None:
+                index, top = self._new_index(count), 0
+                self.index_rebuilt = initial and count > 0
+            added = self._add_from_db(index, after=top)
+            self._index = index
+            self._load_values()
+            self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if initial and (added or self.index_rebuilt):
+                self.save_index()
+
+    def _add_from_db(self, index, after: int) -> int:
+        added = 0
+        cursor = self._conn.execute("SELECT id, key FROM entries WHERE id > ? ORDER BY id", (after,))
+        while rows := cursor.fetchmany(8192):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            keys = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.key_dim)
+            index.add_with_ids(keys, ids)
+            added += len(rows)
+        return added
+
+    def _load_values(self) -> None:
+        rows = self._conn.execute("SELECT id, next_token FROM entries").fetchall()
+        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        values = np.full(int(arr[:, 0].max()) + 1 if len(arr) else 1, -1, dtype=np.int64)
+        values[arr[:, 0]] = arr[:, 1]
+        self._values = values
+
+    def save_index(self) -> None:
+        """Write the index beside the database (atomically: a kill leaves the old file or the new)."""
+        import faiss
+
+        with self._lock:
+            tmp = self.index_path.with_name(self.index_path.name + f".tmp{os.getpid()}")
+            try:
+                faiss.write_index(self._index, str(tmp))
+                os.replace(tmp, self.index_path)
+            except (RuntimeError, OSError):
+                tmp.unlink(missing_ok=True)  # a read-only folder: the index is rebuilt next time
+
+    def _append_to_index(self, ids: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
+        """After a committed batch: add it to the index (switching to HNSW past EXACT_LIMIT)."""
+        n = self._index.ntotal + len(ids)
+        if self._is_exact(self._index) and n > EXACT_LIMIT:
+            self._index = self._new_index(n)
+            self._add_from_db(self._index, after=0)
+        else:
+            self._index.add_with_ids(keys, ids)
+        top = int(ids.max())
+        if top >= self._values.size:
+            grown = np.full(max(top + 1, 2 * self._values.size), -1, dtype=np.int64)
+            grown[: self._values.size] = self._values
+            self._values = grown
+        self._values[ids] = values
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- reading --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def entries(self) -> int:
+        return len(self)
+
+    @property
+    def exact(self) -> bool:
+        return self._is_exact(self._index)
+
+    def manifest(self) -> dict:
+        return {"store": str(self.path), "entries": len(self), "model": self.model_name}
+
+    def search(self, key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k nearest memories: ids (-1 = none), squared-L2 distances, next tokens; nearest first."""
+        query = np.ascontiguousarray(np.asarray(key, dtype=np.float32).reshape(1, -1))
+        if query.shape[1] != self.key_dim:
+            raise MemvizError(f"memory key has {query.shape[1]} values; this store holds keys of {self.key_dim}")
+        with self._lock:
+            if self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
+                self._sync_index()  # another process (or connection) wrote
+            k_eff = max(1, min(int(k), max(1, self._index.ntotal)))
+            distances, ids = self._index.search(query, k_eff)
+            values_by_id = self._values
+        ids = ids[0].astype(np.int64)
+        distances = distances[0].astype(np.float32)
+        if k_eff < k:
+            ids = np.concatenate([ids, np.full(k - k_eff, -1, dtype=np.int64)])
+            distances = np.concatenate([distances, np.full(k - k_eff, np.inf, dtype=np.float32)])
+        ok = (ids >= 0) & (ids < values_by_id.size)
+        ids = np.where(ok, ids, -1)
+        distances = np.where(ok, distances, np.float32(np.inf)).astype(np.float32)
+        values = np.where(ok, values_by_id[np.where(ok, ids, 0)], -1).astype(np.int64)
+        return ids, distances, values
+
+    def get(self, ids) -> list[MemoryRecord | None]:
+        """Records for display, in the order asked (None for an id with no record, such as -1)."""
+        wanted = [int(i) for i in np.asarray(ids).reshape(-1)]
+        real = sorted({i for i in wanted if i >= 0})
+        found: dict[int, MemoryRecord] = {}
+        with self._lock:
+            for start in range(0, len(real), 500):
+                chunk = real[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    "SELECT e.id, e.next_token, e.token_text, e.document_id, d.name, e.position, e.char_start, "
+                    "e.char_end, substr(d.text, max(1, e.char_start + 1 - ?), "
+                    "min(e.char_start, ?) + (e.char_end - e.char_start) + ?) "
+                    f"FROM entries e JOIN documents d ON d.id = e.document_id WHERE e.id IN ({marks})",
+                    (SNIPPET_BEFORE, SNIPPET_BEFORE, SNIPPET_AFTER, *chunk),
+                ).fetchall()
+                for row in rows:
+                    found[row[0]] = _record(row)
+        return [found.get(i) for i in wanted]
+
+    def records(self, document_id: int | None = None, offset: int = 0, limit: int = 100) -> list[MemoryRecord]:
+        """A page of records in storage order (optionally of one document)."""
+        with self._lock:
+            if document_id is None:
+                rows = self._conn.execute(
+                    "SELECT id FROM entries ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT id FROM entries WHERE document_id = ? ORDER BY position LIMIT ? OFFSET ?",
+                    (document_id, limit, offset),
+                ).fetchall()
+        return [r for r in self.get([row[0] for row in rows]) if r is not None]
+
+    def keys(self, ids) -> np.ndarray:
+        """Stored keys [n, key_dim] for the given ids (all present)."""
+        wanted = [int(i) for i in ids]
+        with self._lock:
+            marks = ",".join("?" * len(wanted))
+            rows = dict(self._conn.execute(f"SELECT id, key FROM entries WHERE id IN ({marks})", wanted).fetchall())
+        return np.stack([np.frombuffer(rows[i], dtype=np.float32) for i in wanted])
+
+    def documents(self) -> list[DocumentInfo]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT d.id, d.name, d.source, d.tokens, d.complete, "
+                "(SELECT COUNT(*) FROM entries e WHERE e.document_id = d.id) FROM documents d ORDER BY d.id"
+            ).fetchall()
+        return [DocumentInfo(r[0], r[1], r[2], r[3], r[5], bool(r[4])) for r in rows]
+
+    def info(self) -> dict:
+        docs = self.documents()
+        return {
+            "store": str(self.path),
+            "entries": len(self),
+            "documents": len(docs),
+            "model": self.model_name,
+            "architecture": self.architecture,
+            "fingerprint": self.fingerprint,
+            "key_dim": self.key_dim,
+            "index": "exact (flat L2)" if self.exact else f"approximate (HNSW, M={HNSW_M})",
+        }
+
+    # -- writing --------------------------------------------------------------------------------
+    def _check_backend(self, backend) -> None:
+        if backend.fingerprint() != self.fingerprint:
+            raise MemvizError(
+                f"{self.path}: this memory store belongs to model '{self.model_name}' "
+                f"(fingerprint {self.fingerprint}), not to '{backend.info.name}' (fingerprint {backend.fingerprint()})"
+            )
+
+    def add_document(
+        self,
+        text: str,
+        name: str,
+        backend,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> AddResult:
+        """Read `text` with the model and store one entry per token (key after token p -> token p+1).
+
+        One transaction per batch of `batch_size` entries; progress(done, total) after each batch;
+        cancelled() is checked between batches (what was committed stays).
+        """
+        self._check_backend(backend)
+        ids = backend.encode(text).ids
+        if len(ids) < 2:
+            raise MemvizError(f"{name}: too short to remember (it needs at least two tokens)")
+        keys = _document_keys(backend, ids)
+        texts = [backend.token_text(i) for i in ids]
+        return self._write(ids, texts, keys, name, "file", progress, cancelled, batch_size)
+
+    def remember_run(self, session, name: str | None = None, batch_size: int = BATCH_SIZE) -> AddResult | None:
+        """Store a finished run's keys (the opt-in "remember past runs"). None when too short."""
+        self._check_backend(session.backend)
+        trace = session.trace
+        n = min(len(trace), len(session.keys))
+        if n < 2:
+            return None
+        ids = trace.token_ids[:n]
+        texts = trace.token_text[:n]
+        keys = iter(session.keys[: n - 1])
+        name = name or time.strftime("run %Y-%m-%d %H:%M:%S")
+        return self._write(ids, texts, keys, name, "run", None, None, batch_size)
+
+    def _write(self, ids, texts, keys: Iterator[np.ndarray], name, source, progress, cancelled, batch_size) -> AddResult:
+        start_time = time.perf_counter()
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in texts], out=offsets[1:])
+        total = len(ids) - 1
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO documents (name, source, text, tokens, added, complete) VALUES (?, ?, ?, ?, ?, 0)",
+                (name, source, "".join(texts), len(ids), time.time()),
+            )
+            document_id = int(cur.lastrowid)
+        done = 0
+        was_cancelled = False
+        batch: list[np.ndarray] = []
+        for p, key in enumerate(keys):
+            batch.append(np.asarray(key, dtype=np.float32).reshape(-1))
+            if len(batch) == batch_size or p == total - 1:
+                self._commit_batch(document_id, done, batch, ids, texts, offsets)
+                done += len(batch)
+                batch = []
+                if progress:
+                    progress(done, total)
+                if cancelled and cancelled() and done < total:
+                    was_cancelled = True
+                    break
+        with self._lock:
+            self._conn.execute("UPDATE documents SET complete = ? WHERE id = ?", (int(not was_cancelled), document_id))
+            self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            self.save_index()
+        return AddResult(document_id, done, time.perf_counter() - start_time, was_cancelled)
+
+    def _commit_batch(self, document_id, first, batch, ids, texts, offsets) -> None:
+        keys = np.stack(batch)
+        if keys.shape[1] != self.key_dim:
+            raise MemvizError(f"model keys have {keys.shape[1]} values; this store holds keys of {self.key_dim}")
+        rows = []
+        for j in range(len(batch)):
+            p = first + j + 1  # the value's position
+            rows.append(
+                (keys[j].tobytes(), int(ids[p]), texts[p], document_id, p, int(offsets[p]), int(offsets[p + 1]))
+            )
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._conn.executemany(
+                    "INSERT INTO entries (key, next_token, token_text, document_id, position, char_start, char_end) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                (last,) = self._conn.execute("SELECT MAX(id) FROM entries").fetchone()
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            del cur
+            new_ids = np.arange(last - len(rows) + 1, last + 1, dtype=np.int64)
+            values = np.asarray([r[1] for r in rows], dtype=np.int64)
+            self._append_to_index(new_ids, keys, values)
+
+
+def _record(row) -> MemoryRecord:
+    entry_id, next_token, token_text, document_id, document_name, position, char_start, char_end, snippet = row
+    before = min(char_start, SNIPPET_BEFORE)
+    return MemoryRecord(
+        id=entry_id,
+        next_token=next_token,
+        token_text=token_text,
+        document_id=document_id,
+        document_name=document_name,
+        position=position,
+        snippet=snippet or "",
+        highlight=(before, before + (char_end - char_start)),
+    )
+
+
+# -- computing keys ---------------------------------------------------------------------------------
+def _document_keys(backend, ids: list[int]) -> Iterator[np.ndarray]:
+    """Keys after tokens 0 .. n-2 of a document, in order, lazily (batched where the model allows)."""
+    arch = getattr(backend.info, "architecture", "")
+    model = getattr(backend, "model", None)
+    if arch == "lstm" and model is not None and hasattr(model, "lstm"):
+        return _lstm_keys(model, ids[:-1])
+    if arch == "gpt2" and model is not None and hasattr(model, "transformer"):
+        return _gpt2_keys(model, ids[:-1], backend.info.context_size)
+    return _stepped_keys(backend, ids[:-1])
+
+
+def _stepped_keys(backend, ids: list[int]) -> Iterator[np.ndarray]:
+    """The generic path: one backend step per token; windowed models restart with overlap."""
+    window = backend.info.context_size
+    for start, first_new, chunk in _chunks(len(ids), window):
+        backend.reset()
+        for p in range(start, start + chunk):
+            out = backend.step(ids[p])
+            if p >= first_new:
+                yield np.asarray(out.memory_key, dtype=np.float32)
+    backend.reset()
+
+
+def _chunks(n: int, window: int | None):
+    """(start, first position to yield, length) of the pieces a document is read in.
+
+    No window: one piece. A window of W: pieces of W tokens overlapping by W // 4, so that every
+    key past the first piece was computed with at least W // 4 tokens of context.
+    """
+    if not window:
+        yield 0, 0, n
+        return
+    overlap = window // 4
+    start, first_new = 0, 0
+    while first_new < n:
+        length = min(window, n - start)
+        yield start, first_new, length
+        first_new = start + length
+        start = max(0, first_new - overlap)
+
+
+def _lstm_keys(model, ids: list[int], chunk: int = 2048) -> Iterator[np.ndarray]:
+    """nn.LSTM over the document (state carried between chunks): the top layer's h per token."""
+    import torch
+
+    state = None
+    with torch.inference_mode():
+        for s in range(0, len(ids), chunk):
+            x = torch.tensor([ids[s : s + chunk]])
+            out, state = model.lstm(model.embedding(x), state)
+            yield from out[0].float().numpy()
+
+
+def _gpt2_keys(model, ids: list[int], window: int | None) -> Iterator[np.ndarray]:
+    """Whole windows in one forward pass; the key is the last block's ln_2 output (the FFN input)."""
+    import torch
+
+    captured = {}
+    hook = model.transformer.h[-1].ln_2.register_forward_hook(lambda _m, _i, out: captured.__setitem__("k", out))
+    try:
+        for start, first_new, length in _chunks(len(ids), window):
+            with torch.inference_mode():
+                model(input_ids=torch.tensor([ids[start : start + length]]), use_cache=False)
+            keys = captured["k"][0].float().numpy()
+            yield from keys[first_new - start :]
+    finally:
+        hook.remove()
