@@ -168,6 +168,10 @@ class Session:
             self.cancel()
             self.stop_reason = f"context window full ({window} tokens): reset to read more"
             return None
+        if len(self.trace) >= self.max_tokens:
+            self.cancel()
+            self.stop_reason = f"limit of {self.max_tokens} tokens a run reached: reset to read more"
+            return None
         return self._read(token, generated)
 
     def _read(self, token: int, generated: bool) -> int:
