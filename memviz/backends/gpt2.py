@@ -8,8 +8,10 @@ The kNN-LM key is the input to the last block's feed-forward network, after its 
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -27,6 +29,9 @@ def _quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", message=".*past_key_values.*")
 
 
@@ -35,17 +40,23 @@ def load_gpt2(source: str, local: bool):
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     _quiet_transformers()
+    local_only = local
     if local:
         folder = Path(source)
         config = read_json(folder / "config.json", "model configuration")
         if config.get("model_type") != "gpt2":
             raise CheckpointError(f"{folder}: model_type is {config.get('model_type')!r}, expected 'gpt2'")
         refuse_pickle_only(folder)
+    elif _cached(source):
+        local_only = True  # found in the Hugging Face cache: no network needed
+    elif not _hub_reachable():
+        raise _explain_load_failure(source, local, OSError("offline"))
     try:
         model = GPT2LMHeadModel.from_pretrained(
-            source, attn_implementation="eager", use_safetensors=True, dtype=torch.float32
+            source, attn_implementation="eager", use_safetensors=True, dtype=torch.float32,
+            local_files_only=local_only,
         )
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except OSError as exc:
         raise _explain_load_failure(source, local, exc) from None
     except (ValueError, RuntimeError, KeyError) as exc:
@@ -53,6 +64,29 @@ def load_gpt2(source: str, local: bool):
         raise CheckpointError(f"{source}: cannot load GPT-2 checkpoint ({first})") from None
     model.eval()
     return model, tokenizer
+
+
+def _cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+        weights = try_to_load_from_cache(repo_id, "model.safetensors")
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str) and isinstance(weights, str)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick look before transformers' own retries (which take half a minute when offline)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _explain_load_failure(source: str, local: bool, exc: Exception) -> MemvizError:

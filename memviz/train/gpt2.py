@@ -1,0 +1,78 @@
+"""Train a small GPT-2 (transformers' GPT2LMHeadModel) with a byte-level BPE tokenizer.
+
+Saved in Hugging Face format, so it loads by exactly the code path the real GPT-2 uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from memviz.train.corpus import load_corpus
+from memviz.train.loop import TrainConfig, train_loop
+
+EOT = "<|endoftext|>"
+
+
+def train_tokenizer(text: str, vocab_size: int, out: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoTokenizer, GPT2TokenizerFast
+
+    if (out / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(out)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([text[i : i + 100_000] for i in range(0, len(text), 100_000)],
+                            vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT])
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    tokenizer.model_max_length = 10**9  # the model's window, not the tokenizer, limits a run
+    tokenizer.save_pretrained(out)
+    return tokenizer
+
+
+def train_gpt2(
+    corpus_path: str, out: Path, cfg: TrainConfig, layers: int = 4, heads: int = 4, embd: int = 256,
+    vocab_size: int = 4096, positions: int = 512,
+) -> dict:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    corpus = load_corpus(corpus_path)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(corpus.train, vocab_size, out)
+    ids = torch.tensor(tokenizer(corpus.train)["input_ids"], dtype=torch.long)
+    if (out / "model.safetensors").exists():
+        model = GPT2LMHeadModel.from_pretrained(out, use_safetensors=True)
+    else:
+        config = GPT2Config(
+            n_layer=layers, n_head=heads, n_embd=embd, vocab_size=len(tokenizer), n_positions=positions,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        )
+        model = GPT2LMHeadModel(config)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    B, S = cfg.batch_size, min(cfg.seq_len, model.config.n_positions)
+
+    def batches(step: int):
+        starts = torch.randint(0, len(ids) - S - 1, (B,), generator=generator)
+        x = torch.stack([ids[s : s + S] for s in starts])
+        loss = model(input_ids=x, labels=x).loss
+        return loss, x.numel()
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95),
+    )
+
+    def save_model():
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+
+    result = train_loop(model, optimizer, batches, cfg, out, save_model, units="tok")
+    result["parameters"] = sum(p.numel() for p in model.parameters())
+    result["train_tokens"] = len(ids)
+    return result
