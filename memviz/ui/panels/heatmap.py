@@ -1,0 +1,318 @@
+"""A reusable, fast pyqtgraph heatmap, and the plumbing the data panels share.
+
+`Heatmap` is a graphics layout item (so several fit in one canvas): a PlotItem holding an
+ImageItem drawn with fixed levels and a lookup table (no autoLevels: a render costs about a
+millisecond for a 1024 x 1024 image), a ColorBarItem beside it, a cursor line at the current step,
+an outlined row (the current query, the selected unit), hover tooltips with the exact value and the
+token text, and a `clicked(row, col)` signal.
+
+The image holds the data exactly as given (`Heatmap.data`): the trace's own numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QFont, QPen
+from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QSpinBox, QToolTip, QVBoxLayout, QWidget
+
+from memviz.ui.panels import colormaps
+from memviz.ui.panels.base import Panel
+from memviz.ui.theme import THEMES, Theme
+from memviz.ui.view import ViewModel, ViewState
+
+
+def show_token(text: str, limit: int = 12) -> str:
+    """A token's text made visible on an axis or in a tooltip: newlines, tabs and spaces shown."""
+    shown = text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r").replace(" ", "\u2423")
+    if len(shown) > limit:
+        shown = shown[: limit - 1] + "\u2026"
+    return shown or "\u2205"
+
+
+def token_label(tokens: Sequence[str], index: int) -> str:
+    if 0 <= index < len(tokens):
+        return f"{index} '{show_token(tokens[index], 24)}'"
+    return str(index)
+
+
+def theme_font(theme: Theme, delta: int = 0) -> QFont:
+    font = QFont()
+    font.setPointSize(max(6, theme.font_size + delta))
+    return font
+
+
+def style_axis(axis: pg.AxisItem, theme: Theme) -> None:
+    axis.setPen(pg.mkPen(theme.foreground))
+    axis.setTextPen(pg.mkPen(theme.foreground))
+    axis.setStyle(tickFont=theme_font(theme, -1))
+    if axis.label is not None:
+        axis.label.setFont(theme_font(theme))
+        axis.labelStyle = {"color": theme.foreground}
+        axis._updateLabel()
+
+
+def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getAxis(name)
+        style_axis(axis, theme)
+    if plot.titleLabel is not None and plot.titleLabel.text:
+        plot.setTitle(plot.titleLabel.text, color=theme.foreground, size=f"{theme.font_size}pt")
+
+
+class TokenAxis(pg.AxisItem):
+    """An axis over steps whose cells span [i, i+1]: token text when zoomed in, step numbers otherwise."""
+
+    def __init__(self, orientation: str, **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        self.tokens: Sequence[str] = ()
+        self._token_mode = False
+
+    def set_tokens(self, tokens: Sequence[str]) -> None:
+        self.tokens = tokens
+        self.picture = None
+        self.update()
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph's name)
+        horizontal = self.orientation in ("bottom", "top")
+        per_label = 40.0 if horizontal else 14.0
+        lo, hi = math.ceil(minVal - 0.5), math.floor(maxVal - 0.5)
+        visible = hi - lo + 1
+        self._token_mode = bool(self.tokens) and 0 < visible <= max(1.0, size / per_label)
+        if self._token_mode:
+            values = [i + 0.5 for i in range(max(lo, 0), min(hi, len(self.tokens) - 1) + 1)]
+            return [(1.0, values)]
+        levels = super().tickValues(minVal - 0.5, maxVal - 0.5, size)
+        return [(spacing, [v + 0.5 for v in values if float(v).is_integer()]) for spacing, values in levels]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802
+        index = [int(round(v - 0.5)) for v in values]
+        if self._token_mode:
+            return [show_token(self.tokens[i], 8) if 0 <= i < len(self.tokens) else "" for i in index]
+        return [str(i) for i in index]
+
+
+class _Image(pg.ImageItem):
+    """ImageItem that reports hovers and clicks (in cell coordinates) to its Heatmap."""
+
+    def __init__(self, owner: Heatmap) -> None:
+        super().__init__(axisOrder="row-major")
+        self.owner = owner
+        self.setAcceptHoverEvents(True)
+
+    def hoverEvent(self, ev):  # noqa: N802
+        if ev.isExit():
+            QToolTip.hideText()
+            return
+        cell = self.owner.cell_at_item(ev.pos())
+        if cell is None:
+            QToolTip.hideText()
+            return
+        text = self.owner.tooltip_at(*cell)
+        self.owner.last_tooltip = text
+        QToolTip.showText(ev.screenPos().toPoint(), text)
+
+    def mouseClickEvent(self, ev):  # noqa: N802
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        cell = self.owner.cell_at_item(ev.pos())
+        if cell is not None:
+            ev.accept()
+            self.owner.clicked.emit(*cell)
+
+
+class Heatmap(pg.GraphicsLayout):
+    """One heatmap with its colour bar: rows x cols, cell (r, c) drawn over [c, c+1] x [r, r+1]."""
+
+    clicked = Signal(int, int)  # row, col
+
+    def __init__(
+        self,
+        cmap: str = colormaps.SEQUENTIAL,
+        levels: tuple[float, float] = (0.0, 1.0),
+        x_label: str = "",
+        y_label: str = "",
+        title: str = "",
+        invert_y: bool = False,
+        x_tokens: bool = False,
+        y_tokens: bool = False,
+        value_name: str = "value",
+    ) -> None:
+        super().__init__()
+        axes = {}
+        if x_tokens:
+            axes["bottom"] = TokenAxis("bottom")
+        if y_tokens:
+            axes["left"] = TokenAxis("left")
+        self.plot: pg.PlotItem = self.addPlot(row=0, col=0, axisItems=axes or None, title=title or None)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", x_label)
+        self.plot.setLabel("left", y_label)
+        vb = self.plot.getViewBox()
+        vb.setDefaultPadding(0.0)
+        vb.invertY(invert_y)
+        self.image = _Image(self)
+        self.plot.addItem(self.image)
+        self.cmap_name = cmap
+        self.levels = tuple(float(v) for v in levels)
+        self.colorbar = pg.ColorBarItem(
+            values=self.levels, colorMap=colormaps.colormap(cmap), interactive=False, width=12
+        )
+        self.addItem(self.colorbar, row=0, col=1)
+        self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
+        self.cursor_line.setZValue(10)
+        self.cursor_line.hide()
+        self.plot.addItem(self.cursor_line, ignoreBounds=True)
+        self.row_box = QGraphicsRectItem()
+        self.row_box.setZValue(11)
+        self.row_box.hide()
+        self.plot.addItem(self.row_box, ignoreBounds=True)
+        self.data: np.ndarray = np.zeros((0, 0), dtype=np.float32)
+        self.value_name = value_name
+        self.tooltip_fn: Callable[[int, int, float], str] | None = None
+        self.last_tooltip = ""
+        self.highlight_row: int | None = None
+        self.cursor_col: int | None = None
+        self._accent = THEMES["dark"].accent
+        self.plot.enableAutoRange()
+
+    # -- data -------------------------------------------------------------------------------
+    def set_data(self, data: np.ndarray, levels: tuple[float, float] | None = None) -> None:
+        """Show `data` (rows x cols) as is; levels stay fixed unless given."""
+        if levels is not None and tuple(levels) != self.levels:
+            self.set_levels(*levels)
+        self.data = data
+        if data.size == 0:
+            self.image.clear()
+            return
+        lut = colormaps.lookup_table(self.cmap_name)
+        self.image.setImage(data, levels=self.levels, lut=lut, autoLevels=False, autoDownsample=False)
+        if self.highlight_row is not None:
+            self._place_row_box()
+
+    def set_levels(self, lo: float, hi: float) -> None:
+        self.levels = (float(lo), float(hi))
+        self.colorbar.setLevels(values=self.levels)
+        if self.data.size:
+            self.image.setLevels(self.levels)
+
+    def set_cursor_col(self, col: int | None) -> None:
+        self.cursor_col = col
+        if col is None:
+            self.cursor_line.hide()
+        else:
+            self.cursor_line.setPos(col + 0.5)
+            self.cursor_line.show()
+
+    def set_highlight_row(self, row: int | None) -> None:
+        self.highlight_row = row
+        if row is None:
+            self.row_box.hide()
+        else:
+            self._place_row_box()
+            self.row_box.show()
+
+    def _place_row_box(self) -> None:
+        width = self.data.shape[1] if self.data.ndim == 2 else 0
+        self.row_box.setRect(QRectF(0, self.highlight_row, max(width, 1), 1))
+
+    def set_axis_tokens(self, tokens: Sequence[str]) -> None:
+        for name in ("bottom", "left"):
+            axis = self.plot.getAxis(name)
+            if isinstance(axis, TokenAxis):
+                axis.set_tokens(tokens)
+
+    # -- hover and click --------------------------------------------------------------------
+    def cell_at_item(self, pos: QPointF) -> tuple[int, int] | None:
+        row, col = int(math.floor(pos.y())), int(math.floor(pos.x()))
+        if self.data.ndim != 2 or not (0 <= row < self.data.shape[0] and 0 <= col < self.data.shape[1]):
+            return None
+        return row, col
+
+    def cell_at_scene(self, scene_pos: QPointF) -> tuple[int, int] | None:
+        return self.cell_at_item(self.image.mapFromScene(scene_pos))
+
+    def scene_pos_of(self, row: int, col: int) -> QPointF:
+        """The scene point at the centre of a cell (for tests and tools)."""
+        return self.image.mapToScene(QPointF(col + 0.5, row + 0.5))
+
+    def tooltip_at(self, row: int, col: int) -> str:
+        value = float(self.data[row, col])
+        if self.tooltip_fn is not None:
+            return self.tooltip_fn(row, col, value)
+        return f"row {row}, col {col}: {self.value_name} = {value:.4f}"
+
+    # -- look -------------------------------------------------------------------------------
+    def apply_theme(self, theme: Theme) -> None:
+        self._accent = theme.accent
+        width = 2 if theme.name == "talk" else 1.5
+        self.cursor_line.setPen(pg.mkPen(theme.accent, width=width))
+        pen = QPen(pg.mkColor(theme.accent))
+        pen.setWidthF(width)
+        pen.setCosmetic(True)
+        self.row_box.setPen(pen)
+        style_plot(self.plot, theme)
+        style_axis(self.colorbar.axis, theme)
+
+
+class GraphicsPanel(Panel):
+    """A panel made of an optional row of controls above one pyqtgraph canvas."""
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        self.controls = QHBoxLayout()
+        self.controls.setContentsMargins(4, 0, 4, 0)
+        layout.addLayout(self.controls)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.ci.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.canvas, 1)
+        self.note = QLabel("")
+        self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._spins: dict[str, QSpinBox] = {}
+
+    def add_spin(self, key: str, label: str) -> QSpinBox:
+        """A selector bound to a ViewState field (layer, head, unit)."""
+        text = QLabel(label)
+        spin = QSpinBox()
+        spin.setRange(0, 0)
+        spin.valueChanged.connect(lambda value, key=key: self.view.update(**{key: int(value)}))
+        self.controls.addWidget(text)
+        self.controls.addWidget(spin)
+        self._spins[key] = spin
+        return spin
+
+    def sync_spin(self, key: str, value: int, maximum: int) -> None:
+        spin = self._spins[key]
+        spin.blockSignals(True)
+        spin.setRange(0, max(0, maximum))
+        spin.setValue(value)
+        spin.blockSignals(False)
+
+    def finish_controls(self) -> None:
+        self.controls.addStretch(1)
+        self.controls.addWidget(self.note)
+
+    def apply_theme(self, state: ViewState) -> None:
+        theme = state.theme_obj
+        self.canvas.setBackground(theme.panel_background)
+        self.setStyleSheet(
+            f"QLabel {{ color: {theme.foreground}; font-size: {theme.font_size}pt; }}"
+            f"QSpinBox {{ font-size: {theme.font_size}pt; }}"
+        )
+        self.setAutoFillBackground(True)
+        palette = self.palette()
+        palette.setColor(self.backgroundRole(), pg.mkColor(theme.panel_background))
+        self.setPalette(palette)
+
+
+def clamp(value: int, upper: int) -> int:
+    """value limited to [0, upper - 1] (0 when upper is 0)."""
+    return max(0, min(int(value), max(0, upper - 1)))

@@ -1,0 +1,82 @@
+"""LSTM gates i, f, g, o of one layer as four heatmaps: units x time, a cursor at the current step."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.panels import colormaps
+from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
+from memviz.ui.view import ViewModel, ViewState
+
+GATES = (
+    ("i", "input gate", colormaps.SEQUENTIAL, (0.0, 1.0)),
+    ("f", "forget gate", colormaps.SEQUENTIAL, (0.0, 1.0)),
+    ("g", "candidate g (tanh)", colormaps.DIVERGING, (-1.0, 1.0)),
+    ("o", "output gate", colormaps.SEQUENTIAL, (0.0, 1.0)),
+)
+
+
+class GatesPanel(GraphicsPanel):
+    name = "gates"
+    title = "LSTM gates"
+    architectures = ("lstm",)
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        self.add_spin("layer", "layer")
+        self.finish_controls()
+        self.setToolTip(
+            "Gates of every unit (rows) at every step (columns): i how much is written, f how much of the "
+            "cell is kept, g what is written (tanh, -1..1), o how much of the cell is shown."
+        )
+        self.heatmaps: list[Heatmap] = []
+        for index, (letter, label, cmap, levels) in enumerate(GATES):
+            heatmap = Heatmap(
+                cmap=cmap, levels=levels, x_label="step", y_label="unit", title=f"{letter}: {label}",
+                x_tokens=True, value_name=letter,
+            )
+            heatmap.tooltip_fn = self._tooltip(index)
+            heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
+            self.canvas.ci.addItem(heatmap, row=index // 2, col=index % 2)
+            self.heatmaps.append(heatmap)
+        self.layer = 0
+        self.step = -1
+        self.apply_theme(view.state)
+
+    def _tooltip(self, gate: int):
+        letter = GATES[gate][0]
+
+        def text(row: int, col: int, value: float) -> str:
+            tokens = self.trace.token_text if self.trace is not None else []
+            return f"{letter} gate, layer {self.layer}, unit {row}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
+
+        return text
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        tokens = trace.token_text if trace is not None else []
+        for heatmap in self.heatmaps:
+            heatmap.set_axis_tokens(tokens)
+            heatmap.set_data(heatmap.data[:0, :0])
+        self.step = -1
+
+    def render(self, state: ViewState) -> None:
+        trace = self.trace
+        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("gates"):
+            return
+        gates = trace.array("gates")  # [T, L, 4, H]
+        t = clamp(state.cursor, len(trace))
+        self.layer = layer = clamp(state.layer, gates.shape[1])
+        self.step = t
+        self.sync_spin("layer", layer, gates.shape[1] - 1)
+        for index, heatmap in enumerate(self.heatmaps):
+            heatmap.set_data(gates[: t + 1, layer, index].T)
+            heatmap.set_cursor_col(t)
+            heatmap.set_highlight_row(clamp(state.unit, gates.shape[3]))
+        self.note.setText(f"layer {layer}  step {token_label(trace.token_text, t)}")
+
+    def apply_theme(self, state: ViewState) -> None:
+        super().apply_theme(state)
+        for heatmap in getattr(self, "heatmaps", []):
+            heatmap.apply_theme(state.theme_obj)

@@ -1,0 +1,143 @@
+"""Working-memory span of an LSTM: how much of what each step wrote is still in each cell now.
+
+The cell update c_t = f_t * c_{t-1} + i_t * g_t unrolls to c_t = sum_s (prod_{r=s+1..t} f_r) i_s g_s:
+what step s wrote reaches step t scaled by the product of the forget gates in between. The panel
+shows that retention R_t[u, s] = prod_{r=s+1..t} f_r[u] for every unit u and every step s <= t
+(1 at s = t), and each unit's effective memory length sum_s R_t[u, s] in steps (for a constant
+forget gate f it tends to 1 / (1 - f)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, style_plot, token_label
+from memviz.ui.view import ViewModel, ViewState
+
+EXPLAIN = (
+    "Working-memory span. Top: for every unit (row) and every earlier step s (column), the fraction of "
+    "what step s wrote into the cell that is still there at the current step t: the product of the unit's "
+    "forget gates f from s+1 to t (1 at s = t). Bottom: each unit's effective memory length, the sum of "
+    "that row, in steps (a unit with a constant forget gate f keeps about 1/(1-f) steps)."
+)
+
+
+class LogForgetSums:
+    """Cumulative sums of log f per layer (float64), extended with the new steps only."""
+
+    def __init__(self) -> None:
+        self.sums: dict[int, np.ndarray] = {}
+
+    def get(self, gates: np.ndarray, layer: int) -> np.ndarray:
+        sums = self.sums.get(layer)
+        done = 0 if sums is None else len(sums)
+        if done < len(gates):
+            f = np.clip(gates[done:, layer, 1].astype(np.float64), 1e-300, 1.0)
+            new = np.cumsum(np.log(f), axis=0)
+            if sums is not None and done:
+                new += sums[-1]
+            sums = new if sums is None else np.concatenate([sums, new])
+            self.sums[layer] = sums
+        return sums
+
+
+def retention(gates: np.ndarray, layer: int, t: int, sums: np.ndarray | None = None) -> np.ndarray:
+    """R_t[u, s] = prod_{r=s+1..t} f_r[u] for s <= t: [H, t+1]."""
+    if sums is None:
+        sums = LogForgetSums().get(gates[: t + 1], layer)
+    return np.exp(sums[t][:, None] - sums[: t + 1].T)
+
+
+class SpanPanel(GraphicsPanel):
+    name = "span"
+    title = "LSTM working-memory span"
+    architectures = ("lstm",)
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        self.add_spin("layer", "layer")
+        self.finish_controls()
+        self.setToolTip(EXPLAIN)
+        self.heatmap = Heatmap(
+            cmap="inferno", levels=(0.0, 1.0), x_label="written at step s", y_label="unit",
+            title="retention: prod f from s+1 to now", x_tokens=True, value_name="kept",
+        )
+        self.heatmap.tooltip_fn = self._tooltip
+        self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
+        self.canvas.ci.addItem(self.heatmap, row=0, col=0)
+        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, title="effective memory length")
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "unit")
+        self.plot.setLabel("left", "steps")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#4e79a7", pen=None)
+        self.selected_bar = pg.BarGraphItem(x=[], height=[], width=0.8, brush="#ffb000", pen=None)
+        self.plot.addItem(self.bars)
+        self.plot.addItem(self.selected_bar)
+        self.plot.scene().sigMouseClicked.connect(self._bar_clicked)
+        self.canvas.ci.layout.setRowStretchFactor(0, 3)
+        self.canvas.ci.layout.setRowStretchFactor(1, 2)
+        self.sums = LogForgetSums()
+        self.retention = np.zeros((0, 0))
+        self.span = np.zeros(0)
+        self.layer = self.unit = 0
+        self.step = -1
+        self.apply_theme(view.state)
+
+    def _tooltip(self, row: int, col: int, value: float) -> str:
+        tokens = self.trace.token_text if self.trace is not None else []
+        return (
+            f"unit {row}, layer {self.layer}\nof what step {token_label(tokens, col)} wrote,\n"
+            f"kept at step {token_label(tokens, self.step)}: {value:.6f}"
+        )
+
+    def _bar_clicked(self, event) -> None:
+        if not self.span.size or not self.plot.sceneBoundingRect().contains(event.scenePos()):
+            return
+        x = self.plot.vb.mapSceneToView(event.scenePos()).x()
+        unit = int(round(x))
+        if 0 <= unit < len(self.span):
+            self.view.update(unit=unit)
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        self.heatmap.set_axis_tokens(trace.token_text if trace is not None else [])
+        self.heatmap.set_data(self.heatmap.data[:0, :0])
+        self.sums = LogForgetSums()
+        self.step = -1
+
+    def render(self, state: ViewState) -> None:
+        trace = self.trace
+        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("gates"):
+            return
+        gates = trace.array("gates")
+        t = clamp(state.cursor, len(trace))
+        self.layer = layer = clamp(state.layer, gates.shape[1])
+        self.unit = unit = clamp(state.unit, gates.shape[3])
+        self.step = t
+        self.sync_spin("layer", layer, gates.shape[1] - 1)
+        self.retention = retention(gates, layer, t, self.sums.get(gates, layer))
+        self.span = self.retention.sum(axis=1)
+        self.heatmap.set_data(self.retention)
+        self.heatmap.set_cursor_col(t)
+        self.heatmap.set_highlight_row(unit)
+        units = np.arange(len(self.span))
+        self.bars.setOpts(x=units, height=self.span)
+        self.selected_bar.setOpts(x=[unit], height=[self.span[unit]])
+        self.note.setText(
+            f"layer {layer}  step {token_label(trace.token_text, t)}  unit {unit}: {self.span[unit]:.2f} steps"
+        )
+
+    def apply_theme(self, state: ViewState) -> None:
+        super().apply_theme(state)
+        theme = state.theme_obj
+        if hasattr(self, "heatmap"):
+            self.heatmap.apply_theme(theme)
+            style_plot(self.plot, theme)
+            self.plot.setTitle("effective memory length (steps)", color=theme.foreground, size=f"{theme.font_size}pt")
+            self.bars.setOpts(brush="#7f9fc7" if theme.is_dark else "#4e79a7")
+            self.selected_bar.setOpts(brush=theme.accent)

@@ -1,0 +1,137 @@
+"""LSTM cell state and hidden state: units x time heatmaps, and the selected unit over time.
+
+Diverging colours around 0 with symmetric levels (max |value| over the whole run, rounded up to a
+1-2-5 step so the colours stay put while the run grows). Click a row to select that unit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.panels import colormaps
+from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, TokenAxis, clamp, style_plot, token_label
+from memviz.ui.view import ViewModel, ViewState
+
+STATES = (("cell", "c", "cell state c"), ("hidden", "h", "hidden state h"))
+
+
+class RunningPeak:
+    """max |x| over a growing trace column, per layer, updated with the new steps only."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, int] = {}
+        self.peak: dict[int, float] = {}
+
+    def level(self, column: np.ndarray, layer: int) -> float:
+        start = self.seen.get(layer, 0)
+        if start < len(column):
+            new = float(np.abs(column[start:, layer]).max())
+            self.peak[layer] = max(self.peak.get(layer, 0.0), new)
+            self.seen[layer] = len(column)
+        return colormaps.symmetric_level(np.array([self.peak.get(layer, 0.0)]))
+
+
+class StatePanel(GraphicsPanel):
+    name = "state"
+    title = "LSTM cell and hidden state"
+    architectures = ("lstm",)
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        self.add_spin("layer", "layer")
+        self.add_spin("unit", "unit")
+        self.finish_controls()
+        self.setToolTip(
+            "Cell state c (the LSTM's working memory) and hidden state h = o * tanh(c) of every unit (rows) "
+            "at every step. Click a row to follow that unit in the plot below."
+        )
+        self.heatmaps: dict[str, Heatmap] = {}
+        for index, (key, letter, label) in enumerate(STATES):
+            heatmap = Heatmap(
+                cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), x_label="step", y_label="unit",
+                title=label, x_tokens=True, value_name=letter,
+            )
+            heatmap.tooltip_fn = self._tooltip(letter)
+            heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
+            self.canvas.ci.addItem(heatmap, row=0, col=index)
+            self.heatmaps[key] = heatmap
+        self.axis = TokenAxis("bottom")
+        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, colspan=2, axisItems={"bottom": self.axis})
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "value")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.legend = self.plot.addLegend(offset=(8, 4))
+        self.curves = {
+            "cell": self.plot.plot(name="c", pen=pg.mkPen("#e15759", width=1.5)),
+            "hidden": self.plot.plot(name="h", pen=pg.mkPen("#4e79a7", width=1.5)),
+        }
+        self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
+        self.plot.addItem(self.cursor_line, ignoreBounds=True)
+        self.plot.addItem(pg.InfiniteLine(pos=0, angle=0, movable=False, pen=pg.mkPen("#888888", width=0.5)))
+        self.canvas.ci.layout.setRowStretchFactor(0, 3)
+        self.canvas.ci.layout.setRowStretchFactor(1, 2)
+        self.peaks = {key: RunningPeak() for key, _, _ in STATES}
+        self.layer = self.unit = 0
+        self.step = -1
+        self.apply_theme(view.state)
+
+    def _tooltip(self, letter: str):
+        def text(row: int, col: int, value: float) -> str:
+            tokens = self.trace.token_text if self.trace is not None else []
+            return f"{letter}, layer {self.layer}, unit {row}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
+
+        return text
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        tokens = trace.token_text if trace is not None else []
+        for heatmap in self.heatmaps.values():
+            heatmap.set_axis_tokens(tokens)
+            heatmap.set_data(heatmap.data[:0, :0])
+        self.axis.set_tokens(tokens)
+        for curve in self.curves.values():
+            curve.setData([], [])
+        self.peaks = {key: RunningPeak() for key, _, _ in STATES}
+        self.step = -1
+
+    def render(self, state: ViewState) -> None:
+        trace = self.trace
+        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("cell"):
+            return
+        t = clamp(state.cursor, len(trace))
+        columns = {key: trace.array(key) for key in self.heatmaps}  # [T, L, H]
+        layers, units = columns["cell"].shape[1:]
+        self.layer = layer = clamp(state.layer, layers)
+        self.unit = unit = clamp(state.unit, units)
+        self.step = t
+        self.sync_spin("layer", layer, layers - 1)
+        self.sync_spin("unit", unit, units - 1)
+        x = np.arange(t + 1) + 0.5
+        for key, heatmap in self.heatmaps.items():
+            level = self.peaks[key].level(columns[key], layer)
+            if key == "hidden":
+                level = min(level, 1.0)
+            heatmap.set_data(columns[key][: t + 1, layer].T, levels=(-level, level))
+            heatmap.set_cursor_col(t)
+            heatmap.set_highlight_row(unit)
+            self.curves[key].setData(x, columns[key][: t + 1, layer, unit])
+        self.cursor_line.setPos(t + 0.5)
+        theme = state.theme_obj
+        self.plot.setTitle(f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt")
+        self.note.setText(f"layer {layer}  unit {unit}  step {token_label(trace.token_text, t)}")
+
+    def apply_theme(self, state: ViewState) -> None:
+        super().apply_theme(state)
+        theme = state.theme_obj
+        for heatmap in getattr(self, "heatmaps", {}).values():
+            heatmap.apply_theme(theme)
+        if hasattr(self, "plot"):
+            style_plot(self.plot, theme)
+            self.cursor_line.setPen(pg.mkPen(theme.accent, width=1.5))
+            self.legend.setLabelTextColor(theme.foreground)
+            self.legend.setLabelTextSize(f"{theme.font_size}pt")
