@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from safetensors import SafetensorError
 
 from memviz.backends.base import Encoding, ModelInfo, StepOutput, weights_fingerprint
 from memviz.backends.checkpoint import read_json, refuse_pickle_only
@@ -59,7 +60,7 @@ def load_gpt2(source: str, local: bool):
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except OSError as exc:
         raise _explain_load_failure(source, local, exc) from None
-    except (ValueError, RuntimeError, KeyError) as exc:
+    except (ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise CheckpointError(f"{source}: cannot load GPT-2 checkpoint ({first})") from None
     model.eval()

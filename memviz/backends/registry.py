@@ -78,6 +78,10 @@ def _load_folder(folder: Path, name: str) -> Backend:
     if arch == "gpt2":
         return GPT2Backend.load(str(folder), local=True, name=name)
     if not (folder / "config.json").exists():
+        from memviz.backends.checkpoint import PICKLE_NAMES, refuse_pickle_only
+
+        if any((folder / name).exists() for name in PICKLE_NAMES):
+            refuse_pickle_only(folder)  # say why, rather than only that config.json is missing
         raise CheckpointError(f"{folder}: missing config.json (not a model folder)")
     # Let the loaders produce the precise complaint (broken JSON, wrong model_type).
     from memviz.backends.checkpoint import read_json
