@@ -1,0 +1,267 @@
+"""The worker: owns the Session on its own thread. The UI thread asks, the worker steps and signals.
+
+Every touch of the model (loading, reading, sampling, resetting) happens on the worker's thread.
+Runs (play, generate) are driven by a timer in the worker's own event loop, one small batch of
+steps per tick, so that requests from the UI (pause, cancel, a new model) are answered between
+two steps and never wait for a whole run to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from memviz.core.sampling import SamplingConfig
+from memviz.errors import MemvizError
+
+log = logging.getLogger(__name__)
+
+# At full speed, one timer tick steps until this much time has passed, then yields to the event loop.
+BATCH_SECONDS = 0.015
+
+
+def one_line(exc: BaseException) -> str:
+    """A user-facing one-line reason for an exception."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(exc, MemvizError):
+        return first or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+
+
+class Worker(QObject):
+    """Lives on a QThread. Call it only through its request signals (or `invoke`), never directly."""
+
+    # -- requests (emitted by the UI thread, run on the worker's thread) --------------------------
+    load_requested = Signal(str)
+    feed_requested = Signal(str)
+    step_requested = Signal()
+    play_requested = Signal(float)  # tokens per second; 0 = as fast as possible
+    generate_requested = Signal(int, object, float)  # n, SamplingConfig, tokens per second
+    speed_requested = Signal(float)
+    pause_requested = Signal()
+    reset_requested = Signal(str)  # text to queue after the reset ("" = none)
+
+    # -- reports (emitted on the worker's thread, received on the UI thread) ----------------------
+    loading = Signal(str)  # spec
+    loaded = Signal(object, object)  # Trace, ModelInfo
+    load_failed = Signal(str, str)  # spec, one-line reason
+    trace_reset = Signal(object)  # the new, empty Trace
+    stepped = Signal(int, float)  # newest step index, tokens per second of the current run
+    warned = Signal(str)
+    stopped = Signal(str)  # why a run ended ("" = it simply finished)
+    running_changed = Signal(str)  # "play", "generate" or "" (idle)
+    failed = Signal(str)  # one-line reason a request failed
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session = None
+        self.info = None
+        self._timer: QTimer | None = None
+        self._mode = ""
+        self._speed = 0.0
+        self._run_steps = 0
+        self._run_started = 0.0
+        self._rate = 0.0
+        self.load_requested.connect(self._load)
+        self.feed_requested.connect(self._feed)
+        self.step_requested.connect(self._step_once)
+        self.play_requested.connect(self._play)
+        self.generate_requested.connect(self._generate)
+        self.speed_requested.connect(self._set_speed)
+        self.pause_requested.connect(self._pause)
+        self.reset_requested.connect(self._reset)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _ensure_timer(self) -> QTimer:
+        if self._timer is None:  # created lazily, on the worker's thread
+            self._timer = QTimer(self)
+            self._timer.timeout.connect(self._tick)
+        return self._timer
+
+    def _interval_ms(self) -> int:
+        return 0 if self._speed <= 0 else max(1, int(round(1000.0 / self._speed)))
+
+    def _start_run(self, mode: str, speed: float) -> None:
+        self._speed = speed
+        self._mode = mode
+        self._run_steps = 0
+        self._run_started = time.perf_counter()
+        timer = self._ensure_timer()
+        timer.start(self._interval_ms())
+        self.running_changed.emit(mode)
+
+    def _stop_run(self, reason: str = "") -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._mode:
+            self._mode = ""
+            self.running_changed.emit("")
+            self.stopped.emit(reason)
+
+    # -- slots (worker thread) --------------------------------------------------------------------
+    @Slot(str)
+    def _load(self, spec: str) -> None:
+        from memviz.backends.registry import load_backend
+        from memviz.core.session import Session
+
+        self._stop_run("a new model is loading")
+        self.loading.emit(spec)
+        try:
+            backend = load_backend(spec)
+            session = Session(backend, sampling=SamplingConfig(temperature=0.0))
+        except Exception as exc:  # a broken folder, no network, a bug: never crash the app
+            log.debug("loading %s failed", spec, exc_info=True)
+            self.load_failed.emit(spec, one_line(exc))
+            return
+        self.session = session
+        self.info = backend.info
+        self._rate = 0.0
+        self.loaded.emit(session.trace, backend.info)
+
+    @Slot(str)
+    def _feed(self, text: str) -> None:
+        if self.session is None:
+            self.failed.emit("no model loaded")
+            return
+        try:
+            for warning in self.session.feed(text):
+                self.warned.emit(warning)
+        except MemvizError as exc:
+            self.failed.emit(one_line(exc))
+
+    @Slot(str)
+    def _reset(self, text: str) -> None:
+        self._stop_run()
+        if self.session is None:
+            return
+        self.session.reset()
+        self._rate = 0.0
+        self.trace_reset.emit(self.session.trace)
+        if text:
+            self._feed(text)
+
+    def _do_step(self) -> int | None:
+        """One step; None when the run has nothing left (or failed, already reported)."""
+        session = self.session
+        try:
+            index = session.step()
+        except MemvizError as exc:
+            session.cancel()
+            self.failed.emit(one_line(exc))
+            return None
+        except Exception as exc:
+            log.exception("step failed")
+            session.cancel()
+            self.failed.emit(one_line(exc))
+            return None
+        return index
+
+    @Slot()
+    def _step_once(self) -> None:
+        if self.session is None:
+            self.failed.emit("no model loaded")
+            return
+        if self._mode:
+            return  # a run is going: the next step comes anyway
+        if not self.session.pending:
+            self.session.generate(1)
+        started = time.perf_counter()
+        index = self._do_step()
+        if index is None:
+            if self.session.stop_reason:
+                self.stopped.emit(self.session.stop_reason)
+            return
+        self._rate = 1.0 / max(time.perf_counter() - started, 1e-6)
+        self.stepped.emit(index, self._rate)
+
+    @Slot(float)
+    def _play(self, speed: float) -> None:
+        if self.session is None:
+            self.failed.emit("no model loaded")
+            return
+        if not self.session.pending:
+            self.stopped.emit("end of the text: generate, or reset to read again")
+            return
+        self._start_run("play", speed)
+
+    @Slot(int, object, float)
+    def _generate(self, n: int, sampling: SamplingConfig | None, speed: float) -> None:
+        if self.session is None:
+            self.failed.emit("no model loaded")
+            return
+        if sampling is not None:
+            self.session.set_sampling(sampling)
+        try:
+            self.session.generate(n)
+        except MemvizError as exc:
+            self.failed.emit(one_line(exc))
+            return
+        if self.session.pending:
+            self._start_run("generate", speed)
+
+    @Slot(float)
+    def _set_speed(self, speed: float) -> None:
+        self._speed = speed
+        if self._mode and self._timer is not None:
+            self._timer.setInterval(self._interval_ms())
+
+    @Slot()
+    def _pause(self) -> None:
+        if self.session is not None and self._mode == "generate":
+            self.session.cancel()  # tokens not yet generated are dropped; queued text stays for play
+        self._stop_run("paused")
+
+    @Slot()
+    def _tick(self) -> None:
+        session = self.session
+        if session is None or not self._mode:
+            self._stop_run()
+            return
+        deadline = time.perf_counter() + BATCH_SECONDS
+        last = None
+        while True:
+            if not session.pending:
+                break
+            index = self._do_step()
+            if index is None:
+                break
+            last = index
+            self._run_steps += 1
+            if self._speed > 0 or time.perf_counter() >= deadline:
+                break
+        if last is not None:
+            elapsed = time.perf_counter() - self._run_started
+            self._rate = self._run_steps / elapsed if elapsed > 0 else 0.0
+            self.stepped.emit(last, self._rate)
+        if not session.pending:
+            self._stop_run(session.stop_reason or "")
+
+    @Slot()
+    def shutdown(self) -> None:
+        self._stop_run()
+        if self._timer is not None:
+            self._timer.deleteLater()
+            self._timer = None
+
+
+class WorkerThread(QObject):
+    """Owns the thread and the worker on it; `stop()` ends both (called when the window closes)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thread = QThread()
+        self.thread.setObjectName("memviz-worker")
+        self.worker = Worker()
+        self.worker.moveToThread(self.thread)
+        self.thread.start()
+
+    def stop(self, timeout_ms: int = 30_000) -> None:
+        if not self.thread.isRunning():
+            return
+        # Run shutdown on the worker's thread (it owns the timer), then end the loop.
+        QTimer.singleShot(0, self.worker, self.worker.shutdown)
+        self.thread.quit()
+        self.thread.wait(timeout_ms)
