@@ -11,19 +11,47 @@ The image holds the data exactly as given (`Heatmap.data`): the trace's own numb
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QFont, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QHBoxLayout, QLabel, QSpinBox, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsObject,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
 
 from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
 from memviz.ui.theme import THEMES, Theme
 from memviz.ui.view import ViewModel, ViewState
+
+
+def keep_none_alive() -> None:
+    """shiboken6 6.12 on Python 3.11 drops a reference to None on every void Qt call (QPainter.setPen,
+    widget.update, ...), so a few thousand paints end in "Fatal Python error: none_dealloc". Python
+    3.12+ makes None immortal; before that give None (and True, False) a count that cannot run out.
+    Idempotent, and
+    a no-op when another module (memviz.export.render) has already done it.
+    """
+    if sys.version_info >= (3, 12):
+        return
+    for singleton in (None, True, False):  # void methods drop None; bool-returning ones True/False
+        if sys.getrefcount(singleton) < 1 << 39:
+            ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 40
+
+
+keep_none_alive()
 
 
 def show_token(text: str, limit: int = 12) -> str:
@@ -62,6 +90,54 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         style_axis(axis, theme)
     if plot.titleLabel is not None and plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=theme.foreground, size=f"{theme.font_size}pt")
+
+
+class Labels(QGraphicsObject):
+    """Many short texts at data positions, drawn in one paint at a fixed pixel size (not stretched
+    by the view). Far cheaper than one TextItem each: setting them costs nothing until painted."""
+
+    def __init__(self, align=Qt.AlignmentFlag.AlignCenter) -> None:
+        super().__init__()
+        self.align = align
+        self.font = QFont()
+        self.items: list[tuple[float, float, str, str]] = []  # x, y, text, colour
+        self._bounds = QRectF()
+
+    def set_items(self, items: list[tuple[float, float, str, str]]) -> None:
+        self.prepareGeometryChange()
+        self.items = items
+        if items:
+            xs = [i[0] for i in items]
+            ys = [i[1] for i in items]
+            self._bounds = QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        else:
+            self._bounds = QRectF()
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        # texts extend beyond their anchor points by a few pixels; the view covers the whole plot
+        parent = self.parentItem()
+        return parent.boundingRect() if parent is not None else self._bounds
+
+    def paint(self, painter, option, widget=None) -> None:
+        if not self.items:
+            return
+        transform = painter.transform()
+        painter.save()
+        painter.resetTransform()
+        painter.setFont(self.font)
+        metrics_height = painter.fontMetrics().height()
+        left = bool(self.align & Qt.AlignmentFlag.AlignLeft)
+        for x, y, text, colour in self.items:
+            point = transform.map(QPointF(x, y))
+            painter.setPen(pg.mkColor(colour))
+            if left:
+                rect = QRectF(point.x() + 4, point.y() - metrics_height, 400, 2 * metrics_height)
+                painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+            else:
+                rect = QRectF(point.x() - 200, point.y() - metrics_height, 400, 2 * metrics_height)
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
 
 
 class TokenAxis(pg.AxisItem):
@@ -215,6 +291,15 @@ class Heatmap(pg.GraphicsLayout):
             self.row_box.hide()
         else:
             self._place_row_box()
+            self.row_box.show()
+
+    def set_highlight_cell(self, cell: tuple[int, int] | None) -> None:
+        """Outline one cell (row, col) instead of a whole row."""
+        self.highlight_row = None
+        if cell is None:
+            self.row_box.hide()
+        else:
+            self.row_box.setRect(QRectF(cell[1], cell[0], 1, 1))
             self.row_box.show()
 
     def _place_row_box(self) -> None:

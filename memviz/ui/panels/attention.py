@@ -1,0 +1,76 @@
+"""GPT-2 attention of the selected layer and head: query x key heatmap, the current query row outlined."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.panels import colormaps
+from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
+from memviz.ui.view import ViewModel, ViewState
+
+
+def attention_shape(trace: Trace) -> tuple[int, int]:
+    """(layers, heads) of a trace with attention."""
+    if trace.attention_rows:
+        return tuple(trace.attention_rows[0].shape[:2])
+    return int(trace.model.get("num_layers") or 0), int(trace.model.get("num_heads") or 0)
+
+
+class AttentionPanel(GraphicsPanel):
+    name = "attention"
+    title = "Attention"
+    architectures = ("gpt2",)
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        self.add_spin("layer", "layer")
+        self.add_spin("head", "head")
+        self.finish_controls()
+        self.setToolTip(
+            "Attention of one head: row = the token reading (query), column = the token it looks at (key). "
+            "Each row sums to 1; the outlined row is the current step. Click a row to go to that step."
+        )
+        self.heatmap = Heatmap(
+            cmap=colormaps.SEQUENTIAL, levels=(0.0, 1.0), x_label="key (attended to)", y_label="query (reading)",
+            invert_y=True, x_tokens=True, y_tokens=True, value_name="attention",
+        )
+        self.heatmap.tooltip_fn = self._tooltip
+        self.heatmap.clicked.connect(lambda row, col: self.view.update(cursor=row, follow=False))
+        self.canvas.ci.addItem(self.heatmap)
+        self.layer = self.head = 0
+        self.step = -1
+        self.apply_theme(view.state)
+
+    def _tooltip(self, row: int, col: int, value: float) -> str:
+        tokens = self.trace.token_text if self.trace is not None else []
+        return (
+            f"layer {self.layer}, head {self.head}\nquery {token_label(tokens, row)}\n"
+            f"key {token_label(tokens, col)}\nattention = {value:.6f}"
+        )
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        self.heatmap.set_axis_tokens(trace.token_text if trace is not None else [])
+        self.heatmap.set_data(self.heatmap.data[:0, :0])
+        self.step = -1
+
+    def render(self, state: ViewState) -> None:
+        trace = self.trace
+        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("attention"):
+            return
+        layers, heads = attention_shape(trace)
+        t = clamp(state.cursor, len(trace))
+        self.layer = layer = clamp(state.layer, layers)
+        self.head = head = clamp(state.head, heads)
+        self.step = t
+        self.sync_spin("layer", layer, layers - 1)
+        self.sync_spin("head", head, heads - 1)
+        self.heatmap.set_data(trace.attention_matrix(layer, head, upto=t + 1))
+        self.heatmap.set_highlight_row(t)
+        self.note.setText(f"layer {layer}  head {head}  query {token_label(trace.token_text, t)}")
+
+    def apply_theme(self, state: ViewState) -> None:
+        super().apply_theme(state)
+        if hasattr(self, "heatmap"):
+            self.heatmap.apply_theme(state.theme_obj)

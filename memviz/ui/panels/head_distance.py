@@ -1,0 +1,120 @@
+"""How far back each GPT-2 head looks: its mean attention distance, a layers x heads heatmap.
+
+For a query at step t, a head's attention distance is the expected t - key under its attention row;
+the panel shows the mean over queries 0..cursor (Trace.mean_attention_distance), kept as running
+sums so that a step costs one row per head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtWidgets import QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.panels import colormaps
+from memviz.ui.panels.attention import attention_shape
+from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, Labels, clamp, theme_font, token_label
+from memviz.ui.view import ViewModel, ViewState
+
+MAX_LABELS = 256  # write the number in each cell up to this many heads
+
+
+class DistanceSums:
+    """Running sums over steps of each head's expected attention distance ([T, L, A], float32,
+    added in the same order as Trace.mean_attention_distance)."""
+
+    def __init__(self) -> None:
+        self.cumulative = np.zeros((0, 0, 0), dtype=np.float32)
+
+    def mean(self, trace: Trace, upto: int) -> np.ndarray:
+        done = len(self.cumulative)
+        if done < upto:
+            total = self.cumulative[-1].copy() if done else None
+            sums = []
+            for t in range(done, upto):
+                row = trace.attention_at(t).astype(np.float32)
+                distance = row @ (t - np.arange(t + 1, dtype=np.float32))
+                total = distance if total is None else total + distance
+                sums.append(total)
+            new = np.stack(sums)
+            self.cumulative = np.concatenate([self.cumulative, new]) if done else new
+        return self.cumulative[upto - 1] / upto
+
+
+class HeadDistancePanel(GraphicsPanel):
+    name = "head-distance"
+    title = "Attention distance"
+    architectures = ("gpt2",)
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        self.finish_controls()
+        self.setToolTip(
+            "Each head's mean attention distance: how many tokens back it looks on average (the expected "
+            "distance from the query to the keys under its attention, averaged over the steps read so far). "
+            "A head's working-memory span. Click a head to select it."
+        )
+        self.heatmap = Heatmap(
+            cmap="inferno", levels=(0.0, 1.0), x_label="head", y_label="layer",
+            title="mean attention distance (tokens back)", invert_y=True, value_name="distance",
+        )
+        self.heatmap.tooltip_fn = self._tooltip
+        self.heatmap.clicked.connect(lambda row, col: self.view.update(layer=row, head=col))
+        self.canvas.ci.addItem(self.heatmap)
+        self.sums = DistanceSums()
+        self.labels = Labels()
+        self.heatmap.plot.addItem(self.labels, ignoreBounds=True)
+        self.labels.setZValue(6)
+        self.distance = np.zeros((0, 0))
+        self.step = -1
+        self.apply_theme(view.state)
+
+    def _tooltip(self, row: int, col: int, value: float) -> str:
+        tokens = self.trace.token_text if self.trace is not None else []
+        return (
+            f"layer {row}, head {col}\nmean attention distance = {value:.4f} tokens back\n"
+            f"over queries 0..{token_label(tokens, self.step)}"
+        )
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        self.sums = DistanceSums()
+        self.heatmap.set_data(self.heatmap.data[:0, :0])
+        self.labels.set_items([])
+        self.step = -1
+        if trace is None or not trace.has("attention"):
+            return
+        layers, heads = attention_shape(trace)
+        plot = self.heatmap.plot
+        plot.getAxis("left").setTicks([[(layer + 0.5, str(layer)) for layer in range(layers)]])
+        plot.getAxis("bottom").setTicks([[(head + 0.5, str(head)) for head in range(heads)]])
+        self._style_labels()
+
+    def render(self, state: ViewState) -> None:
+        trace = self.trace
+        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("attention"):
+            return
+        layers, heads = attention_shape(trace)
+        t = clamp(state.cursor, len(trace))
+        self.step = t
+        self.distance = self.sums.mean(trace, t + 1)
+        top = colormaps.nice_ceiling(max(float(self.distance.max()), 1.0))
+        self.heatmap.set_data(self.distance, levels=(0.0, top))
+        self.heatmap.set_highlight_cell((clamp(state.layer, layers), clamp(state.head, heads)))
+        if self.distance.size <= MAX_LABELS:
+            dark = self.distance < 0.55 * top  # light text on the dark end of the map
+            self.labels.set_items([
+                (head + 0.5, layer + 0.5, f"{self.distance[layer, head]:.1f}", "#f0f0f0" if dark[layer, head] else "#111111")
+                for layer in range(layers) for head in range(heads)
+            ])
+        self.note.setText(f"queries 0..{token_label(trace.token_text, t)}")
+
+    def _style_labels(self) -> None:
+        self.labels.font = theme_font(self.view.state.theme_obj, -2)
+        self.labels.update()
+
+    def apply_theme(self, state: ViewState) -> None:
+        super().apply_theme(state)
+        if hasattr(self, "heatmap"):
+            self.heatmap.apply_theme(state.theme_obj)
+            self._style_labels()
