@@ -249,8 +249,8 @@ class MemoryStore:
         if not self.index_path.exists():
             return None
         try:
-            index = faiss.read_index(str(self.index_path))
-            index = faiss.downcast_index(index)
+            index = faiss.read_index(str(self.index_path))  # already its own class (never downcast it:
+            # the downcast proxy does not own the index, which is freed with the original proxy)
             if not isinstance(index, faiss.IndexIDMap2) or index.d != self.key_dim:
                 return None
             if not self._is_exact(index):
@@ -269,7 +269,7 @@ class MemoryStore:
                 top = int(ids.max()) if ids.size else 0
                 (below,) = self._conn.execute("SELECT COUNT(*) FROM entries WHERE id <= ?", (top,)).fetchone()
                 wrong_kind = self._is_exact(index) == (count > EXACT_LIMIT)
-                if below != index.ntotal or wrong_kind:
+                if below != index.ntotal or wrong_kind or not self._keys_agree(index, ids):
                     index = None  # not a prefix of the database (or the wrong kind): rebuild
             if index is None:
                 index, top = self._new_index(count), 0
@@ -280,6 +280,24 @@ class MemoryStore:
             self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             if initial and (added or self.index_rebuilt):
                 self.save_index()
+
+    def _keys_agree(self, index, ids: np.ndarray, samples: int = 16) -> bool:
+        """Do the index's vectors match the database's keys? (first, last and a spread of ids)"""
+        if not ids.size:
+            return True
+        picks = np.unique(ids[np.linspace(0, ids.size - 1, min(samples, ids.size)).astype(np.int64)])
+        marks = ",".join("?" * len(picks))
+        rows = dict(self._conn.execute(f"SELECT id, key FROM entries WHERE id IN ({marks})",
+                                       [int(i) for i in picks]).fetchall())
+        try:
+            for i in picks:
+                stored = rows.get(int(i))
+                if stored is None or not np.array_equal(index.reconstruct(int(i)),
+                                                        np.frombuffer(stored, dtype=np.float32)):
+                    return False
+        except RuntimeError:
+            return False
+        return True
 
     def _add_from_db(self, index, after: int) -> int:
         added = 0
