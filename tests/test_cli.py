@@ -332,3 +332,19 @@ def test_mismatched_checkpoint(tmp_path, capsys):
     other = make_lstm_dir(tmp_path / "other", layers=2, hidden=12, embedding=4)
     shutil.copy(other / "model.safetensors", folder / "model.safetensors")
     assert_user_error(*run_cli(capsys, *trace_args(folder, tmp_path))[::2], "does not match")
+
+
+def test_text_longer_than_the_window(tmp_path, capsys):
+    """GPT-2's context window: the text is cut and generation stops there, with warnings, exit 0."""
+    from conftest import make_gpt2_dir
+
+    folder = make_gpt2_dir(tmp_path / "short", layers=2, heads=2, embd=16, positions=16)
+    code, out, err = run_cli(capsys, "trace", "--model", folder, "--text", TEXT * 3, "--generate", "3",
+                             "--out", tmp_path / "long.memviz")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("memviz: warning: ") for line in lines)
+    assert "cut to 16 of" in lines[0] and "context window" in lines[1]
+    arrays = load_plain(tmp_path / "long.memviz")
+    assert len(arrays["token_ids"]) == 16 and arrays["attention"].shape == (2, 2, 16, 16)
+    assert "16 tokens" in out
