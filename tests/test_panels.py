@@ -1,0 +1,292 @@
+"""The data panels: what they hold is the trace's own numbers, and clicks and hovers do what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QApplication
+
+from memviz.backends.registry import load_backend
+from memviz.core.sampling import SamplingConfig
+from memviz.core.session import Session
+from memviz.ui.panels import PANEL_CLASSES
+from memviz.ui.panels.attention import AttentionPanel
+from memviz.ui.panels.distribution import DistributionPanel
+from memviz.ui.panels.head_distance import HeadDistancePanel
+from memviz.ui.panels.head_grid import HeadGridPanel, binned_max
+from memviz.ui.panels.heatmap import Heatmap
+from memviz.ui.panels.lstm_gates import GatesPanel
+from memviz.ui.panels.lstm_span import SpanPanel
+from memviz.ui.panels.lstm_state import StatePanel
+from memviz.ui.view import ViewModel, ViewState
+
+TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n"
+
+
+def run(folder, text: str = TEXT, generate: int = 0):
+    backend = load_backend(str(folder))
+    session = Session(backend, sampling=SamplingConfig(temperature=0.0))
+    session.feed(text)
+    session.generate(generate)
+    session.run()
+    return session
+
+
+@pytest.fixture(scope="module")
+def lstm_session(lstm_dir):
+    return run(lstm_dir)
+
+
+@pytest.fixture(scope="module")
+def gpt2_session(gpt2_dir):
+    return run(gpt2_dir, text=TEXT * 3, generate=6)
+
+
+def make(qtbot, cls, trace, **state):
+    view = ViewModel(ViewState(**state))
+    panel = cls(view)
+    qtbot.addWidget(panel)
+    panel.set_trace(trace)
+    view.changed.connect(panel.render)
+    panel.resize(900, 500)
+    panel.show()
+    panel.render(view.state)
+    qtbot.waitExposed(panel)
+    settle(panel)
+    return view, panel
+
+
+def settle(panel) -> None:
+    """Let the layout and the views' auto-ranges (applied at paint time) reach their final state."""
+    for _ in range(2):
+        QApplication.processEvents()
+        panel.grab()
+    QApplication.processEvents()
+
+
+def viewport_point(canvas, scene_pos) -> QPoint:
+    return canvas.mapFromScene(scene_pos)
+
+
+def click(qtbot, canvas, scene_pos) -> None:
+    qtbot.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=viewport_point(canvas, scene_pos))
+
+
+def hover(qtbot, canvas, scene_pos) -> None:
+    point = viewport_point(canvas, scene_pos)
+    qtbot.mouseMove(canvas.viewport(), point + QPoint(1, 0))
+    qtbot.mouseMove(canvas.viewport(), point)
+
+
+def test_registry_names_and_architectures():
+    names = [cls.name for cls in PANEL_CLASSES]
+    assert len(names) == len(set(names))
+    assert {"gates", "state", "span", "attention", "heads", "head-distance", "distribution"} <= set(names)
+    by_arch = {cls.name: cls.architectures for cls in PANEL_CLASSES}
+    assert by_arch["gates"] == ("lstm",) and by_arch["attention"] == ("gpt2",) and by_arch["distribution"] == ()
+
+
+# -- LSTM ----------------------------------------------------------------------------------------
+def test_gates_images_are_the_trace_gates(qtbot, lstm_session):
+    trace = lstm_session.trace
+    gates = trace.array("gates")
+    view, panel = make(qtbot, GatesPanel, trace, cursor=20, layer=1)
+    for g, heatmap in enumerate(panel.heatmaps):
+        np.testing.assert_array_equal(heatmap.data, gates[:21, 1, g].T)
+        assert heatmap.image.image.shape == (gates.shape[3], 21)
+        assert heatmap.cursor_col == 20
+    assert panel.heatmaps[0].levels == (0.0, 1.0) and panel.heatmaps[2].levels == (-1.0, 1.0)
+    view.update(layer=2, cursor=len(trace) - 1)  # a layer switch and the last step
+    np.testing.assert_array_equal(panel.heatmaps[1].data, gates[:, 2, 1].T)
+    assert panel._spins["layer"].value() == 2
+    panel._spins["layer"].setValue(0)  # the selector asks the view model
+    assert view.state.layer == 0
+    np.testing.assert_array_equal(panel.heatmaps[3].data, gates[:, 0, 3].T)
+    view.update(cursor=5)  # scrubbing back shows the first 6 steps only
+    assert panel.heatmaps[0].data.shape == (gates.shape[3], 6)
+
+
+def test_gates_tooltip_and_click(qtbot, lstm_session):
+    trace = lstm_session.trace
+    view, panel = make(qtbot, GatesPanel, trace, cursor=30, layer=0)
+    heatmap = panel.heatmaps[1]
+    value = float(trace.array("gates")[7, 0, 1, 4])
+    text = heatmap.tooltip_at(4, 7)
+    assert f"{value:.6f}" in text and "unit 4" in text and repr(trace.token_text[7])[1:-1].replace(" ", "\u2423") in text
+    hover(qtbot, panel.canvas, heatmap.scene_pos_of(4, 7))
+    assert heatmap.last_tooltip == text
+    click(qtbot, panel.canvas, heatmap.scene_pos_of(9, 3))
+    assert view.state.unit == 9
+
+
+def test_state_panel_heatmaps_curves_and_unit_click(qtbot, lstm_session):
+    trace = lstm_session.trace
+    cell, hidden = trace.array("cell"), trace.array("hidden")
+    view, panel = make(qtbot, StatePanel, trace, cursor=25, layer=2, unit=3)
+    np.testing.assert_array_equal(panel.heatmaps["cell"].data, cell[:26, 2].T)
+    np.testing.assert_array_equal(panel.heatmaps["hidden"].data, hidden[:26, 2].T)
+    lo, hi = panel.heatmaps["cell"].levels
+    assert lo == -hi and hi >= np.abs(cell[:, 2]).max()  # symmetric and covering the whole run
+    x, y = panel.curves["cell"].getData()
+    np.testing.assert_array_equal(y, cell[:26, 2, 3])
+    np.testing.assert_array_equal(panel.curves["hidden"].getData()[1], hidden[:26, 2, 3])
+    assert panel.heatmaps["cell"].highlight_row == 3
+    click(qtbot, panel.canvas, panel.heatmaps["hidden"].scene_pos_of(11, 10))
+    assert view.state.unit == 11
+    np.testing.assert_array_equal(panel.curves["cell"].getData()[1], cell[:26, 2, 11])
+    assert panel.heatmaps["cell"].highlight_row == 11
+
+
+def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
+    trace = lstm_session.trace
+    f = trace.array("gates")[:, 1, 1].astype(np.float64)  # [T, H]
+    t = 40
+    view, panel = make(qtbot, SpanPanel, trace, cursor=t, layer=1, unit=2)
+    expected = np.ones((f.shape[1], t + 1))
+    for s in range(t + 1):
+        expected[:, s] = np.prod(f[s + 1 : t + 1], axis=0)
+    np.testing.assert_allclose(panel.retention, expected, rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(panel.span, expected.sum(axis=1), rtol=1e-9)
+    np.testing.assert_array_equal(panel.heatmap.data, panel.retention)
+    assert "forget" in panel.toolTip() and "1/(1-f)" in panel.toolTip()
+    view.update(cursor=t + 5)  # later steps extend the cached sums
+    expected_last = np.prod(f[t + 1 : t + 6], axis=0)
+    np.testing.assert_allclose(panel.retention[:, t], expected_last, rtol=1e-9)
+    x, height = panel.bars.opts["x"], panel.bars.opts["height"]
+    np.testing.assert_allclose(height, panel.span)
+    assert list(x) == list(range(f.shape[1]))
+
+
+# -- GPT-2 ---------------------------------------------------------------------------------------
+def test_attention_image_row_and_selectors(qtbot, gpt2_session):
+    trace = gpt2_session.trace
+    t = 30
+    view, panel = make(qtbot, AttentionPanel, trace, cursor=t, layer=2, head=1)
+    np.testing.assert_array_equal(panel.heatmap.data, trace.attention_matrix(2, 1, upto=t + 1))
+    np.testing.assert_array_equal(panel.heatmap.data[t], trace.attention_at(t)[2, 1])
+    assert panel.heatmap.highlight_row == t
+    assert panel.heatmap.colorbar is not None and panel.heatmap.levels == (0.0, 1.0)
+    panel._spins["head"].setValue(3)
+    assert view.state.head == 3
+    np.testing.assert_array_equal(panel.heatmap.data, trace.attention_matrix(2, 3, upto=t + 1))
+    text = panel.heatmap.tooltip_at(t, 4)
+    assert f"{float(trace.attention_at(t)[2, 3, 4]):.6f}" in text and "query 30" in text and "key 4" in text
+    click(qtbot, panel.canvas, panel.heatmap.scene_pos_of(12, 2))  # a row is a step: go there
+    assert view.state.cursor == 12 and not view.state.follow
+    assert panel.heatmap.data.shape == (13, 13)
+
+
+def test_head_grid_rows_click_and_tooltip(qtbot, gpt2_session):
+    trace = gpt2_session.trace
+    t = len(trace) - 1
+    view, panel = make(qtbot, HeadGridPanel, trace, cursor=t, layer=0, head=0)
+    layers, heads = panel.shape
+    assert (layers, heads) == trace.attention_at(0).shape[:2]
+    np.testing.assert_array_equal(panel.rows, trace.attention_at(t))
+    _, y = panel.curves.getData()
+    values, _ = binned_max(trace.attention_at(t).astype(np.float32), 96)
+    y = y.reshape(layers, heads, -1)[:, :, :-1]
+    heights = (np.arange(layers)[:, None, None] + 0.9 - y) / 0.8
+    np.testing.assert_allclose(heights, values, atol=1e-6)
+    click(qtbot, panel.canvas, panel.scene_pos_of(2, 3))
+    assert (view.state.layer, view.state.head) == (2, 3)
+    assert panel.selected.rect().x() == 3 and panel.selected.rect().y() == 2
+    row = trace.attention_at(t)[1, 2]
+    text = panel.tooltip_for(1, 2)
+    assert f"{float(row.max()):.6f}" in text and "layer 1, head 2" in text
+    hover(qtbot, panel.canvas, panel.scene_pos_of(1, 2))
+    assert panel.last_tooltip == text
+
+
+def test_binned_max_keeps_peaks():
+    row = np.zeros((1, 1, 1000), dtype=np.float32)
+    row[0, 0, 637] = 0.9
+    values, centres = binned_max(row, 96)
+    assert values.shape == (1, 1, 96) and values.max() == np.float32(0.9)
+    assert 0 < centres[0] < centres[-1] < 1
+    short, _ = binned_max(row[..., :10], 96)
+    np.testing.assert_array_equal(short, row[..., :10])
+
+
+def test_head_distance_is_the_traces_mean_distance(qtbot, gpt2_session):
+    trace = gpt2_session.trace
+    view, panel = make(qtbot, HeadDistancePanel, trace, cursor=20, layer=1, head=2)
+    np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(upto=21), rtol=1e-5)
+    view.update(cursor=len(trace) - 1)
+    np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(), rtol=1e-5)
+    view.update(cursor=7)  # scrub back: cached sums, same numbers
+    np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(upto=8), rtol=1e-5)
+    lo, hi = panel.heatmap.levels
+    assert lo == 0 and hi >= panel.heatmap.data.max()
+    labels = [text for _, _, text, _ in panel.labels.items]
+    assert labels[0] == f"{panel.heatmap.data[0, 0]:.1f}" and len(labels) == panel.heatmap.data.size
+    click(qtbot, panel.canvas, panel.heatmap.scene_pos_of(2, 3))
+    assert (view.state.layer, view.state.head) == (2, 3)
+
+
+def test_distribution_bars_and_actual_next_token(qtbot, gpt2_session):
+    trace = gpt2_session.trace
+    backend = gpt2_session.backend
+    t = 10
+    view, panel = make(qtbot, DistributionPanel, trace, cursor=t)
+    np.testing.assert_array_equal(panel.probs, trace.array("topk_probs")[t])
+    np.testing.assert_array_equal(panel.ids, trace.array("topk_ids")[t])
+    np.testing.assert_allclose(panel.bars.opts["width"], trace.array("topk_probs")[t])
+    assert panel.next_id == trace.token_ids[t + 1]
+    ids = list(trace.array("topk_ids")[t])
+    assert panel.highlight == (ids.index(panel.next_id) if panel.next_id in ids else None)
+    panel.decoder = backend.token_text
+    panel.render(view.state)
+    assert panel.labels == [backend.token_text(int(i)) for i in ids]
+    # greedy generation: each generated token is the top candidate of the step before
+    first_generated = trace.generated.index(True)
+    view.update(cursor=first_generated - 1)
+    assert panel.highlight == 0
+    assert list(panel.actual_bar.opts["width"]) == [pytest.approx(float(panel.probs[0]))]
+    assert "sampled" in panel.note.text()
+    view.update(cursor=len(trace) - 1)  # the last step: nothing came next yet
+    assert panel.next_id is None and panel.highlight is None
+
+
+# -- every panel ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("theme", ["dark", "talk"])
+def test_every_panel_draws_in_both_themes(qtbot, lstm_session, gpt2_session, theme):
+    for cls in PANEL_CLASSES:
+        for session in (lstm_session, gpt2_session):
+            trace = session.trace
+            if not cls.supports(trace):
+                continue
+            view, panel = make(qtbot, cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme)
+            panel.apply_theme(view.state)
+            image = panel.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)
+            assert (image.width(), image.height()) == (900, 500)
+            pixels = np.frombuffer(image.constBits(), np.uint32, count=900 * 500)
+            assert len(np.unique(pixels)) > 5, cls.name  # something is drawn
+            title = panel.figure_title(view.state)
+            assert cls.title in title and f"step {len(trace) // 2 + 1}" in title
+            for heatmap in panel.findChildren(Heatmap) or []:
+                assert heatmap.colorbar is not None
+
+
+def test_every_heatmap_has_a_colour_bar(qtbot, lstm_session, gpt2_session):
+    for cls in PANEL_CLASSES:
+        trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
+        _, panel = make(qtbot, cls, trace, cursor=5)
+        heatmaps = [item for item in panel.canvas.scene().items() if isinstance(item, Heatmap)]
+        for heatmap in heatmaps:
+            assert heatmap.colorbar.scene() is panel.canvas.scene()
+
+
+def test_panels_ignore_an_empty_trace_and_a_new_run(qtbot, lstm_session, gpt2_session):
+    for cls in PANEL_CLASSES:
+        view = ViewModel()
+        panel = cls(view)
+        qtbot.addWidget(panel)
+        panel.render(view.state)  # no trace yet
+        panel.set_trace(None)
+        panel.render(ViewState(cursor=3))
+        trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
+        panel.set_trace(trace)
+        panel.render(ViewState(cursor=3, layer=99, head=99, unit=9999))  # out of range: clamped
