@@ -339,6 +339,7 @@ def test_text_longer_than_the_window(tmp_path, capsys):
     from conftest import make_gpt2_dir
 
     folder = make_gpt2_dir(tmp_path / "short", layers=2, heads=2, embd=16, positions=16)
+    capsys.readouterr()  # transformers' own progress bars while the model was made
     code, out, err = run_cli(capsys, "trace", "--model", folder, "--text", TEXT * 3, "--generate", "3",
                              "--out", tmp_path / "long.memviz")
     assert code == 0, err
