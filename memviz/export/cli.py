@@ -1,0 +1,194 @@
+"""`memviz export`: figures, animations and CSV from a trace, with no window.
+
+    memviz export (--trace FILE.memviz | <trace options>) (--panel NAME | --all) [--step N]
+                  [--layer L] [--head H] --format png|svg|pdf|gif|mp4 [--scale S] [--theme talk|dark]
+                  [--animate [--from A --to B]] --out PATH
+    memviz export --trace FILE --format csv --series unit|attention|topk [--layer L] [--unit U] ... --out F.csv
+
+Steps are counted from 0, as on the panels' axes. A saved session's view (layer, head, unit,
+theme, step) is the default for every option it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from memviz.errors import MemvizError
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+ANIMATION_FORMATS = ("gif", "mp4")
+ALL_FORMATS = FIGURE_FORMATS + ANIMATION_FORMATS + ("csv",)
+
+
+def register(subparsers) -> None:
+    from memviz.cli import add_trace_options
+
+    p = subparsers.add_parser(
+        "export", help="render panels to PNG/SVG/PDF, animate to GIF/MP4, or write a series as CSV",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--trace", metavar="FILE", help="a saved trace or session (.memviz); no model is loaded")
+    add_trace_options(p, required=False)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--panel", metavar="NAME", help="the panel to draw (see --list-panels)")
+    which.add_argument("--all", action="store_true", help="every panel that shows this trace, into the folder --out")
+    which.add_argument("--list-panels", action="store_true", help="print the panels for this trace and stop")
+    p.add_argument("--step", type=int, help="the step shown, from 0 (default: the last)")
+    p.add_argument("--layer", type=int)
+    p.add_argument("--head", type=int)
+    p.add_argument("--unit", type=int)
+    p.add_argument("--format", choices=ALL_FORMATS, help="default: from the --out file name")
+    p.add_argument("--scale", type=float, default=1.0, help="PNG/GIF/MP4 pixels per figure pixel (2 = retina)")
+    p.add_argument("--size", metavar="WxH", help="figure size in pixels at 96 dpi (default 1280x720)")
+    p.add_argument("--theme", choices=("dark", "talk"), help="talk: light background, larger fonts, for slides")
+    p.add_argument("--animate", action="store_true", help="one frame per step (GIF or MP4)")
+    p.add_argument("--from", dest="start", type=int, metavar="A", help="first step of the animation")
+    p.add_argument("--to", dest="stop", type=int, metavar="B", help="last step of the animation (included)")
+    p.add_argument("--fps", type=float, default=4.0, help="animation frames per second")
+    p.add_argument("--series", choices=("unit", "attention", "topk"), help="CSV: which numbers")
+    p.add_argument("--out", help="output file (a folder with --all)")
+    p.set_defaults(func=cmd_export)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise MemvizError(f"--size {text}: give width x height in pixels, e.g. 1280x720") from None
+    if not (100 <= width <= 10000 and 100 <= height <= 10000):
+        raise MemvizError(f"--size {text}: each side must be 100 to 10000 pixels")
+    return width, height
+
+
+def load_input(args: argparse.Namespace):
+    """(trace, saved view state or None)."""
+    from memviz.cli import make_trace
+
+    if args.trace is not None:
+        if args.model is not None or args.text is not None or args.text_file is not None:
+            raise MemvizError("give either --trace FILE or --model with --text/--text-file, not both")
+        from memviz.export.session_file import load_session
+
+        saved = load_session(args.trace)
+        return saved.trace, (saved.state if saved.has_view else None)
+    if args.model is None:
+        raise MemvizError("give --trace FILE.memviz, or --model M with --text S (or --text-file F)")
+    return make_trace(args), None
+
+
+def view_state(args: argparse.Namespace, trace, saved):
+    from memviz.ui.view import ViewState
+
+    n = len(trace)
+    if n == 0:
+        raise MemvizError("the trace has no steps to draw")
+    base = saved or ViewState(cursor=n - 1)
+    step = base.cursor if args.step is None else args.step
+    if not 0 <= step < n:
+        raise MemvizError(f"--step {step} is out of range: this trace has {n} steps (0..{n - 1})")
+    model = trace.model
+    checks = (
+        ("layer", args.layer, model.get("num_layers"), "layers"),
+        ("head", args.head, model.get("num_heads") if trace.architecture == "gpt2" else None, "heads"),
+        ("unit", args.unit, model.get("hidden_size") if trace.architecture == "lstm" else None, "units"),
+    )
+    for name, value, upper, what in checks:
+        if value is not None and (value < 0 or (upper and value >= upper)):
+            limit = f"the model has {upper} {what} (0..{upper - 1})" if upper else "must be 0 or more"
+            raise MemvizError(f"--{name} {value} is out of range: {limit}")
+    return replace(
+        base,
+        cursor=step,
+        layer=base.layer if args.layer is None else args.layer,
+        head=base.head if args.head is None else args.head,
+        unit=base.unit if args.unit is None else args.unit,
+        theme=args.theme or (base.theme if saved else "talk"),
+        follow=False,
+    )
+
+
+def decide_format(args: argparse.Namespace) -> str:
+    if args.format or args.list_panels:
+        return args.format
+    if args.all:
+        return "gif" if args.animate else "png"
+    if args.out is None:
+        raise MemvizError("give --out (a file; a folder with --all)")
+    suffix = Path(args.out).suffix.lower().lstrip(".")
+    if suffix in ALL_FORMATS:
+        return suffix
+    raise MemvizError(f"--out {args.out}: give --format ({', '.join(ALL_FORMATS)}) or end the name with one")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from memviz.export import render
+
+    fmt = decide_format(args)
+    size = parse_size(args.size)
+    if not args.scale > 0:
+        raise MemvizError(f"--scale must be more than 0, got {args.scale}")
+    if not args.fps > 0:
+        raise MemvizError(f"--fps must be more than 0, got {args.fps}")
+    animate = args.animate or fmt in ANIMATION_FORMATS
+    if args.animate and fmt not in ANIMATION_FORMATS:
+        raise MemvizError(f"--animate writes gif or mp4, not {fmt}")
+    if (args.start is not None or args.stop is not None) and not animate:
+        raise MemvizError("--from/--to go with --animate (gif or mp4)")
+    if fmt != "csv" and args.series:
+        raise MemvizError("--series goes with --format csv")
+
+    trace, saved = load_input(args)
+    if args.list_panels:
+        render.ensure_app()
+        for cls in render.supported_panel_classes(trace):
+            print(f"{cls.name:<16} {cls.title}")
+        return 0
+    if args.out is None:
+        raise MemvizError("give --out (a file; a folder with --all)")
+    state = view_state(args, trace, saved)
+
+    if fmt == "csv":
+        from memviz.export.data import export_csv
+
+        if args.all or args.panel:
+            raise MemvizError("CSV takes --series (unit, attention, topk), not --panel/--all")
+        out = export_csv(trace, args.out, series=args.series, layer=state.layer, head=state.head, unit=state.unit,
+                         step=args.step if args.series != "attention" else args.step)
+        print(f"wrote {out}")
+        return 0
+
+    if not args.all and not args.panel:
+        raise MemvizError("give --panel NAME or --all (--list-panels shows the names)")
+    render.ensure_app()
+    classes = render.supported_panel_classes(trace) if args.all else [render.panel_class(args.panel, trace)]
+    if args.all:
+        folder = Path(args.out)
+        if folder.exists() and not folder.is_dir():
+            raise MemvizError(f"--out {folder}: is a file; --all writes into a folder")
+        if not (folder.parent if str(folder.parent) else Path(".")).is_dir():
+            raise MemvizError(f"--out {folder}: folder {folder.parent} does not exist")
+        if not classes:
+            raise MemvizError(f"no panel shows {trace.architecture or 'this'} traces")
+        folder.mkdir(exist_ok=True)
+        targets = [(cls, folder / f"{render.safe_file_name(cls.name)}.{fmt}") for cls in classes]
+    else:
+        targets = [(classes[0], Path(args.out))]
+
+    began = time.perf_counter()
+    for cls, out in targets:
+        if animate:
+            from memviz.export.animate import export_animation
+
+            export_animation(trace, cls, state, out, fmt=fmt, start=args.start, stop=args.stop, fps=args.fps,
+                             scale=args.scale, size=size)
+        else:
+            render.export_figure(trace, cls, state, out, fmt=fmt, scale=args.scale, size=size)
+        print(f"wrote {out}")
+    if len(targets) > 1:
+        print(f"{len(targets)} files in {time.perf_counter() - began:.1f} s")
+    return 0

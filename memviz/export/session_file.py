@@ -1,0 +1,110 @@
+"""Saved sessions: a `.memviz` trace with the view state inside, so a talk replays with no model.
+
+A session file is a trace file (format 1) with one more key, `view_state`: a 0-d JSON string
+(DESIGN.md allows added keys; `Trace.load` skips 0-d keys, so any memviz reads it as a plain trace).
+It holds the ViewState fields and, optionally, app extras (panel layout, window geometry) under
+"extra". Opening needs no model: everything drawn comes from the trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from memviz.core.trace import Trace
+from memviz.errors import MemvizError
+
+VIEW_KEY = "view_state"
+SESSION_VERSION = 1
+
+
+@dataclass
+class SavedSession:
+    trace: Trace
+    state: object  # memviz.ui.view.ViewState
+    extra: dict = field(default_factory=dict)
+    has_view: bool = True  # False when the file was a plain trace
+
+
+def state_to_dict(state) -> dict:
+    return asdict(state)
+
+
+def state_from_dict(data: dict):
+    from memviz.ui.theme import THEMES
+    from memviz.ui.view import ViewState
+
+    known = {f.name: f for f in fields(ViewState)}
+    values = {}
+    for key, value in (data or {}).items():
+        if key not in known:
+            continue  # a newer memviz's field: ignored
+        default = getattr(ViewState(), key)
+        if isinstance(default, bool):
+            value = bool(value)
+        elif isinstance(default, int):
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                continue
+        elif isinstance(default, str):
+            value = str(value)
+        values[key] = value
+    if values.get("theme") not in THEMES:
+        values.pop("theme", None)
+    return ViewState(**values)
+
+
+def save_session(path: str | os.PathLike, trace: Trace, state, extra: dict | None = None) -> Path:
+    """Write trace + view state at exactly `path`, atomically."""
+    path = Path(path)
+    if path.is_dir():
+        raise MemvizError(f"{path}: is a folder; give a file name such as talk.memviz")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise MemvizError(f"{path}: folder {folder} does not exist")
+    arrays = trace.to_arrays()
+    payload = {"session_version": SESSION_VERSION, "view": state_to_dict(state), "extra": dict(extra or {})}
+    arrays[VIEW_KEY] = np.array(json.dumps(payload))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".memviz-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
+    return path
+
+
+def load_session(path: str | os.PathLike) -> SavedSession:
+    """A session file, or a plain trace file (then the view starts at the last step)."""
+    from memviz.ui.view import ViewState
+
+    path = Path(path)
+    trace = Trace.load(path)  # checks the file and the format, never unpickles
+    payload = None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if VIEW_KEY in archive.files:
+                payload = json.loads(str(archive[VIEW_KEY][()]))
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise MemvizError(f"{path}: broken view state ({exc})") from None
+    if not isinstance(payload, dict):
+        return SavedSession(trace, ViewState(cursor=len(trace) - 1), {}, has_view=False)
+    state = state_from_dict(payload.get("view") or {})
+    if len(trace) == 0:
+        state = type(state)(**{**asdict(state), "cursor": -1})
+    elif not 0 <= state.cursor < len(trace):
+        state = type(state)(**{**asdict(state), "cursor": len(trace) - 1})
+    extra = payload.get("extra") if isinstance(payload.get("extra"), dict) else {}
+    return SavedSession(trace, state, extra, has_view=True)
