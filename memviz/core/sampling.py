@@ -54,8 +54,9 @@ class Sampler:
             p = np.exp(logp)
             p /= p.sum()
         if 0 < cfg.top_k < len(p):
-            cutoff = np.partition(p, -cfg.top_k)[-cfg.top_k]
-            p = np.where(p >= cutoff, p, 0.0)
+            keep = np.zeros_like(p, dtype=bool)
+            keep[np.argsort(-p, kind="stable")[: cfg.top_k]] = True  # exactly k, ties to the lower id
+            p = np.where(keep, p, 0.0)
             p /= p.sum()
         if cfg.top_p < 1:
             order = np.argsort(-p, kind="stable")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,16 +193,15 @@ class Trace:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise MemvizError(f"{path}: folder {folder} does not exist")
+        tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".memviz-", suffix=".tmp", dir=folder)
-        except OSError as exc:
-            raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
-        try:
+            # os.open with 0o666 honours the umask, so the trace gets the permissions of any new file.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as handle:
                 np.savez_compressed(handle, **self.to_arrays())
             os.replace(tmp, path)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
         return path
 

@@ -11,9 +11,7 @@ The image holds the data exactly as given (`Heatmap.data`): the trace's own numb
 
 from __future__ import annotations
 
-import ctypes
 import math
-import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -35,23 +33,6 @@ from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
 from memviz.ui.theme import THEMES, Theme
 from memviz.ui.view import ViewModel, ViewState
-
-
-def keep_none_alive() -> None:
-    """shiboken6 6.12 on Python 3.11 drops a reference to None on every void Qt call (QPainter.setPen,
-    widget.update, ...), so a few thousand paints end in "Fatal Python error: none_dealloc". Python
-    3.12+ makes None immortal; before that give None (and True, False) a count that cannot run out.
-    Idempotent, and
-    a no-op when another module (memviz.export.render) has already done it.
-    """
-    if sys.version_info >= (3, 12):
-        return
-    for singleton in (None, True, False):  # void methods drop None; bool-returning ones True/False
-        if sys.getrefcount(singleton) < 1 << 39:
-            ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 40
-
-
-keep_none_alive()
 
 
 def show_token(text: str, limit: int = 12) -> str:
