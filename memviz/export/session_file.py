@@ -1,7 +1,8 @@
 """Saved sessions: a `.memviz` trace with the view state inside, so a talk replays with no model.
 
-A session file is a trace file (format 1) with one more key, `view_state`: a 0-d JSON string
-(DESIGN.md allows added keys; `Trace.load` skips 0-d keys, so any memviz reads it as a plain trace).
+A session file is a trace file (format 1) whose manifest has one more key, `view_state` (DESIGN.md
+allows added keys; any memviz reads the file as a plain trace, and `Trace.load` keeps the key in
+`trace.extra_manifest`, so a window handed only the loaded Trace can still restore the view).
 It holds the ViewState fields and, optionally, app extras (panel layout, window geometry) under
 "extra". Opening needs no model: everything drawn comes from the trace.
 """
@@ -11,8 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,9 @@ def save_session(path: str | os.PathLike, trace: Trace, state, extra: dict | Non
         raise MemvizError(f"{path}: folder {folder} does not exist")
     arrays = trace.to_arrays()
     payload = {"session_version": SESSION_VERSION, "view": state_to_dict(state), "extra": dict(extra or {})}
-    arrays[VIEW_KEY] = np.array(json.dumps(payload))
+    manifest = json.loads(str(arrays["manifest"][()]))
+    manifest[VIEW_KEY] = payload
+    arrays["manifest"] = np.array(json.dumps(manifest))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".memviz-", suffix=".tmp", dir=folder)
     except OSError as exc:
@@ -86,25 +88,26 @@ def save_session(path: str | os.PathLike, trace: Trace, state, extra: dict | Non
     return path
 
 
+def saved_view(trace: Trace):
+    """(ViewState, extra) saved with this trace, or None for a plain trace."""
+    payload = trace.extra_manifest.get(VIEW_KEY)
+    if not isinstance(payload, dict):
+        return None
+    state = state_from_dict(payload.get("view") if isinstance(payload.get("view"), dict) else {})
+    if len(trace) == 0:
+        state = replace(state, cursor=-1)
+    elif not 0 <= state.cursor < len(trace):
+        state = replace(state, cursor=len(trace) - 1)
+    extra = payload.get("extra") if isinstance(payload.get("extra"), dict) else {}
+    return state, extra
+
+
 def load_session(path: str | os.PathLike) -> SavedSession:
     """A session file, or a plain trace file (then the view starts at the last step)."""
     from memviz.ui.view import ViewState
 
-    path = Path(path)
     trace = Trace.load(path)  # checks the file and the format, never unpickles
-    payload = None
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if VIEW_KEY in archive.files:
-                payload = json.loads(str(archive[VIEW_KEY][()]))
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise MemvizError(f"{path}: broken view state ({exc})") from None
-    if not isinstance(payload, dict):
+    saved = saved_view(trace)
+    if saved is None:
         return SavedSession(trace, ViewState(cursor=len(trace) - 1), {}, has_view=False)
-    state = state_from_dict(payload.get("view") or {})
-    if len(trace) == 0:
-        state = type(state)(**{**asdict(state), "cursor": -1})
-    elif not 0 <= state.cursor < len(trace):
-        state = type(state)(**{**asdict(state), "cursor": len(trace) - 1})
-    extra = payload.get("extra") if isinstance(payload.get("extra"), dict) else {}
-    return SavedSession(trace, state, extra, has_view=True)
+    return SavedSession(trace, saved[0], saved[1], has_view=True)

@@ -1,0 +1,416 @@
+"""The app side of export: right-click on any panel -> Export..., File -> Export all panels, Export
+animation (progress, cancel), Copy figure, Export data (CSV), Save session / Open session.
+
+`install_export_actions(window)` needs from the window: `view` (ViewModel), `trace`, `panels`
+({name: Panel}), `add_file_action(action | None)`, `open_trace(path | Trace)` and, if it has them,
+`message(text)` and `saveState()/restoreState()`. Figures are rendered by memviz.export from the
+Trace, offscreen, at the panel's on-screen size: the file looks like the screen.
+
+Animations render one frame per timer tick on the UI thread (widgets live there) and encode the
+file on a Python thread, so the window keeps answering and Cancel works at any moment.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QInputDialog,
+    QMenu,
+    QMessageBox,
+    QProgressDialog,
+    QSpinBox,
+    QWidget,
+)
+
+from memviz.errors import MemvizError
+from memviz.export import render
+
+FIGURE_FILTER = "PNG image (*.png);;SVG vector (*.svg);;PDF vector (*.pdf)"
+ANIMATION_FILTER = "GIF animation (*.gif);;MP4 video (*.mp4)"
+SESSION_FILTER = "memviz sessions (*.memviz)"
+
+
+def with_suffix(path: str, selected_filter: str, default: str) -> str:
+    """The chosen name, with the filter's extension when the user typed none."""
+    if Path(path).suffix:
+        return path
+    for ext in ("png", "svg", "pdf", "gif", "mp4", "csv", "memviz"):
+        if f"*.{ext}" in selected_filter:
+            return f"{path}.{ext}"
+    return f"{path}.{default}"
+
+
+class ExportActions(QObject):
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.last_folder = str(Path.home())
+        self.job = None  # the animation being written
+        self.progress: QProgressDialog | None = None
+        self._make_actions()
+        QApplication.instance().installEventFilter(self)
+        self._wrap_open_trace()
+
+    # -- menus -------------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut: str | None = None) -> QAction:
+        action = QAction(text, self.window)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(lambda _checked=False: slot())
+        return action
+
+    def _make_actions(self) -> None:
+        w = self.window
+        self.save_session_action = self._action("Save session...", self.save_session_dialog, "Ctrl+S")
+        self.open_session_action = self._action("Open session...", self.open_session_dialog)
+        self.export_all_action = self._action("Export all panels...", self.export_all_dialog, "Ctrl+E")
+        self.export_animation_action = self._action("Export animation...", lambda: self.export_animation_dialog())
+        self.export_csv_action = self._action("Export data (CSV)...", lambda: self.export_csv_dialog())
+        w.add_file_action(None)
+        for action in (self.save_session_action, self.open_session_action):
+            w.add_file_action(action)
+        w.add_file_action(None)
+        for action in (self.export_all_action, self.export_animation_action, self.export_csv_action):
+            w.add_file_action(action)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.ContextMenu and isinstance(obj, QWidget):
+            panel = self.panel_of(obj)
+            if panel is not None:
+                self.panel_menu(panel).exec(event.globalPos())
+                return True
+        return False
+
+    def panel_of(self, widget: QWidget):
+        panels = set(map(id, getattr(self.window, "panels", {}).values()))
+        while widget is not None:
+            if id(widget) in panels:
+                return widget
+            widget = widget.parentWidget()
+        return None
+
+    def panel_menu(self, panel) -> QMenu:
+        menu = QMenu(panel)
+        menu.addAction("Export...", lambda: self.export_figure_dialog(panel))
+        menu.addAction("Copy figure", lambda: self.copy_figure(panel))
+        menu.addAction("Export animation...", lambda: self.export_animation_dialog(panel))
+        menu.addAction("Export data (CSV)...", lambda: self.export_csv_dialog(panel))
+        return menu
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _trace(self):
+        trace = getattr(self.window, "trace", None)
+        if trace is None or len(trace) == 0:
+            raise MemvizError("nothing to export yet: read some text first")
+        return trace
+
+    def _state(self):
+        state = self.window.view.state
+        n = len(self._trace())
+        cursor = state.cursor if 0 <= state.cursor < n else n - 1
+        return replace(state, cursor=cursor, follow=False)
+
+    def _say(self, text: str) -> None:
+        say = getattr(self.window, "message", None)
+        if callable(say):
+            say(text)
+
+    def _fail(self, title: str, exc: Exception) -> None:
+        shower = getattr(self.window, "_show_error", None)
+        if callable(shower):
+            shower(title, str(exc))
+        else:
+            QMessageBox.warning(self.window, title, str(exc))
+
+    def _size_of(self, panel) -> tuple[int, int]:
+        return max(200, panel.width()), max(150, panel.height())
+
+    def _save_name(self, title: str, filter_: str, default_ext: str, name: str) -> str | None:
+        path, chosen = QFileDialog.getSaveFileName(self.window, title, str(Path(self.last_folder) / name), filter_)
+        if not path:
+            return None
+        path = with_suffix(path, chosen, default_ext)
+        self.last_folder = str(Path(path).parent)
+        return path
+
+    # -- figures -------------------------------------------------------------------------------
+    def export_figure(self, panel, path: str | Path, scale: float = 1.0) -> Path:
+        return render.export_figure(self._trace(), type(panel), self._state(), path, scale=scale,
+                                    size=self._size_of(panel))
+
+    def export_figure_dialog(self, panel) -> None:
+        try:
+            self._trace()
+            path = self._save_name("Export figure", FIGURE_FILTER, "png", f"{panel.name}.png")
+            if path:
+                out = self.export_figure(panel, path, scale=2.0 if path.lower().endswith(".png") else 1.0)
+                self._say(f"exported {out}")
+        except MemvizError as exc:
+            self._fail("Could not export the figure", exc)
+
+    def figure_image(self, panel):
+        renderer = render.FigureRenderer(type(panel), self._trace(), self._state(), size=self._size_of(panel))
+        try:
+            return renderer.image(self.window.devicePixelRatioF() if hasattr(self.window, "devicePixelRatioF") else 1)
+        finally:
+            renderer.close()
+
+    def copy_figure(self, panel) -> None:
+        try:
+            QApplication.clipboard().setImage(self.figure_image(panel))
+            self._say(f"copied {panel.title} to the clipboard")
+        except MemvizError as exc:
+            self._fail("Could not copy the figure", exc)
+
+    def export_all(self, folder: str | Path, fmt: str = "png") -> list[Path]:
+        trace = self._trace()
+        classes = [type(p) for p in self.window.panels.values() if type(p).supports(trace)]
+        return render.export_all(trace, self._state(), folder, fmt=fmt, classes=classes or None)
+
+    def export_all_dialog(self) -> None:
+        try:
+            self._trace()
+            folder = QFileDialog.getExistingDirectory(self.window, "Export all panels into", self.last_folder)
+            if not folder:
+                return
+            fmt, ok = QInputDialog.getItem(self.window, "Export all panels", "Format", ["png", "svg", "pdf"], 0, False)
+            if ok:
+                self.last_folder = folder
+                files = self.export_all(folder, fmt)
+                self._say(f"exported {len(files)} panels to {folder}")
+        except MemvizError as exc:
+            self._fail("Could not export the panels", exc)
+
+    # -- animation -----------------------------------------------------------------------------
+    def _current_panel(self):
+        panels = list(self.window.panels.values())
+        focus = QApplication.focusWidget()
+        return (self.panel_of(focus) if focus is not None else None) or (panels[0] if panels else None)
+
+    def export_animation_dialog(self, panel=None) -> None:
+        try:
+            trace = self._trace()
+            panel = panel or self._current_panel()
+            if panel is None:
+                raise MemvizError("no panel to animate")
+            dialog = QDialog(self.window)
+            dialog.setWindowTitle(f"Animate {panel.title}")
+            form = QFormLayout(dialog)
+            start, stop, fps = QSpinBox(), QSpinBox(), QDoubleSpinBox()
+            for spin in (start, stop):
+                spin.setRange(0, len(trace) - 1)
+            stop.setValue(len(trace) - 1)
+            fps.setRange(0.5, 60)
+            fps.setValue(4)
+            form.addRow("from step", start)
+            form.addRow("to step", stop)
+            form.addRow("frames per second", fps)
+            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+            buttons.accepted.connect(dialog.accept)
+            buttons.rejected.connect(dialog.reject)
+            form.addRow(buttons)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return
+            path = self._save_name("Export animation", ANIMATION_FILTER, "gif", f"{panel.name}.gif")
+            if path:
+                self.start_animation(panel, path, start.value(), stop.value(), fps.value())
+        except MemvizError as exc:
+            self._fail("Could not export the animation", exc)
+
+    def start_animation(self, panel, path, start: int, stop: int, fps: float = 4.0):
+        """Begin writing; returns the job. Frames come one per timer tick; the dialog shows progress."""
+        from memviz.export.animate import AnimationJob
+
+        if self.job is not None:
+            raise MemvizError("an animation is already being written")
+        job = AnimationJob(self._trace(), type(panel), self._state(), path, start=start, stop=stop, fps=fps,
+                           size=self._size_of(panel))
+        self.job = job
+        self.progress = QProgressDialog(f"Rendering {job.total} frames...", "Cancel", 0, job.total + 1, self.window)
+        self.progress.setWindowTitle("Export animation")
+        self.progress.setWindowModality(Qt.WindowModality.WindowModal)
+        self.progress.setMinimumDuration(300)
+        self.progress.canceled.connect(self.cancel_animation)
+        self._timer = QTimer(self)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._animation_tick)
+        self._timer.start()
+        return job
+
+    def _animation_tick(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        try:
+            more = job.step()
+        except Exception as exc:  # noqa: BLE001 (shown to the user, never a crash)
+            self.cancel_animation()
+            self._fail("Could not export the animation", exc)
+            return
+        if self.progress is not None:
+            self.progress.setValue(job.done)
+        if more:
+            return
+        self._timer.stop()
+        job._close_renderer()  # widgets: on this thread
+        if self.progress is not None:
+            self.progress.setLabelText("Encoding...")
+        self._encoding_error = None
+
+        def encode():
+            try:
+                job.sink.close()
+            except Exception as exc:  # noqa: BLE001
+                self._encoding_error = exc
+
+        self._encoder = threading.Thread(target=encode, daemon=True)
+        self._encoder.start()
+        self._poll = QTimer(self)
+        self._poll.setInterval(50)
+        self._poll.timeout.connect(self._encoding_done)
+        self._poll.start()
+
+    def _encoding_done(self) -> None:
+        if self._encoder.is_alive():
+            return
+        self._poll.stop()
+        job, self.job = self.job, None
+        if self.progress is not None:
+            self.progress.canceled.disconnect(self.cancel_animation)
+            self.progress.setValue(self.progress.maximum())
+            self.progress.close()
+            self.progress = None
+        if job is None:
+            return
+        if self._encoding_error is not None:
+            job.out.unlink(missing_ok=True)
+            self._fail("Could not export the animation", self._encoding_error)
+        else:
+            self._say(f"exported {job.out} ({job.total} frames)")
+
+    def cancel_animation(self) -> None:
+        job, self.job = self.job, None
+        if getattr(self, "_timer", None) is not None:
+            self._timer.stop()
+        if job is not None:
+            job.cancel()
+            self._say("animation cancelled")
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+    # -- data ----------------------------------------------------------------------------------
+    def export_csv(self, path, series: str | None = None) -> Path:
+        from memviz.export.data import default_series, export_csv
+
+        trace, state = self._trace(), self._state()
+        series = series or default_series(trace)
+        return export_csv(trace, path, series=series, layer=state.layer, head=state.head, unit=state.unit,
+                          step=state.cursor)
+
+    def export_csv_dialog(self, panel=None) -> None:
+        from memviz.export.data import default_series
+
+        try:
+            trace = self._trace()
+            choices = [default_series(trace)] + (["topk"] if default_series(trace) != "topk" else [])
+            series = choices[0]
+            if panel is not None and "distribution" in panel.name:
+                series = "topk"
+            elif len(choices) > 1:
+                labels = {"unit": "the selected unit over time", "attention": "the selected head's attention matrix",
+                          "topk": "the next-token distribution at this step"}
+                label, ok = QInputDialog.getItem(self.window, "Export data", "Series",
+                                                 [labels[c] for c in choices], 0, False)
+                if not ok:
+                    return
+                series = choices[[labels[c] for c in choices].index(label)]
+            path = self._save_name("Export data", "CSV (*.csv)", "csv", f"{series}.csv")
+            if path:
+                self._say(f"exported {self.export_csv(path, series)}")
+        except MemvizError as exc:
+            self._fail("Could not export the data", exc)
+
+    # -- sessions ------------------------------------------------------------------------------
+    def save_session(self, path) -> Path:
+        from memviz.export.session_file import save_session
+
+        extra = {}
+        if hasattr(self.window, "saveState"):
+            extra["window_state"] = base64.b64encode(bytes(self.window.saveState())).decode("ascii")
+        return save_session(path, self._trace(), self.window.view.state, extra=extra)
+
+    def save_session_dialog(self) -> None:
+        try:
+            self._trace()
+            path = self._save_name("Save session", SESSION_FILTER, "memviz", "session.memviz")
+            if path:
+                self._say(f"saved session {self.save_session(path)}")
+        except MemvizError as exc:
+            self._fail("Could not save the session", exc)
+
+    def open_session(self, path) -> None:
+        self.window.open_trace(path)  # the wrapper below restores the view
+
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open session", self.last_folder, SESSION_FILTER)
+        if path:
+            try:
+                self.open_session(path)
+            except MemvizError as exc:
+                self._fail("Could not open the session", exc)
+
+    def _wrap_open_trace(self) -> None:
+        """After any trace opens (File -> Open, `memviz gui --trace`), restore the view saved with it."""
+        original = getattr(self.window, "open_trace", None)
+        if not callable(original):
+            return
+
+        def open_trace(source, *args, **kwargs):
+            result = original(source, *args, **kwargs)
+            self.restore_view(self.window.trace)
+            return result
+
+        self.window.open_trace = open_trace
+
+    def restore_view(self, trace) -> None:
+        from dataclasses import asdict
+
+        from memviz.export.session_file import saved_view
+
+        if trace is None:
+            return
+        saved = saved_view(trace)
+        if saved is None:
+            return
+        state, extra = saved
+        fields = asdict(state)
+        fields.pop("follow", None)
+        self.window.view.update(follow=False, **fields)
+        encoded = extra.get("window_state")
+        if encoded and hasattr(self.window, "restoreState"):
+            from PySide6.QtCore import QByteArray
+
+            try:
+                self.window.restoreState(QByteArray(base64.b64decode(encoded)))
+            except (ValueError, TypeError):
+                pass
+
+
+def install_export_actions(window) -> ExportActions:
+    """Add the export and session actions to `window` (a MainWindow); returns them (for tests)."""
+    actions = ExportActions(window)
+    window.export_actions = actions
+    return actions
