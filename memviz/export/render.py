@@ -14,7 +14,6 @@ what is drawn by defining `export_widget()` (returning the QWidget to paint); ot
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import sys
@@ -30,25 +29,6 @@ DPI = 96
 
 
 # -- Qt ------------------------------------------------------------------------------------------
-_NONE_GUARDED = False
-
-
-def keep_none_alive() -> None:
-    """Work around shiboken6 6.12 on Python 3.11: every call of a void Qt method drops one reference
-    to None without taking it (PySide6 6.12.0 measured here: -1 per `widget.update()`), so a few
-    thousand calls end in "Fatal Python error: none_dealloc". Python 3.12+ makes None immortal;
-    before that, give None a reference count that cannot run out (what 3.12 does, by hand).
-    """
-    global _NONE_GUARDED
-    if _NONE_GUARDED or sys.version_info >= (3, 12):
-        return
-    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
-    _NONE_GUARDED = True
-
-
-keep_none_alive()
-
-
 def ensure_app():
     """The QApplication, created on the offscreen platform when there is none (no window needed)."""
     from PySide6.QtWidgets import QApplication
