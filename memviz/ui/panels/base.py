@@ -49,4 +49,4 @@ class Panel(QWidget):
         if trace is None or state.cursor < 0 or state.cursor >= len(trace):
             return self.title
         token = trace.token_text[state.cursor].replace("\n", "\\n")
-        return f"{self.title} - {trace.model.get('name', '?')} - step {state.cursor + 1} '{token}'"
+        return f"{self.title} - {trace.model.get('name', '?')} - step {state.cursor} '{token}'"
