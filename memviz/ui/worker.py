@@ -22,6 +22,23 @@ log = logging.getLogger(__name__)
 BATCH_SECONDS = 0.015
 
 
+def leave_a_core_for_the_ui() -> int:
+    """Cap torch's intra-op threads at (cores - 1), so the UI thread always has a core to run on.
+
+    On a small machine torch's spinning worker threads otherwise take every core and the event loop
+    stalls for a tenth of a second at a time while a model generates. Returns the thread count.
+    """
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    wanted = max(1, cores - 1)
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+    return torch.get_num_threads()
+
+
 def one_line(exc: BaseException) -> str:
     """A user-facing one-line reason for an exception."""
     text = str(exc).strip().splitlines()
@@ -109,6 +126,7 @@ class Worker(QObject):
 
         self._stop_run("a new model is loading")
         self.loading.emit(spec)
+        leave_a_core_for_the_ui()
         try:
             backend = load_backend(spec)
             session = Session(backend, sampling=SamplingConfig(temperature=0.0))

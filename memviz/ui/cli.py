@@ -1,0 +1,21 @@
+"""`memviz gui`: the desktop app (also what `memviz` with no command opens)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from memviz.ui.app import run_gui
+
+    return run_gui(model=args.model, text_file=args.text_file, play=args.play, trace_path=args.trace)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("gui", help="open the desktop app (the default command)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="bundled model name, model folder, or Hugging Face id")
+    source.add_argument("--trace", metavar="FILE", help="open a saved .memviz trace (no model needed)")
+    p.add_argument("--text-file", metavar="F", help="text to read (UTF-8)")
+    p.add_argument("--play", action="store_true", help="start reading at once")
+    p.set_defaults(func=cmd_gui)

@@ -1,0 +1,379 @@
+"""The token strip: the text read and generated, one box per token, tinted like Karpathy's char-rnn
+pictures by the selected signal; the current token outlined; generated tokens marked. Click to scrub.
+
+The strip is a view of the Trace like the panels: `values(state)` are the trace's own numbers.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.view import ViewModel, ViewState
+
+#: signal name -> (label, scale kind). "sequential": [0, 1]; "diverging": signed around 0.
+SIGNALS: dict[str, tuple[str, str]] = {
+    "none": ("No tint", "none"),
+    "unit": ("Unit: hidden state h", "diverging"),
+    "cell": ("Unit: cell state c", "diverging"),
+    "attention": ("Attention of the current token", "sequential"),
+    "memory": ("Memory similarity", "sequential"),
+}
+
+POSITIVE = QColor(32, 120, 255)  # diverging, > 0 (char-rnn: blue/green for positive)
+NEGATIVE = QColor(230, 50, 40)  # diverging, < 0
+
+
+def available_signals(trace: Trace | None) -> list[str]:
+    """The signals this trace can tint by (known from the model even before the first step)."""
+    names = ["none"]
+    if trace is None:
+        return names
+    arch = trace.architecture
+    if arch == "lstm" or trace.has("hidden"):
+        names.append("unit")
+    if arch == "lstm" or trace.has("cell"):
+        names.append("cell")
+    if arch == "gpt2" or trace.has("attention"):
+        names.append("attention")
+    if trace.memory is not None or trace.has("memory_scores"):
+        names.append("memory")
+    return names
+
+
+def display_text(token: str) -> str:
+    """What a token looks like in the strip: whitespace made visible where it would vanish."""
+    if token == "":
+        return "\u00b7"
+    shown = token.replace("\r", "").replace("\t", "\u2192").replace("\n", "\u21b5")
+    return shown if shown else "\u00b7"
+
+
+def signal_values(trace: Trace | None, state: ViewState, signal: str | None = None) -> np.ndarray:
+    """Per-token values of the signal (NaN = no value for that token), straight from the trace.
+
+    - "unit": hidden[t, layer, unit]; "cell": cell[t, layer, unit] (LSTM)
+    - "attention": attention of the step at the cursor (layer, head) over tokens 0..cursor
+    - "memory": the best memory score (max over the retrieved ones) at each step
+    """
+    signal = signal or state.signal
+    T = 0 if trace is None else len(trace)
+    out = np.full(T, np.nan, dtype=np.float64)
+    if trace is None or T == 0:
+        return out
+    try:
+        if signal in ("unit", "cell"):
+            key = "hidden" if signal == "unit" else "cell"
+            if trace.has(key):
+                column = trace.array(key)[:T]
+                layer = min(max(state.layer, 0), column.shape[1] - 1)
+                unit = min(max(state.unit, 0), column.shape[2] - 1)
+                out[: len(column)] = column[:, layer, unit]
+        elif signal == "attention":
+            t = min(state.cursor, T - 1)
+            if t >= 0 and trace.has("attention") and t < len(trace.attention_rows):
+                row = trace.attention_at(t)
+                layer = min(max(state.layer, 0), row.shape[0] - 1)
+                head = min(max(state.head, 0), row.shape[1] - 1)
+                out[: t + 1] = row[layer, head]
+        elif signal == "memory":
+            if trace.has("memory_scores"):
+                scores = trace.array("memory_scores")[:T].astype(np.float64)
+                with np.errstate(invalid="ignore"):
+                    best = scores.max(axis=1) if scores.shape[1] else np.full(len(scores), -np.inf)
+                best[~np.isfinite(best)] = np.nan
+                out[: len(best)] = best
+    except (KeyError, IndexError):
+        pass
+    return out
+
+
+def tint_strengths(values: np.ndarray, signal: str) -> np.ndarray:
+    """Map values to tint strengths in [-1, 1] (sign = colour for diverging signals; NaN = none).
+
+    attention: sqrt(value) (absolute, so that a spread-out row stays faint and a sharp one bright;
+    the root lifts small weights in a long context into view);
+    memory: min-max over the run; diverging: value / max |value| of the run (h is already in [-1, 1]).
+    """
+    kind = SIGNALS.get(signal, ("", "none"))[1]
+    strengths = np.full(values.shape, np.nan)
+    finite = np.isfinite(values)
+    if kind == "none" or not finite.any():
+        return strengths
+    v = values[finite]
+    if signal == "attention":
+        strengths[finite] = np.sqrt(np.clip(v, 0.0, 1.0))
+    elif signal == "memory":
+        lo, hi = v.min(), v.max()
+        strengths[finite] = (v - lo) / (hi - lo) if hi > lo else 1.0
+    elif signal == "unit":
+        strengths[finite] = np.clip(v, -1, 1)
+    else:
+        top = np.abs(v).max()
+        strengths[finite] = v / top if top > 0 else 0.0
+    return strengths
+
+
+class TokenStrip(QWidget):
+    """Flowing token boxes. Lay-out is incremental: new tokens are placed after the last one."""
+
+    token_clicked = Signal(int)
+
+    PAD_X = 0
+    PAD_Y = 3
+    MARGIN = 6
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.trace: Trace | None = None
+        self.state = view.state
+        self._rects: list[QRect] = []  # one per laid-out token
+        self._line_tops: list[int] = []  # y of each token's line (sorted), for hit tests
+        self._laid_width = -1
+        self._values = np.zeros(0)
+        self._strengths = np.zeros(0)
+        self._widths: dict[str, int] = {}
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setAttribute(Qt.WA_OpaquePaintEvent, False)
+        self.setObjectName("tokenStrip")
+        self._apply_font()
+
+    # -- data ---------------------------------------------------------------------------------
+    def set_trace(self, trace: Trace | None) -> None:
+        self.trace = trace
+        self._relayout()
+
+    def render(self, state: ViewState) -> None:
+        """Bring the strip up to date with the trace and the view; repaints once."""
+        theme_changed = state.theme != self.state.theme
+        self.state = state
+        if theme_changed:
+            self._apply_font()
+            self._relayout()
+        self._extend_layout()
+        self._values = signal_values(self.trace, state)
+        self._strengths = tint_strengths(self._values, state.signal)
+        self.update()
+
+    def values(self) -> np.ndarray:
+        """The per-token values of the current signal, as last rendered."""
+        return self._values
+
+    def strengths(self) -> np.ndarray:
+        return self._strengths
+
+    def token_count(self) -> int:
+        return len(self._rects)
+
+    def token_rect(self, index: int) -> QRect:
+        return QRect(self._rects[index])
+
+    def token_label(self, index: int) -> str:
+        return display_text(self.trace.token_text[index])
+
+    def token_color(self, index: int) -> QColor | None:
+        """The background tint of token `index`, or None when it has no value."""
+        if index >= len(self._strengths):
+            return None
+        s = self._strengths[index]
+        if not np.isfinite(s):
+            return None
+        return self._tint(float(s))
+
+    def token_marks(self, index: int) -> dict:
+        """What the strip shows for one token: its label, whether it was generated, whether it is
+        the current one, its signal value and tint (None when it has no value)."""
+        return {
+            "text": self.token_label(index),
+            "generated": bool(self.trace.generated[index]),
+            "current": index == self.state.cursor,
+            "value": float(self._values[index]) if index < len(self._values) else float("nan"),
+            "color": self.token_color(index),
+        }
+
+    def _tint(self, s: float) -> QColor:
+        theme = self.state.theme_obj
+        kind = SIGNALS.get(self.state.signal, ("", "none"))[1]
+        if kind == "diverging":
+            base = QColor(POSITIVE if s >= 0 else NEGATIVE)
+        else:
+            base = QColor(theme.accent)
+        color = QColor(base)
+        color.setAlphaF(min(1.0, abs(s)) * 0.85)
+        return color
+
+    # -- layout -------------------------------------------------------------------------------
+    def _apply_font(self) -> None:
+        theme = self.state.theme_obj
+        font = QFont("DejaVu Sans Mono")
+        font.setStyleHint(QFont.Monospace)
+        font.setPointSize(theme.font_size + 2)
+        self.setFont(font)
+        self._metrics = QFontMetrics(font)
+        self._widths.clear()
+
+    def _text_width(self, text: str) -> int:
+        width = self._widths.get(text)
+        if width is None:
+            width = self._widths[text] = max(self._metrics.horizontalAdvance(text), 4) + 2 * self.PAD_X
+        return width
+
+    def _relayout(self) -> None:
+        self._rects.clear()
+        self._line_tops.clear()
+        self._laid_width = self.width()
+        self._extend_layout()
+
+    def _extend_layout(self) -> None:
+        trace = self.trace
+        n = 0 if trace is None else len(trace)
+        if len(self._rects) > n:  # the trace was replaced by a shorter one
+            self._rects.clear()
+            self._line_tops.clear()
+        if len(self._rects) == n:
+            return
+        line_height = self._metrics.height() + 2 * self.PAD_Y
+        right = max(self.width(), 200) - self.MARGIN
+        if self._rects:
+            last = self._rects[-1]
+            x, y = last.right() + 1, last.top()
+            if trace.token_text[len(self._rects) - 1].endswith("\n"):
+                x, y = self.MARGIN, y + line_height
+        else:
+            x, y = self.MARGIN, self.MARGIN
+        for i in range(len(self._rects), n):
+            text = trace.token_text[i]
+            width = self._text_width(display_text(text))
+            if x + width > right and x > self.MARGIN:
+                x, y = self.MARGIN, y + line_height
+            self._rects.append(QRect(x, y, width, line_height - 2))
+            self._line_tops.append(y)
+            x += width
+            if text.endswith("\n"):
+                x, y = self.MARGIN, y + line_height
+        bottom = (self._rects[-1].bottom() if self._rects else 0) + self.MARGIN + line_height
+        if self.minimumHeight() != bottom:
+            self.setMinimumHeight(bottom)
+
+    def sizeHint(self) -> QSize:
+        return QSize(600, max(self.minimumHeight(), 80))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != self._laid_width:
+            self._relayout()
+
+    def index_at(self, pos: QPoint) -> int | None:
+        if not self._rects:
+            return None
+        line_height = self._rects[0].height() + 2
+        lo = bisect.bisect_left(self._line_tops, pos.y() - line_height)
+        hi = bisect.bisect_right(self._line_tops, pos.y())
+        for i in range(lo, min(hi, len(self._rects))):
+            if self._rects[i].contains(pos):
+                return i
+        return None
+
+    # -- painting -------------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        theme = self.state.theme_obj
+        painter.fillRect(event.rect(), QColor(theme.panel_background))
+        if not self._rects:
+            painter.setPen(QColor(theme.foreground))
+            painter.drawText(self.rect().adjusted(12, 12, -12, -12), Qt.AlignLeft | Qt.TextWordWrap,
+                             "No tokens yet. Load a model, type a text and press Space (or Play).")
+            painter.end()
+            return
+        exposed = event.rect()
+        line_height = self._rects[0].height() + 2
+        lo = bisect.bisect_left(self._line_tops, exposed.top() - line_height)
+        hi = bisect.bisect_right(self._line_tops, exposed.bottom())
+        trace = self.trace
+        foreground = QColor(theme.foreground)
+        generated_color = QColor(theme.generated)
+        cursor = self.state.cursor
+        ascent = self._metrics.ascent()
+        strengths = self._strengths
+        for i in range(lo, min(hi, len(self._rects))):
+            rect = self._rects[i]
+            if i < len(strengths) and np.isfinite(strengths[i]):
+                painter.fillRect(rect, self._tint(float(strengths[i])))
+            generated = trace.generated[i]
+            painter.setPen(generated_color if generated else foreground)
+            painter.drawText(rect.left() + self.PAD_X, rect.top() + self.PAD_Y + ascent - 1,
+                             display_text(trace.token_text[i]))
+            if generated:
+                painter.setPen(QPen(generated_color, 1, Qt.DashLine))
+                painter.drawLine(rect.left(), rect.bottom(), rect.right(), rect.bottom())
+        if 0 <= cursor < len(self._rects):
+            painter.setPen(QPen(QColor(theme.accent), 2))
+            painter.setBrush(Qt.NoBrush)
+            painter.drawRect(self._rects[cursor].adjusted(0, 0, -1, -1))
+        painter.end()
+
+    # -- mouse ------------------------------------------------------------------------------------
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.LeftButton:
+            index = self.index_at(event.position().toPoint())
+            if index is not None:
+                self.token_clicked.emit(index)
+                return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        pos = event.position().toPoint()
+        index = self.index_at(pos)
+        if index is None:
+            QToolTip.hideText()
+        else:
+            QToolTip.showText(event.globalPosition().toPoint(), self.tooltip_text(index), self)
+        super().mouseMoveEvent(event)
+
+    def tooltip_text(self, index: int) -> str:
+        trace = self.trace
+        token = trace.token_text[index]
+        kind = "generated" if trace.generated[index] else "read"
+        lines = [f"step {index + 1}: {token!r} (id {trace.token_ids[index]}, {kind})"]
+        if index < len(self._values) and np.isfinite(self._values[index]):
+            label = SIGNALS.get(self.state.signal, (self.state.signal, ""))[0]
+            lines.append(f"{label}: {self._values[index]:.4f}")
+        try:
+            probs = trace.array("topk_probs")[index]
+            ids = trace.array("topk_ids")[index]
+            if index + 1 < len(trace):
+                nxt = trace.token_ids[index + 1]
+                hit = np.nonzero(ids == nxt)[0]
+                p = f"{probs[hit[0]]:.4f}" if len(hit) else "not in the top candidates"
+                lines.append(f"p(next token {trace.token_text[index + 1]!r}) = {p}")
+        except (KeyError, IndexError):
+            pass
+        return "\n".join(lines)
+
+    def scroll_to(self, index: int, area: QScrollArea | None) -> None:
+        if area is not None and 0 <= index < len(self._rects):
+            rect = self._rects[index]
+            area.ensureVisible(rect.center().x(), rect.center().y(), 20, rect.height() * 2)
+
+
+class TokenStripView(QScrollArea):
+    """The strip in a vertical scroll area that follows the cursor."""
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.strip = TokenStrip(view)
+        self.setWidget(self.strip)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setFocusProxy(self.strip)
+
+    def render(self, state: ViewState) -> None:
+        self.strip.render(state)
+        self.strip.scroll_to(state.cursor, self)
