@@ -10,6 +10,7 @@ from memviz.ui.panels.head_grid import HeadGridPanel
 from memviz.ui.panels.lstm_gates import GatesPanel
 from memviz.ui.panels.lstm_span import SpanPanel
 from memviz.ui.panels.lstm_state import StatePanel
+from memviz.ui.panels.memory_panel import MemoryPanel
 
 PANEL_CLASSES: list[type[Panel]] = [
     GatesPanel,
@@ -19,6 +20,7 @@ PANEL_CLASSES: list[type[Panel]] = [
     HeadGridPanel,
     HeadDistancePanel,
     DistributionPanel,
+    MemoryPanel,
 ]
 
 

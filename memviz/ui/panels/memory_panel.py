@@ -1,0 +1,337 @@
+"""Long-term memory: what the current step recalled, and what recall did to the next token.
+
+Top: the k memories retrieved at the cursor, best first, as horizontal bars of their weight in the
+kNN distribution (exp(score / temperature), relative to the best; score = -squared L2 distance),
+each with its source snippet (the stored next token highlighted in its context) and document.
+Bottom, side by side: the model's distribution (p_LM), the memory's (p_kNN) and their mix
+(p = lambda * p_kNN + (1 - lambda) * p_LM), with the token that actually came next highlighted.
+
+Snippets come from an open MemoryStore (`set_store`); without one the panel opens the store named in
+the trace's manifest for reading, if it is there, and otherwise shows ids only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
+from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsScene, QGraphicsView, QVBoxLayout, QWidget
+
+from memviz.core.trace import Trace
+from memviz.ui.panels.base import Panel
+from memviz.ui.view import ViewModel, ViewState
+
+ROWS_MAX = 16
+CANDIDATES = 8
+
+
+def _visible(text: str) -> str:
+    return text.replace("\r", "").replace("\n", "\u23ce").replace("\t", "\u21e5")
+
+
+def _token(text: str, limit: int = 14) -> str:
+    shown = text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r").replace(" ", "\u2423")
+    if len(shown) > limit:
+        shown = shown[: limit - 1] + "\u2026"
+    return shown or "\u2205"
+
+
+def _score(score: float) -> str:
+    """-squared L2 distance, short: 0 for an exact match."""
+    if abs(score) < 5e-3:
+        return "0.00"
+    return f"{score:.2f}" if abs(score) < 1000 else f"{score:.3g}"
+
+
+class _Drawing(QGraphicsItem):
+    """One item filling the view; it paints the whole panel (so export and the screen match)."""
+
+    def __init__(self, panel: MemoryPanel) -> None:
+        super().__init__()
+        self.panel = panel
+        self.size = (400.0, 300.0)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
+        return QRectF(0, 0, *self.size)
+
+    def paint(self, painter: QPainter, _option, _widget=None) -> None:
+        self.panel.paint_on(painter, *self.size)
+
+
+class _Canvas(QGraphicsView):
+    def __init__(self, panel: MemoryPanel) -> None:
+        super().__init__()
+        self.setScene(QGraphicsScene(self))
+        self.item = _Drawing(panel)
+        self.scene().addItem(self.item)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        w, h = float(self.viewport().width()), float(self.viewport().height())
+        self.item.prepareGeometryChange()
+        self.item.size = (w, h)
+        self.scene().setSceneRect(0, 0, w, h)
+        self.item.update()
+
+
+class MemoryPanel(Panel):
+    name = "memory"
+    title = "Long-term memory"
+    architectures = ()
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(view, parent)
+        self.store = None
+        self._own_store = None  # a store this panel opened itself from the manifest
+        self.decoder: Callable[[int], str] | None = None
+        self._records: dict[int, list] = {}  # step -> records of its memories
+        self._known: dict[int, str] = {}
+        self._known_upto = 0
+        self.step = -1
+        self.rows: list[tuple[int, float, float, object]] = []  # (id, score, relative weight, record)
+        self.columns: list[tuple[str, np.ndarray, np.ndarray]] = []  # (title, ids, probs)
+        self.next_id: int | None = None
+        self.state = view.state
+        self.setMinimumSize(420, 300)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.canvas = _Canvas(self)
+        layout.addWidget(self.canvas)
+        self.setToolTip(
+            "Memories recalled at this step, best first: bar = weight in the kNN distribution "
+            "(exp(score / temperature), relative to the best), score = -squared L2 distance; "
+            "the stored next token is highlighted in its source. Below: the model's, the memory's and the "
+            "mixed next-token distributions; highlighted: the token that actually came next."
+        )
+
+    @classmethod
+    def supports(cls, trace: Trace) -> bool:
+        return trace.has("memory_ids")
+
+    # -- data ---------------------------------------------------------------------------------------
+    def set_store(self, store) -> None:
+        """An open MemoryStore to look records up in (None: none)."""
+        self.store = store
+        self._records.clear()
+        self.canvas.item.update()
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        self._records.clear()
+        self._known, self._known_upto = {}, 0
+        self.step = -1
+        self.rows, self.columns = [], []
+        if self._own_store is not None:
+            self._own_store.close()
+            self._own_store = None
+
+    def _lookup_store(self):
+        if self.store is not None:
+            return self.store
+        if self._own_store is None and self.trace is not None and self.trace.memory:
+            path = self.trace.memory.get("store")
+            if path and Path(path).is_file():
+                try:
+                    from memviz.memory.store import MemoryStore
+
+                    self._own_store = MemoryStore.open(path, backend=None)
+                    if self._own_store.model_name != self.trace.model.get("name", self._own_store.model_name):
+                        self._own_store.close()
+                        self._own_store = False  # another model's store: do not show its records
+                except Exception:  # noqa: BLE001 - snippets are optional; the scores still show
+                    self._own_store = False
+            else:
+                self._own_store = False
+        return self._own_store or None
+
+    def token_text(self, token_id: int) -> str:
+        if self.decoder is not None:
+            try:
+                return self.decoder(int(token_id))
+            except Exception:  # noqa: BLE001 - a label must never break drawing
+                pass
+        trace = self.trace
+        if trace is not None and self._known_upto < len(trace):
+            for i in range(self._known_upto, len(trace)):
+                self._known.setdefault(trace.token_ids[i], trace.token_text[i])
+            self._known_upto = len(trace)
+        return self._known.get(int(token_id), f"#{int(token_id)}")
+
+    def render(self, state: ViewState) -> None:
+        self.state = state
+        trace = self.trace
+        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("memory_ids"):
+            self.step, self.rows, self.columns = -1, [], []
+            self.canvas.item.update()
+            return
+        t = max(0, min(int(state.cursor), len(trace) - 1))
+        self.step = t
+        ids = trace.array("memory_ids")[t]
+        scores = trace.array("memory_scores")[t]
+        valid = ids >= 0
+        ids, scores = ids[valid], scores[valid]
+        temperature = float((trace.memory or {}).get("temperature", 1.0)) or 1.0
+        weights = np.exp((scores.astype(np.float64) - (scores[0] if len(scores) else 0.0)) / temperature)
+        records = self._records.get(t)
+        if records is None:
+            store = self._lookup_store()
+            records = store.get(ids) if store is not None and len(ids) else [None] * len(ids)
+            if store is not None:
+                for rec in records:
+                    if rec is not None:
+                        self._known.setdefault(rec.next_token, rec.token_text)
+            self._records[t] = records
+        self.rows = [
+            (int(i), float(s), float(w), r) for i, s, w, r in zip(ids, scores, weights, records, strict=True)
+        ][:ROWS_MAX]
+        self.columns = []
+        for title, key in (("model  p_LM", "lm_topk"), ("memory  p_kNN", "knn_topk"), ("mix  p", "topk")):
+            if trace.has(f"{key}_ids"):
+                self.columns.append((title, trace.array(f"{key}_ids")[t][:CANDIDATES],
+                                     trace.array(f"{key}_probs")[t][:CANDIDATES]))
+        self.next_id = trace.token_ids[t + 1] if t + 1 < len(trace) else None
+        self.canvas.item.update()
+
+    def apply_theme(self, state: ViewState) -> None:
+        self.state = state
+        self.canvas.item.update()
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def paint_on(self, p: QPainter, w: float, h: float) -> None:
+        theme = self.state.theme_obj
+        p.fillRect(QRectF(0, 0, w, h), QColor(theme.panel_background))
+        fg = QColor(theme.foreground)
+        dim = QColor(fg)
+        dim.setAlpha(150)
+        font = QFont()
+        font.setPointSize(theme.font_size)
+        small = QFont(font)
+        small.setPointSize(max(6, theme.font_size - 2))
+        title_font = QFont(font)
+        title_font.setPointSize(theme.title_size)
+        title_font.setBold(True)
+        pad = 8.0
+        trace = self.trace
+        p.setFont(title_font)
+        p.setPen(fg)
+        tf = QFontMetricsF(title_font)
+        if trace is None or self.step < 0:
+            p.drawText(QRectF(0, 0, w, h), Qt.AlignmentFlag.AlignCenter, "no recall yet: run with a memory store")
+            return
+        memory = trace.memory or {}
+        token = _token(trace.token_text[self.step], 20)
+        store_name = Path(str(memory.get("store", "?"))).name
+        head = (f"recalled at step {self.step} '{token}'   k={memory.get('k', '?')}  "
+                f"\u03bb={memory.get('lambda', '?')}  T={memory.get('temperature', '?')}   "
+                f"{store_name} ({memory.get('entries', '?')} entries)")
+        p.drawText(QRectF(pad, pad, w - 2 * pad, tf.height()), Qt.AlignmentFlag.AlignLeft,
+                   tf.elidedText(head, Qt.TextElideMode.ElideRight, w - 2 * pad))
+        y = pad + tf.height() + 4
+        lower_h = min(max(0.38 * h, (CANDIDATES + 2) * QFontMetricsF(small).height() + 8), 0.55 * h)
+        self._draw_rows(p, QRectF(pad, y, w - 2 * pad, h - y - lower_h - pad), font, small, fg, dim)
+        self._draw_columns(p, QRectF(pad, h - lower_h, w - 2 * pad, lower_h - pad), font, small, fg, dim)
+
+    def _draw_rows(self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor) -> None:
+        theme = self.state.theme_obj
+        fm, sm = QFontMetricsF(font), QFontMetricsF(small)
+        if not self.rows:
+            p.setFont(font)
+            p.setPen(dim)
+            p.drawText(area, Qt.AlignmentFlag.AlignLeft, "no memories: the store is empty")
+            return
+        row_h = max(fm.height() * 1.35, 14.0)
+        fits = max(1, int(area.height() // row_h))
+        shown = self.rows[:fits]
+        bar_w = min(160.0, 0.2 * area.width())
+        score_w = sm.horizontalAdvance("-00.0000 ")
+        doc_w = min(170.0, 0.22 * area.width())
+        text_x = area.left() + bar_w + score_w + 6
+        text_w = area.right() - doc_w - 8 - text_x
+        bar_color = QColor("#7fa86f" if theme.is_dark else "#8cbf7a")
+        accent = QColor(theme.accent)
+        for n, (entry_id, score, weight, rec) in enumerate(shown):
+            top = area.top() + n * row_h
+            mid = top + row_h / 2
+            bw = max(1.0, bar_w * weight)
+            p.fillRect(QRectF(area.left(), top + row_h * 0.18, bw, row_h * 0.64), bar_color)
+            p.setFont(small)
+            p.setPen(fg)
+            p.drawText(QRectF(area.left() + bar_w + 4, top, score_w, row_h), Qt.AlignmentFlag.AlignVCenter,
+                       _score(score))
+            p.setFont(font)
+            if rec is None:
+                p.setPen(dim)
+                p.drawText(QRectF(text_x, top, text_w, row_h), Qt.AlignmentFlag.AlignVCenter,
+                           f"memory #{entry_id} (no store open for its text)")
+                continue
+            tok = _visible(rec.token) or "\u2205"
+            tok_w = fm.horizontalAdvance(tok) + 4
+            room = max(0.0, text_w - tok_w)
+            after_w = min(fm.horizontalAdvance(_visible(rec.after)), room * 0.35)
+            before = fm.elidedText(_visible(rec.before), Qt.TextElideMode.ElideLeft, room - after_w)
+            after = fm.elidedText(_visible(rec.after), Qt.TextElideMode.ElideRight, room - fm.horizontalAdvance(before))
+            x = text_x
+            p.setPen(dim)
+            p.drawText(QRectF(x, top, text_w, row_h), Qt.AlignmentFlag.AlignVCenter, before)
+            x += fm.horizontalAdvance(before)
+            box = QRectF(x, mid - fm.height() / 2 - 1, tok_w, fm.height() + 2)
+            p.fillRect(box, accent)
+            p.setPen(QColor(theme.panel_background))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, tok)
+            x += tok_w
+            p.setPen(dim)
+            p.drawText(QRectF(x, top, area.right() - doc_w - x, row_h), Qt.AlignmentFlag.AlignVCenter, after)
+            p.setFont(small)
+            p.setPen(fg)
+            doc = sm.elidedText(f"{rec.document_name} @{rec.position}", Qt.TextElideMode.ElideMiddle, doc_w)
+            p.drawText(QRectF(area.right() - doc_w, top, doc_w, row_h),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, doc)
+        if len(self.rows) > fits:
+            p.setFont(small)
+            p.setPen(dim)
+            p.drawText(QRectF(area.left(), area.top() + fits * row_h - sm.height(), area.width(), sm.height()),
+                       Qt.AlignmentFlag.AlignRight, f"+{len(self.rows) - fits} more")
+
+    def _draw_columns(self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor) -> None:
+        theme = self.state.theme_obj
+        if not self.columns:
+            return
+        sm = QFontMetricsF(small)
+        gap = 14.0
+        col_w = (area.width() - gap * (len(self.columns) - 1)) / len(self.columns)
+        colors = (["#6f8fb7", "#7fa86f", "#b58fc7"] if theme.is_dark else ["#9fb7d6", "#8cbf7a", "#c9a6d9"])
+        accent = QColor(theme.accent)
+        p.setPen(dim)
+        p.drawLine(area.left(), area.top() - 4, area.right(), area.top() - 4)
+        for c, (title, ids, probs) in enumerate(self.columns):
+            left = area.left() + c * (col_w + gap)
+            p.setFont(font)
+            p.setPen(fg)
+            p.drawText(QRectF(left, area.top(), col_w, QFontMetricsF(font).height()), Qt.AlignmentFlag.AlignLeft, title)
+            top = area.top() + QFontMetricsF(font).height() + 2
+            row_h = max(10.0, (area.bottom() - top) / max(1, CANDIDATES))
+            label_w = min(sm.horizontalAdvance("M" * 9), col_w * 0.35)
+            value_w = sm.horizontalAdvance("0.000 ")
+            bar_room = max(4.0, col_w - label_w - value_w - 6)
+            p.setFont(small)
+            for r, (tid, prob) in enumerate(zip(ids, probs, strict=True)):
+                if prob <= 0 and r > 0:
+                    break
+                y = top + r * row_h
+                actual = self.next_id is not None and int(tid) == int(self.next_id)
+                p.setPen(accent if actual else fg)
+                p.drawText(QRectF(left, y, label_w - 4, row_h),
+                           Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                           sm.elidedText(_token(self.token_text(int(tid))), Qt.TextElideMode.ElideRight, label_w - 4))
+                bar = QRectF(left + label_w, y + row_h * 0.15, max(1.0, bar_room * float(prob)), row_h * 0.7)
+                p.fillRect(bar, accent if actual else QColor(colors[c % 3]))
+                p.setPen(fg)
+                p.drawText(QRectF(bar.right() + 3, y, value_w + 10, row_h), Qt.AlignmentFlag.AlignVCenter,
+                           f"{float(prob):.3f}")

@@ -1,0 +1,75 @@
+"""The Long-term memory panel, drawn offscreen from a real run with a real store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QImage
+
+from memviz.backends.registry import load_backend
+from memviz.core.session import RecallSettings, Session
+from memviz.memory.store import MemoryStore
+from memviz.ui.panels import PANEL_CLASSES
+from memviz.ui.panels.memory_panel import MemoryPanel
+from memviz.ui.view import ViewModel, ViewState
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, gpt2_dir):
+    backend = load_backend(str(gpt2_dir))
+    store = MemoryStore.open(tmp_path_factory.mktemp("panel") / "m.sqlite", backend=backend, create=True)
+    store.add_document("The quick brown fox jumps over the lazy dog.\n", "fox.txt", backend)
+    session = Session(backend, memory=store, recall=RecallSettings(k=6, lam=0.5))
+    session.feed("The quick brown fox jumps")
+    session.run()
+    return session, store
+
+
+def make(qtbot, trace, store, cursor, theme="dark"):
+    view = ViewModel(ViewState(cursor=cursor, theme=theme))
+    panel = MemoryPanel(view)
+    qtbot.addWidget(panel)
+    panel.set_trace(trace)
+    panel.set_store(store)
+    panel.resize(900, 500)
+    panel.show()
+    panel.render(view.state)
+    return view, panel
+
+
+def test_registered_and_supports_only_traces_with_memory(run, lstm_dir):
+    assert MemoryPanel in PANEL_CLASSES and MemoryPanel.name == "memory"
+    assert MemoryPanel.supports(run[0].trace)
+    plain = Session(load_backend(str(lstm_dir)))
+    plain.feed("dog")
+    plain.run()
+    assert not MemoryPanel.supports(plain.trace)
+
+
+@pytest.mark.parametrize("theme", ["dark", "talk"])
+def test_rows_are_the_trace_memories_with_their_snippets(qtbot, run, theme):
+    session, store = run
+    trace = session.trace
+    _, panel = make(qtbot, trace, store, cursor=2, theme=theme)
+    ids, scores = trace.array("memory_ids")[2], trace.array("memory_scores")[2]
+    assert [r[0] for r in panel.rows] == list(ids[ids >= 0])
+    np.testing.assert_allclose([r[1] for r in panel.rows], scores[ids >= 0])
+    weights = [r[2] for r in panel.rows]
+    assert weights[0] == 1.0 and all(a >= b for a, b in zip(weights, weights[1:], strict=False))
+    best = panel.rows[0][3]
+    assert best.position == 3 and best.token == session.backend.token_text(trace.token_ids[3])  # itself
+    assert [c[0] for c in panel.columns] == ["model  p_LM", "memory  p_kNN", "mix  p"]
+    np.testing.assert_array_equal(panel.columns[1][1], trace.array("knn_topk_ids")[2][:8])
+    assert panel.next_id == trace.token_ids[3]
+    image = panel.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)
+    pixels = np.frombuffer(image.constBits(), np.uint32, count=image.width() * image.height())
+    assert len(np.unique(pixels)) > 20
+
+
+def test_without_a_store_it_opens_the_manifest_store(qtbot, run):
+    session, store = run
+    _, panel = make(qtbot, session.trace, None, cursor=1)
+    assert panel.rows and panel.rows[0][3] is not None and panel.rows[0][3].document_name == "fox.txt"
+    panel.set_trace(None)
+    panel.render(ViewState(cursor=1))
+    assert panel.rows == []
