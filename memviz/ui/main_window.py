@@ -114,7 +114,11 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray | bytes):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 950)
+            screen = self.screen().availableGeometry() if self.screen() is not None else None
+            if screen is not None and screen.width() > 0:
+                self.resize(int(screen.width() * 0.95), int(screen.height() * 0.92))
+            else:
+                self.resize(1500, 950)
         self._update_actions()
         self._update_status()
 
@@ -478,17 +482,23 @@ class MainWindow(QMainWindow):
             return False
 
     def _default_layout(self, docks: list[QDockWidget]) -> None:
-        """Right column for the first half of the panels, bottom row for the rest."""
+        """The first two panels (the main pictures: gates and state, or attention and heads) in a
+        full-height right column; the rest in a row under the text and the token strip."""
         if not docks:
             return
-        right = docks[: (len(docks) + 1) // 2]
-        bottom = docks[len(right):]
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+        self.setCorner(Qt.TopRightCorner, Qt.RightDockWidgetArea)
+        right, bottom = docks[:2], docks[2:]
         for dock in right:
             self.addDockWidget(Qt.RightDockWidgetArea, dock, Qt.Vertical)
             dock.show()
         for dock in bottom:
             self.addDockWidget(Qt.BottomDockWidgetArea, dock, Qt.Horizontal)
             dock.show()
+        width, height = self.width(), self.height()
+        self.resizeDocks(right, [int(width * 0.55)] * len(right), Qt.Horizontal)
+        if bottom:
+            self.resizeDocks(bottom, [int(height * 0.45)] * len(bottom), Qt.Vertical)
 
     def reset_layout(self) -> None:
         docks = list(self.docks.values())
@@ -599,7 +609,9 @@ class MainWindow(QMainWindow):
             if size:
                 self.context_label.setText(f"context {T} / {size}")
             else:
-                self.context_label.setText(f"context {T} / {MAX_TOKENS} (no window: cell state)")
+                self.context_label.setText(f"context {T} / {MAX_TOKENS} max")
+                self.context_label.setToolTip("An LSTM has no context window: its memory is the cell state. "
+                                              f"A run holds at most {MAX_TOKENS} tokens.")
         else:
             self.context_label.setText(f"{T} tokens" if trace is not None else "")
 
