@@ -154,3 +154,31 @@ def test_one_line():
     assert one_line(MemvizError("bad thing\nmore")) == "bad thing"
     assert one_line(ValueError("oops")) == "ValueError: oops"
     assert one_line(RuntimeError()) == "RuntimeError"
+
+
+def test_memory_is_set_on_the_worker_thread(qtbot, worker, lstm_dir):
+    from memviz.core.session import RecallSettings
+
+    class OneMemory:
+        def __init__(self):
+            self.threads = set()
+
+        def search(self, key, k):
+            self.threads.add(threading.get_ident())
+            ids = np.full(k, -1, dtype=np.int64)
+            ids[0] = 7
+            distances = np.zeros(k, dtype=np.float32)
+            return ids, distances, np.zeros(k, dtype=np.int64)
+
+        def manifest(self):
+            return {"store": "test", "entries": 1}
+
+    rec = load(qtbot, worker, lstm_dir)
+    memory = OneMemory()
+    worker.memory_requested.emit(memory, RecallSettings(k=2, lam=0.5))
+    worker.feed_requested.emit("ab")
+    worker.play_requested.emit(0.0)
+    qtbot.waitUntil(lambda: len(rec.trace) == 2, timeout=10_000)
+    assert rec.trace.memory["k"] == 2 and rec.trace.memory["lambda"] == 0.5
+    assert rec.trace.array("memory_ids")[:, 0].tolist() == [7, 7]
+    assert memory.threads and threading.get_ident() not in memory.threads

@@ -60,6 +60,7 @@ class Worker(QObject):
     speed_requested = Signal(float)
     pause_requested = Signal()
     reset_requested = Signal(str)  # text to queue after the reset ("" = none)
+    memory_requested = Signal(object, object)  # MemoryIndex or None, RecallSettings or None
 
     # -- reports (emitted on the worker's thread, received on the UI thread) ----------------------
     loading = Signal(str)  # spec
@@ -90,6 +91,7 @@ class Worker(QObject):
         self.speed_requested.connect(self._set_speed)
         self.pause_requested.connect(self._pause)
         self.reset_requested.connect(self._reset)
+        self.memory_requested.connect(self._set_memory)
 
     # -- helpers ------------------------------------------------------------------------------
     def _ensure_timer(self) -> QTimer:
@@ -219,6 +221,17 @@ class Worker(QObject):
             return
         if self.session.pending:
             self._start_run("generate", speed)
+
+    @Slot(object, object)
+    def _set_memory(self, memory, recall) -> None:
+        """Recall from a long-term memory store (None: none) from the next step on."""
+        if self.session is None:
+            self.failed.emit("no model loaded")
+            return
+        try:
+            self.session.set_memory(memory, recall)
+        except MemvizError as exc:
+            self.failed.emit(one_line(exc))
 
     @Slot(float)
     def _set_speed(self, speed: float) -> None:
