@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self._closed = False
         self._spin_actions: dict[str, tuple[QAction, QAction]] = {}
         self._panel_failures: set[tuple[str, str]] = set()
+        self._memory_store = None  # the open long-term memory store, or None
 
         self._worker_thread = WorkerThread(self)
         self.worker = self._worker_thread.worker
@@ -121,6 +122,10 @@ class MainWindow(QMainWindow):
                 self.resize(1500, 950)
         self._update_actions()
         self._update_status()
+        from memviz.ui.export_actions import install_export_actions
+
+        install_export_actions(self)  # File -> Export / Save session, right-click Export... on panels
+        self._build_memory_dock()
 
     # == building =====================================================================================
     def _build_central(self) -> None:
@@ -262,6 +267,37 @@ class MainWindow(QMainWindow):
         self.file_menu.insertAction(self._file_quit_separator, action)
         return action
 
+    def _build_memory_dock(self) -> None:
+        """Long-term memory settings: store, add documents, k / lambda / temperature, remember runs."""
+        from memviz.ui.memory_controls import MemoryControls
+
+        self.memory_controls = controls = MemoryControls()
+        dock = QDockWidget("Memory settings", self)
+        dock.setObjectName("dock_memory_settings")
+        dock.setWidget(controls)
+        self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+        dock.hide()  # opened from View -> Memory settings, or by picking a store
+        self.memory_dock = dock
+        controls.storeChanged.connect(self._on_memory_changed)
+        controls.recallChanged.connect(lambda _recall: self._on_memory_changed(controls.store))
+        controls.busyChanged.connect(lambda _busy: self._update_actions())
+        controls.error.connect(self.message)
+        controls.addFinished.connect(lambda result: self.message(f"memory: {result}"))
+        self.worker.stopped.connect(lambda _reason: controls.remember(self.worker.session))
+        action = dock.toggleViewAction()
+        action.setText("Memory settings")
+        self.view_menu.addAction(action)
+
+    def _on_memory_changed(self, store) -> None:
+        """A new store or new recall settings: the worker restarts the run with them."""
+        panel = self.panels.get("memory")
+        if panel is not None:
+            panel.set_store(store)
+        self._memory_store = store
+        self._fed_text = None
+        self.worker.memory_requested.emit(store, self.memory_controls.recall)
+        self.message("long-term memory off" if store is None else f"recalling from {store.path} (run restarted)")
+
     # == worker ======================================================================================
     def _connect_worker(self) -> None:
         w = self.worker
@@ -294,6 +330,8 @@ class MainWindow(QMainWindow):
         self._loading = None
         self.busy.hide()
         self.info = info
+        if self.worker.session is not None:  # a store of another model no longer fits: memory goes off
+            self.memory_controls.set_backend(self.worker.session.backend)
         self.model_spec = spec
         self._fed_text = None
         self._rate = 0.0
@@ -465,6 +503,8 @@ class MainWindow(QMainWindow):
             dock.visibilityChanged.connect(lambda visible: visible and self.schedule_redraw())
             self.docks[cls.name] = dock
             self.panels[cls.name] = panel
+            if hasattr(panel, "set_store"):
+                panel.set_store(self._memory_store)
             self._safe(panel, "apply_theme", self.view.state)
             created.append(dock)
         if created or arch != self._layout_arch:
@@ -630,6 +670,10 @@ class MainWindow(QMainWindow):
         t.forward_action.setEnabled(has_trace)
         t.play_action.setEnabled(has_trace)
         self.generate_bar.generate_action.setEnabled(has_model)
+        controls = getattr(self, "memory_controls", None)
+        if controls is not None and controls.busy:  # adding documents uses the model: no stepping meanwhile
+            for action in (t.reset_action, t.forward_action, t.play_action, self.generate_bar.generate_action):
+                action.setEnabled(False)
 
     def _ensure_fed(self) -> bool:
         """Queue the editor's text if it has not been read yet. False when there is nothing to read."""
@@ -831,4 +875,6 @@ class MainWindow(QMainWindow):
             self._save_layout()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.sync()
+        self.memory_controls.cancel_add()
+        self.memory_controls.wait()
         self._worker_thread.stop()

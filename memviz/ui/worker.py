@@ -224,7 +224,8 @@ class Worker(QObject):
 
     @Slot(object, object)
     def _set_memory(self, memory, recall) -> None:
-        """Recall from a long-term memory store (None: none) from the next step on."""
+        """Recall from a long-term memory store (None: none). The run starts again: every step of a
+        trace must carry the same memory columns (k retrieved memories or none)."""
         if self.session is None:
             self.failed.emit("no model loaded")
             return
@@ -232,6 +233,8 @@ class Worker(QObject):
             self.session.set_memory(memory, recall)
         except MemvizError as exc:
             self.failed.emit(one_line(exc))
+            return
+        self._reset("")
 
     @Slot(float)
     def _set_speed(self, speed: float) -> None:

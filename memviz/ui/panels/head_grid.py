@@ -108,6 +108,8 @@ class HeadGridPanel(GraphicsPanel):
         trace = self.trace
         if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("attention"):
             return
+        if self.shape == (0, 0):  # handed the run before its first step: lay the grid out now
+            self.set_trace(trace)
         layers, heads = self.shape
         t = clamp(state.cursor, len(trace))
         self.step = t
