@@ -27,10 +27,15 @@ SVG = "{http://www.w3.org/2000/svg}"
 def traces(tmp_path_factory, lstm_dir, gpt2_dir) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("traces")
     out = {}
-    for arch, model in (("lstm", lstm_dir), ("gpt2", gpt2_dir)):
+    # The LSTM run recalls from a long-term memory, so the memory panel has something to draw.
+    document = folder / "fox.txt"
+    document.write_text("The quick brown fox jumps over the lazy dog.\n")
+    store = folder / "lstm.sqlite"
+    assert main(["memory", "add", "--store", str(store), "--model", str(lstm_dir), str(document)]) == 0
+    for arch, model, memory in (("lstm", lstm_dir, ["--memory", str(store)]), ("gpt2", gpt2_dir, [])):
         path = folder / f"{arch}.memviz"
         assert main(["trace", "--model", str(model), "--text", "The quick brown fox jumps", "--generate", "4",
-                     "--out", str(path)]) == 0
+                     *memory, "--out", str(path)]) == 0
         out[arch] = path
     return out
 
