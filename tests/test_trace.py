@@ -230,6 +230,20 @@ def test_attention_views(tmp_path):
     np.testing.assert_allclose(trace.mean_attention_distance(), [[(0.25 + 1.0) / 3]])
 
 
+def test_attention_matrix_grows_step_by_step():
+    """Read while the run grows (as the panels do): the cached matrix gains rows, never stale ones."""
+    rng = np.random.default_rng(0)
+    trace = Trace(dict(MODEL, architecture="gpt2", num_heads=2, num_layers=2))
+    for t in range(150):  # past the cache's first capacities (64, 128)
+        row = rng.random((2, 2, t + 1)).astype(np.float32)
+        trace.append(StepRecord(t, str(t), False, np.arange(2), np.full(2, 0.5, np.float32), {"attention_row": row}))
+        if t % 7 == 0 or t > 120:
+            dense = trace.attention_tensor()
+            np.testing.assert_array_equal(trace.attention_matrix(1, 0), dense[1, 0])
+            np.testing.assert_array_equal(trace.attention_matrix(1, 0, upto=t // 2 + 1), dense[1, 0, : t // 2 + 1, : t // 2 + 1])
+    assert trace.attention_matrix(0, 1).shape == (150, 150)
+
+
 def test_token_texts_ending_in_nul_survive(tmp_path):
     """numpy's str arrays strip trailing NULs (GPT-2 has a token for byte 0): the trace restores them."""
     texts = ["\0", "a\0\0", " ", "", "\0b", "x"]

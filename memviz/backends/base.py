@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch takes seconds to import: the window must not wait for it (issue 7)
+    import torch
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ def weights_fingerprint(tensors: dict[str, torch.Tensor], extra: str = "") -> st
     Hashes names, shapes and a strided sample of every tensor, so it is fast on large models.
     """
     import hashlib
+
+    import torch
 
     h = hashlib.sha256(extra.encode())
     for name in sorted(tensors):

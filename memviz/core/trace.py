@@ -63,7 +63,7 @@ class Trace:
         self.columns: dict[str, GrowableArray] = {}
         self.attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
         self._attention_dtype = attention_dtype
-        self._matrix_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._matrix_cache: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # (matrix, rows filled)
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -114,20 +114,25 @@ class Trace:
         return self.attention_rows[t]
 
     def attention_matrix(self, layer: int, head: int, upto: int | None = None) -> np.ndarray:
-        """Query x key attention of one head over the first `upto` steps: [T, T], zero above the diagonal."""
+        """Query x key attention of one head over the first `upto` steps: [T, T], zero above the diagonal.
+
+        Cached per head with room to grow (capacity doubles), so a new step only writes its own row:
+        re-allocating and copying the whole T x T matrix each step cost milliseconds at T = 1024.
+        """
         n = len(self) if upto is None else min(upto, len(self))
-        cached = self._matrix_cache.get((layer, head))
-        if cached is None or len(cached) < n:
-            size = max(n, 1)
-            matrix = np.zeros((size, size), dtype=np.float32)
-            start = 0
-            if cached is not None:
-                matrix[: len(cached), : len(cached)] = cached
-                start = len(cached)
-            for t in range(start, n):
+        matrix, filled = self._matrix_cache.get((layer, head), (None, 0))
+        if matrix is None or filled < n:
+            if matrix is None or len(matrix) < n:
+                capacity = max(n, 64, 2 * (len(matrix) if matrix is not None else 0))
+                grown = np.zeros((capacity, capacity), dtype=np.float32)
+                if matrix is not None:
+                    grown[:filled, :filled] = matrix[:filled, :filled]
+                matrix = grown
+            for t in range(filled, n):
                 matrix[t, : t + 1] = self.attention_rows[t][layer, head]
-            self._matrix_cache[(layer, head)] = cached = matrix[:n, :n]
-        return cached[:n, :n]
+            filled = n
+            self._matrix_cache[(layer, head)] = (matrix, filled)
+        return matrix[:n, :n]
 
     def attention_tensor(self) -> np.ndarray:
         """The format's dense [L, A, T, T] attention."""
