@@ -252,3 +252,18 @@ def test_token_texts_ending_in_nul_survive(tmp_path):
         trace.append(StepRecord(i, text, False, np.arange(3), np.full(3, 0.1, np.float32)))
     trace.save(tmp_path / "nul.memviz")
     assert Trace.load(tmp_path / "nul.memviz").token_text == texts
+
+
+def test_candidate_texts_are_saved_so_a_trace_labels_them_without_the_model(tmp_path, lstm_dir):
+    from memviz.backends.registry import load_backend
+    from memviz.core.session import Session
+
+    backend = load_backend(str(lstm_dir))
+    session = Session(backend)
+    session.feed("The quick")
+    session.run()
+    trace = session.trace
+    for token_id in trace.array("topk_ids").ravel():
+        assert trace.text_of(token_id) == backend.token_text(int(token_id))
+    loaded = Trace.load(trace.save(tmp_path / "run.memviz"))
+    assert loaded.vocab == trace.vocab and len(loaded.vocab) >= 20

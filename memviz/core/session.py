@@ -203,6 +203,11 @@ class Session:
             memory["lm_topk_ids"], memory["lm_topk_probs"] = top_k_of(p_lm, KEPT_CANDIDATES)
             memory["knn_topk_ids"], memory["knn_topk_probs"] = top_k_of(p_knn, KEPT_CANDIDATES)
         topk_ids, topk_probs = top_k_of(probs, KEPT_CANDIDATES)
+        vocab = self.trace.vocab
+        for ids in (topk_ids, memory.get("lm_topk_ids", ()), memory.get("knn_topk_ids", ())):
+            for token_id in ids:
+                if int(token_id) not in vocab:
+                    vocab[int(token_id)] = self.backend.token_text(int(token_id))
         self._last_probs = probs
         self.keys.append(out.memory_key)
         return self.trace.append(

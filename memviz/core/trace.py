@@ -63,6 +63,8 @@ class Trace:
         self.columns: dict[str, GrowableArray] = {}
         self.attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
         self._attention_dtype = attention_dtype
+        # Text of every token id that appears among the candidates: saved traces label them without a model.
+        self.vocab: dict[int, str] = {}
         self._matrix_cache: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # (matrix, rows filled)
 
     # -- building ---------------------------------------------------------------------------
@@ -103,6 +105,10 @@ class Trace:
     def array(self, key: str) -> np.ndarray:
         """A per-step column ([T, ...]) as a zero-copy view; KeyError when this run has none."""
         return self.columns[key].view()[: len(self)]
+
+    def text_of(self, token_id: int) -> str | None:
+        """A candidate token's text (None if this trace never saw it)."""
+        return self.vocab.get(int(token_id))
 
     def has(self, key: str) -> bool:
         if key == "attention":
@@ -188,6 +194,10 @@ class Trace:
             arrays.setdefault(key, np.zeros((T, KEPT_CANDIDATES), dtype=dtype))  # an empty trace: [0, K]
         if self.attention_rows:
             arrays["attention"] = self.attention_tensor()
+        if self.vocab:
+            ids = sorted(self.vocab)
+            arrays["vocab_ids"] = np.array(ids, dtype=np.int64)
+            arrays["vocab_text"] = np.array([self.vocab[i] for i in ids], dtype=str)
         return arrays
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -249,7 +259,8 @@ class Trace:
         T = len(arrays["token_ids"])
         if len(arrays["token_text"]) != T or len(arrays["generated"]) != T:
             raise MemvizError(f"{where}: token arrays have different lengths")
-        skip = {"manifest", "token_ids", "token_text", "token_text_length", "generated", "attention"}
+        skip = {"manifest", "token_ids", "token_text", "token_text_length", "generated", "attention",
+                "vocab_ids", "vocab_text"}
         for key, value in arrays.items():
             if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
                 continue
@@ -268,5 +279,7 @@ class Trace:
             lengths = arrays["token_text_length"]
             trace.token_text = [text.ljust(int(n), "\0") for text, n in zip(trace.token_text, lengths, strict=True)]
         trace.generated = [bool(x) for x in arrays["generated"]]
+        if "vocab_ids" in arrays and "vocab_text" in arrays and len(arrays["vocab_ids"]) == len(arrays["vocab_text"]):
+            trace.vocab = {int(i): str(t) for i, t in zip(arrays["vocab_ids"], arrays["vocab_text"], strict=True)}
         return trace
 

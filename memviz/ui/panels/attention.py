@@ -17,6 +17,11 @@ def attention_shape(trace: Trace) -> tuple[int, int]:
     return int(trace.model.get("num_layers") or 0), int(trace.model.get("num_heads") or 0)
 
 
+def shows_attention(trace: Trace | None) -> bool:
+    """A GPT-2 run, even before its first step (its shape comes from the manifest)."""
+    return trace is not None and (trace.has("attention") or trace.architecture == "gpt2")
+
+
 class AttentionPanel(GraphicsPanel):
     name = "attention"
     title = "Attention"

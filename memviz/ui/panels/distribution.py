@@ -75,6 +75,9 @@ class DistributionPanel(GraphicsPanel):
             except Exception:  # noqa: BLE001 - a label must never break drawing
                 pass
         trace = self.trace
+        known = trace.text_of(token_id) if trace is not None else None
+        if known is not None:
+            return known
         if trace is not None and self._known_upto < len(trace):
             for i in range(self._known_upto, len(trace)):
                 self._known.setdefault(trace.token_ids[i], trace.token_text[i])

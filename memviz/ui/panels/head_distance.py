@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
 from memviz.ui.panels import colormaps
-from memviz.ui.panels.attention import attention_shape
+from memviz.ui.panels.attention import attention_shape, shows_attention
 from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, Labels, clamp, theme_font, token_label
 from memviz.ui.view import ViewModel, ViewState
 
@@ -82,7 +82,7 @@ class HeadDistancePanel(GraphicsPanel):
         self.heatmap.set_data(self.heatmap.data[:0, :0])
         self.labels.set_items([])
         self.step = -1
-        if trace is None or not trace.has("attention"):
+        if not shows_attention(trace):
             return
         layers, heads = attention_shape(trace)
         plot = self.heatmap.plot

@@ -15,7 +15,7 @@ from PySide6.QtGui import QCursor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels.attention import attention_shape
+from memviz.ui.panels.attention import attention_shape, shows_attention
 from memviz.ui.panels.heatmap import GraphicsPanel, clamp, style_plot, token_label
 from memviz.ui.view import ViewModel, ViewState
 
@@ -77,7 +77,7 @@ class HeadGridPanel(GraphicsPanel):
         self.curves.setData([], [])
         self.step = -1
         self._grid_cache.clear()
-        if trace is None or not trace.has("attention"):
+        if not shows_attention(trace):
             self.shape = (0, 0)
             return
         self.shape = layers, heads = attention_shape(trace)
@@ -108,8 +108,6 @@ class HeadGridPanel(GraphicsPanel):
         trace = self.trace
         if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("attention"):
             return
-        if self.shape == (0, 0):  # handed the run before its first step: lay the grid out now
-            self.set_trace(trace)
         layers, heads = self.shape
         t = clamp(state.cursor, len(trace))
         self.step = t
