@@ -1,7 +1,9 @@
 """LSTM cell state and hidden state: units x time heatmaps, and the selected unit over time.
 
-Diverging colours around 0 with symmetric levels (max |value| over the whole run, rounded up to a
-1-2-5 step so the colours stay put while the run grows). Click a row to select that unit.
+Diverging colours around 0 with symmetric levels: the largest, over the run, of each step's 98th
+percentile of |value|, rounded up to a 1-2-5 step so the colours stay put while the run grows. A few
+units whose cells run to +-40 would otherwise wash the rest out; they show at full colour instead
+(the tooltip and the line plot give their exact values). Click a row to select that unit.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ STATES = (("cell", "c", "cell state c"), ("hidden", "h", "hidden state h"))
 
 
 class RunningPeak:
-    """max |x| over a growing trace column, per layer, updated with the new steps only."""
+    """Per layer, the max over steps of the 98th percentile of |x| across units; new steps only."""
 
     def __init__(self) -> None:
         self.seen: dict[int, int] = {}
@@ -28,7 +30,7 @@ class RunningPeak:
     def level(self, column: np.ndarray, layer: int) -> float:
         start = self.seen.get(layer, 0)
         if start < len(column):
-            new = float(np.abs(column[start:, layer]).max())
+            new = float(np.percentile(np.abs(column[start:, layer]), 98, axis=-1).max())
             self.peak[layer] = max(self.peak.get(layer, 0.0), new)
             self.seen[layer] = len(column)
         return colormaps.symmetric_level(np.array([self.peak.get(layer, 0.0)]))
