@@ -32,8 +32,11 @@ def train_tokenizer(text: str, vocab_size: int, out: Path):
 
 def train_gpt2(
     corpus_path: str, out: Path, cfg: TrainConfig, layers: int = 4, heads: int = 4, embd: int = 256,
-    vocab_size: int = 4096, positions: int = 512,
+    vocab_size: int = 4096, positions: int = 512, copy_fraction: float = 0.0,
 ) -> dict:
+    """`copy_fraction` of each batch's sequences are a span of real text followed by its repeat: they
+    reward copying from the context, so induction heads form within a CPU budget (Olsson et al. saw
+    them form only after billions of tokens of plain text)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(cfg.seed)
@@ -55,9 +58,14 @@ def train_gpt2(
     generator = torch.Generator().manual_seed(cfg.seed)
     B, S = cfg.batch_size, min(cfg.seq_len, model.config.n_positions)
 
+    n_copy = round(B * copy_fraction)
+
     def batches(step: int):
         starts = torch.randint(0, len(ids) - S - 1, (B,), generator=generator)
         x = torch.stack([ids[s : s + S] for s in starts])
+        for row in range(n_copy):  # [span, span]: the second half is predictable only by copying
+            half = x[row, : S // 2].clone()
+            x[row, S // 2 : 2 * (S // 2)] = half
         loss = model(input_ids=x, labels=x).loss
         return loss, x.numel()
 
