@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 
@@ -130,6 +131,11 @@ class GPT2Backend:
             context_size=cfg.n_positions,
         )
         self._fingerprint = weights_fingerprint(dict(model.state_dict()), extra=f"gpt2:{cfg.vocab_size}")
+        from memviz.core.trace import attention_dtype_for
+
+        # Rows leave in the dtype the Trace keeps them in: torch converts to float16 in microseconds,
+        # numpy takes milliseconds a step on attention's many float16-subnormal weights (issue 7).
+        self._attention_half = attention_dtype_for(self.info) == np.float16
         self._key: torch.Tensor | None = None
         model.transformer.h[-1].ln_2.register_forward_hook(self._capture_key)
         self._token_cache: dict[int, str] = {}
@@ -177,6 +183,8 @@ class GPT2Backend:
         attention = torch.cat([a[0, :, 0, :] for a in out.attentions]).view(
             self.info.num_layers, self.info.num_heads, -1
         )
+        if self._attention_half:
+            attention = attention.to(torch.float16)
         return StepOutput(
             logits=out.logits[0, -1].float(),
             memory_key=self._key[0, -1].float().numpy().copy(),

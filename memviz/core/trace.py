@@ -27,6 +27,13 @@ KEPT_CANDIDATES = 20
 ATTENTION_FLOAT32_BUDGET = 128 * 2**20
 
 
+def attention_dtype_for(info: ModelInfo):
+    """float32, or float16 where a full window of attention rows would exceed ATTENTION_FLOAT32_BUDGET."""
+    window = info.context_size or 1024
+    full_bytes = info.num_layers * info.num_heads * window * (window + 1) // 2 * 4
+    return np.float32 if full_bytes <= ATTENTION_FLOAT32_BUDGET else np.float16
+
+
 @dataclass
 class StepRecord:
     token_id: int
@@ -71,9 +78,7 @@ class Trace:
     @classmethod
     def for_model(cls, info: ModelInfo, **kwargs) -> Trace:
         if info.architecture == "gpt2" and "attention_dtype" not in kwargs:
-            window = info.context_size or 1024
-            full_bytes = info.num_layers * info.num_heads * window * (window + 1) // 2 * 4
-            kwargs["attention_dtype"] = np.float32 if full_bytes <= ATTENTION_FLOAT32_BUDGET else np.float16
+            kwargs["attention_dtype"] = attention_dtype_for(info)
         return cls(model=info.as_manifest(), **kwargs)
 
     @property
