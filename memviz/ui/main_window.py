@@ -532,9 +532,14 @@ class MainWindow(QMainWindow):
         for dock in right:
             self.addDockWidget(Qt.RightDockWidgetArea, dock, Qt.Vertical)
             dock.show()
-        for dock in bottom:
+        for dock in bottom[:2]:
             self.addDockWidget(Qt.BottomDockWidgetArea, dock, Qt.Horizontal)
             dock.show()
+        for dock in bottom[2:]:  # a third panel (the memory) shares the last place, as a tab in front
+            self.tabifyDockWidget(bottom[1], dock)
+            dock.show()
+            dock.raise_()
+        bottom = bottom[:2]
         width, height = self.width(), self.height()
         self.resizeDocks(right, [int(width * 0.55)] * len(right), Qt.Horizontal)
         if bottom:

@@ -103,7 +103,7 @@ class DistributionPanel(GraphicsPanel):
             self.actual_bar.setOpts(x0=[], y=[], width=[])
         else:
             self.actual_bar.setOpts(x0=[0.0], y=[self.highlight], width=[self.probs[self.highlight]])
-        self.plot.getAxis("left").setTicks([[(r, show_token(s, 14)) for r, s in zip(ranks, self.labels, strict=True)]])
+        self.plot.getAxis("left").setTicks([[(r, show_token(s, 10)) for r, s in zip(ranks, self.labels, strict=True)]])
         fg = state.theme_obj.foreground
         self.values.set_items([(float(p), float(rank), f"{p:.4f}", fg) for rank, p in enumerate(self.probs)])
         top = max(float(self.probs[0]) if k else 0.0, 1e-6)
