@@ -34,7 +34,7 @@ def train_gpt2(
     corpus_path: str, out: Path, cfg: TrainConfig, layers: int = 4, heads: int = 4, embd: int = 256,
     vocab_size: int = 4096, positions: int = 512, copy_fraction: float = 0.0,
 ) -> dict:
-    """`copy_fraction` of each batch's sequences are a span of real text followed by its repeat: they
+    """`copy_fraction` of each batch's sequences are a span of real text (8 to S/2 tokens) repeated: they
     reward copying from the context, so induction heads form within a CPU budget (Olsson et al. saw
     them form only after billions of tokens of plain text)."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -63,9 +63,9 @@ def train_gpt2(
     def batches(step: int):
         starts = torch.randint(0, len(ids) - S - 1, (B,), generator=generator)
         x = torch.stack([ids[s : s + S] for s in starts])
-        for row in range(n_copy):  # [span, span]: the second half is predictable only by copying
-            half = x[row, : S // 2].clone()
-            x[row, S // 2 : 2 * (S // 2)] = half
+        for row in range(n_copy):  # a span of real text, tiled: every repeat is predictable by copying
+            span = int(torch.randint(8, S // 2 + 1, (1,), generator=generator))
+            x[row] = x[row, :span].repeat(S // span + 1)[:S]
         loss = model(input_ids=x, labels=x).loss
         return loss, x.numel()
 
