@@ -81,15 +81,9 @@ def make_trace(args: argparse.Namespace):
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from memviz.paths import output_file
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise MemvizError(f"--out {out}: is a folder; give a file name such as run.memviz")
-    if not out.parent.is_dir() if str(out.parent) else False:
-        raise MemvizError(f"--out {out}: folder {out.parent} does not exist")
-    if out.parent.is_dir() and not os.access(out.parent, os.W_OK):
-        raise MemvizError(f"--out {out}: folder {out.parent} is not writable")
+    out = output_file(args.out, "--out ")  # before the model runs: a bad path costs nothing
     trace = make_trace(args)
     trace.save(out)
     generated = sum(trace.generated)

@@ -238,9 +238,7 @@ def test_distribution_bars_and_actual_next_token(qtbot, gpt2_session):
     assert panel.next_id == trace.token_ids[t + 1]
     ids = list(trace.array("topk_ids")[t])
     assert panel.highlight == (ids.index(panel.next_id) if panel.next_id in ids else None)
-    panel.decoder = backend.token_text
-    panel.render(view.state)
-    assert panel.labels == [backend.token_text(int(i)) for i in ids]
+    assert panel.labels == [backend.token_text(int(i)) for i in ids]  # from the trace's own vocabulary
     # greedy generation: each generated token is the top candidate of the step before
     first_generated = trace.generated.index(True)
     view.update(cursor=first_generated - 1)

@@ -20,6 +20,7 @@ from memviz import __version__
 from memviz.backends.base import ModelInfo
 from memviz.core.columns import GrowableArray
 from memviz.errors import MemvizError
+from memviz.paths import output_file
 
 FORMAT_VERSION = 1
 KEPT_CANDIDATES = 20
@@ -98,6 +99,7 @@ class Trace:
         row = record.internals.get("attention_row")
         if row is not None:
             self.attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
+        self.vocab.setdefault(int(record.token_id), record.token_text)
         self.token_text.append(record.token_text)
         self.generated.append(bool(record.generated))
         self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
@@ -207,13 +209,8 @@ class Trace:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write exactly at `path`, atomically: a crash never leaves half a file behind."""
-        path = Path(path)
-        if path.is_dir():
-            raise MemvizError(f"{path}: is a folder; give a file name such as run.memviz")
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise MemvizError(f"{path}: folder {folder} does not exist")
-        tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        path = output_file(path)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             # os.open with 0o666 honours the umask, so the trace gets the permissions of any new file.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -286,5 +283,7 @@ class Trace:
         trace.generated = [bool(x) for x in arrays["generated"]]
         if "vocab_ids" in arrays and "vocab_text" in arrays and len(arrays["vocab_ids"]) == len(arrays["vocab_text"]):
             trace.vocab = {int(i): str(t) for i, t in zip(arrays["vocab_ids"], arrays["vocab_text"], strict=True)}
+        for token_id, text in zip(trace.token_ids, trace.token_text, strict=True):  # traces saved without vocab
+            trace.vocab.setdefault(token_id, text)
         return trace
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
+from memviz.paths import output_file
 
 FORMATS = ("png", "svg", "pdf")
 DEFAULT_SIZE = (1280, 720)  # logical pixels; --scale 1.5 gives exactly a 1080p slide
@@ -104,15 +105,7 @@ def format_from_path(path: str | os.PathLike, allowed: Iterable[str] = FORMATS) 
 
 
 def check_out_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise MemvizError(f"--out {path}: is a folder; give a file name")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise MemvizError(f"--out {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise MemvizError(f"--out {path}: folder {folder} is not writable")
-    return path
+    return output_file(path, "--out ")
 
 
 def safe_file_name(text: str) -> str:

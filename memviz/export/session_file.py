@@ -9,16 +9,11 @@ It holds the ViewState fields and, optionally, app extras (panel layout, window 
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-import numpy as np
-
 from memviz.core.trace import Trace
-from memviz.errors import MemvizError
 
 VIEW_KEY = "view_state"
 SESSION_VERSION = 1
@@ -63,29 +58,16 @@ def state_from_dict(data: dict):
 
 def save_session(path: str | os.PathLike, trace: Trace, state, extra: dict | None = None) -> Path:
     """Write trace + view state at exactly `path`, atomically."""
-    path = Path(path)
-    if path.is_dir():
-        raise MemvizError(f"{path}: is a folder; give a file name such as talk.memviz")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise MemvizError(f"{path}: folder {folder} does not exist")
-    arrays = trace.to_arrays()
     payload = {"session_version": SESSION_VERSION, "view": state_to_dict(state), "extra": dict(extra or {})}
-    manifest = json.loads(str(arrays["manifest"][()]))
-    manifest[VIEW_KEY] = payload
-    arrays["manifest"] = np.array(json.dumps(manifest))
+    previous = trace.extra_manifest.get(VIEW_KEY)
+    trace.extra_manifest[VIEW_KEY] = payload  # written into the trace's manifest, then put back
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".memviz-", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise MemvizError(f"{path}: cannot write ({exc.strerror})") from None
-    return path
+        return trace.save(path)
+    finally:
+        if previous is None:
+            trace.extra_manifest.pop(VIEW_KEY, None)
+        else:
+            trace.extra_manifest[VIEW_KEY] = previous
 
 
 def saved_view(trace: Trace):

@@ -5,8 +5,6 @@ The token that was actually read next (trace.token_ids[cursor + 1], when there i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -16,6 +14,7 @@ from memviz.core.trace import Trace
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
     Labels,
+    candidate_text,
     clamp,
     show_token,
     style_plot,
@@ -38,7 +37,6 @@ class DistributionPanel(GraphicsPanel):
             "Highlighted: the token that actually came next (read from the text, or sampled)."
         )
         #: optional id -> text (the app sets the backend's tokenizer); else ids seen in the trace
-        self.decoder: Callable[[int], str] | None = None
         self.plot: pg.PlotItem = self.canvas.ci.addPlot()
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
@@ -59,30 +57,14 @@ class DistributionPanel(GraphicsPanel):
         self.highlight: int | None = None  # rank of the actual next token in the bars
         self.next_id: int | None = None
         self.step = -1
-        self._known: dict[int, str] = {}
-        self._known_upto = 0
         self.apply_theme(view.state)
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
-        self._known, self._known_upto = {}, 0
         self.step = -1
 
     def token_text(self, token_id: int) -> str:
-        if self.decoder is not None:
-            try:
-                return self.decoder(int(token_id))
-            except Exception:  # noqa: BLE001 - a label must never break drawing
-                pass
-        trace = self.trace
-        known = trace.text_of(token_id) if trace is not None else None
-        if known is not None:
-            return known
-        if trace is not None and self._known_upto < len(trace):
-            for i in range(self._known_upto, len(trace)):
-                self._known.setdefault(trace.token_ids[i], trace.token_text[i])
-            self._known_upto = len(trace)
-        return self._known.get(int(token_id), f"#{int(token_id)}")
+        return candidate_text(self.trace, token_id, None)
 
     def render(self, state: ViewState) -> None:
         trace = self.trace

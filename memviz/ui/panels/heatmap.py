@@ -29,10 +29,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from memviz.core.trace import Trace
 from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
 from memviz.ui.theme import THEMES, Theme
 from memviz.ui.view import ViewModel, ViewState
+
+
+def candidate_text(trace: Trace | None, token_id: int, known: dict[int, str] | None = None) -> str:
+    """A candidate token's text: from the trace's vocabulary, else from `known`, else '#id'."""
+    text = trace.text_of(token_id) if trace is not None else None
+    if text is None and known:
+        text = known.get(int(token_id))
+    return f"#{int(token_id)}" if text is None else text
 
 
 def show_token(text: str, limit: int = 12) -> str:

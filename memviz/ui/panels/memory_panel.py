@@ -12,7 +12,6 @@ the trace's manifest for reading, if it is there, and otherwise shows ids only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsScene, QGraphicsVi
 
 from memviz.core.trace import Trace
 from memviz.ui.panels.base import Panel
+from memviz.ui.panels.heatmap import candidate_text
 from memviz.ui.view import ViewModel, ViewState
 
 ROWS_MAX = 16
@@ -90,10 +90,8 @@ class MemoryPanel(Panel):
         super().__init__(view, parent)
         self.store = None
         self._own_store = None  # a store this panel opened itself from the manifest
-        self.decoder: Callable[[int], str] | None = None
         self._records: dict[int, list] = {}  # step -> records of its memories
         self._known: dict[int, str] = {}
-        self._known_upto = 0
         self.step = -1
         self.rows: list[tuple[int, float, float, object]] = []  # (id, score, relative weight, record)
         self.columns: list[tuple[str, np.ndarray, np.ndarray]] = []  # (title, ids, probs)
@@ -125,7 +123,7 @@ class MemoryPanel(Panel):
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
         self._records.clear()
-        self._known, self._known_upto = {}, 0
+        self._known = {}
         self.step = -1
         self.rows, self.columns = [], []
         if self._own_store is not None:
@@ -152,20 +150,7 @@ class MemoryPanel(Panel):
         return self._own_store or None
 
     def token_text(self, token_id: int) -> str:
-        if self.decoder is not None:
-            try:
-                return self.decoder(int(token_id))
-            except Exception:  # noqa: BLE001 - a label must never break drawing
-                pass
-        trace = self.trace
-        known = trace.text_of(token_id) if trace is not None else None
-        if known is not None:
-            return known
-        if trace is not None and self._known_upto < len(trace):
-            for i in range(self._known_upto, len(trace)):
-                self._known.setdefault(trace.token_ids[i], trace.token_text[i])
-            self._known_upto = len(trace)
-        return self._known.get(int(token_id), f"#{int(token_id)}")
+        return candidate_text(self.trace, token_id, self._known)
 
     def render(self, state: ViewState) -> None:
         self.state = state
