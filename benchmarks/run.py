@@ -51,6 +51,7 @@ TARGETS = {
 }
 
 perf = time.perf_counter
+MEMORY_MAX = [1_000_000]
 
 
 def log(*args) -> None:
@@ -241,7 +242,7 @@ def bench_incremental(quick: bool, ctx: dict) -> dict:
         "incremental_total_s": round(incremental_total, 2),
         "speedup": round(speedup, 2),
         "target_min": TARGETS["incremental_speedup_min"],
-        "target_met": speedup >= TARGETS["incremental_speedup_min"],
+        "target_met": speedup >= TARGETS["incremental_speedup_min"] if n == 512 else None,  # the target is at n = 512
     }
 
 
@@ -641,7 +642,7 @@ def bench_memory(quick: bool, ctx: dict) -> dict:
     from memviz.memory.store import MemoryStore
 
     dim, k = 768, 10
-    sizes = [10_000] if quick else [10_000, 100_000, 1_000_000]
+    sizes = [10_000] if quick else [n for n in (10_000, 100_000, 1_000_000) if n <= MEMORY_MAX[0]]
     n_queries = 50 if quick else 300
     dist = KeyDistribution(dim)
     rng = np.random.default_rng(123)
@@ -901,9 +902,9 @@ SECTIONS = {
     "incremental": bench_incremental,
     "lstm": bench_lstm,
     "draw": bench_draw,
-    "memory": bench_memory,
     "trace": bench_trace,
     "startup": bench_startup,
+    "memory": bench_memory,  # last: the 1M index takes minutes
 }
 
 
@@ -914,18 +915,23 @@ def main(argv=None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (default: torch's own; the app's worker uses cores - 1)")
+    parser.add_argument("--memory-max", type=int, default=1_000_000, metavar="N",
+                        help="largest long-term memory size in the full run (default 1,000,000)")
     args = parser.parse_args(argv)
     if args.threads:
+        import faiss
         import torch
 
         torch.set_num_threads(args.threads)
+        faiss.omp_set_num_threads(args.threads)
+    MEMORY_MAX[0] = args.memory_max
     chosen = list(SECTIONS) if not args.only else [s.strip() for s in args.only.split(",")]
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     if "incremental" in chosen and "gpt2" not in chosen:
         chosen.insert(chosen.index("incremental"), "gpt2")
-    results = {"quick": args.quick, "machine": machine_info(), "start": machine_state(), "targets": TARGETS,
+    results = {"quick": args.quick, "argv": sys.argv[1:], "machine": machine_info(), "start": machine_state(), "targets": TARGETS,
                "sections": {}}
     if results["start"]["training_processes"]:
         log(f"warning: {results['start']['training_processes']} `memviz train` process(es) running: timings distorted")
@@ -940,6 +946,8 @@ def main(argv=None) -> int:
         section["seconds"] = round(perf() - t0, 1)
         section["machine_before"], section["machine_after"] = before, machine_state()
         results["sections"][name] = section
+        if args.json:  # written after every section: a long run that fails late keeps what it measured
+            Path(args.json).write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
     results["end"] = machine_state()
     results["total_seconds"] = round(perf() - t_start, 1)
     summary = {}
