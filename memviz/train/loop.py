@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 STATE_FILE = "train_state.pt"  # model + optimizer tensors, loaded with weights_only=True
 
@@ -42,7 +43,11 @@ class Interrupt:
     def __init__(self) -> None:
         self.requested = False
         self._previous = signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
+        self._previous_term = signal.signal(signal.SIGTERM, self._handle)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+        signal.signal(signal.SIGTERM, self._previous_term)
 
     def _handle(self, *_):
         if self.requested:  # a second Ctrl-C: stop now
@@ -82,6 +87,7 @@ def train_loop(model, optimizer, batches, cfg: TrainConfig, out: Path, save_mode
         cfg.max_steps = max(cfg.max_steps, resumed["max_steps"])  # --max-steps can extend a finished run
         print(f"resuming at step {step} of {cfg.max_steps}", file=sys.stderr)
     interrupt = Interrupt()
+    bar = tqdm(total=cfg.max_steps or None, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
     start = time.perf_counter()
     tokens_seen = 0
     smoothed = None
@@ -100,16 +106,11 @@ def train_loop(model, optimizer, batches, cfg: TrainConfig, out: Path, save_mode
         seconds = time.perf_counter() - start
         if cfg.max_steps == 0 and step == 30:  # fix the step budget from measured speed
             cfg.max_steps = max(100, int(cfg.minutes * 60 / (seconds / step)))
-            print(f"\nstep budget: {cfg.max_steps} steps in about {cfg.minutes:g} minutes", file=sys.stderr)
-        if step % 10 == 0 or step == cfg.max_steps:
-            total = cfg.max_steps or "?"
-            print(
-                f"\rstep {step}/{total}  loss {smoothed:.3f}  {tokens_seen / seconds:,.0f} {units}/s  "
-                f"lr {lr_at(step, cfg):.2e}  {(elapsed_before + seconds) / 60:.1f} min",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+            bar.total = cfg.max_steps
+            bar.write(f"step budget: {cfg.max_steps} steps in about {cfg.minutes:g} minutes", file=sys.stderr)
+        bar.update(1)
+        bar.set_postfix_str(f"loss {smoothed:.3f}  {tokens_seen / seconds:,.0f} {units}/s  lr {lr_at(step, cfg):.2e}",
+                            refresh=False)
         log = {"loss": smoothed, "train_seconds": elapsed_before + seconds}
         if step % cfg.checkpoint_every == 0 or interrupt.requested or step == cfg.max_steps:
             model.eval()
@@ -118,6 +119,7 @@ def train_loop(model, optimizer, batches, cfg: TrainConfig, out: Path, save_mode
             save_state(out, model, optimizer, step, cfg, log)
         if interrupt.requested:
             break
-    print(file=sys.stderr)
+    bar.close()
+    interrupt.restore()
     model.eval()
     return {"steps": step, "train_seconds": elapsed_before + time.perf_counter() - start, "loss": smoothed}
