@@ -13,12 +13,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import SAMPLE_TEXT
 
 from memviz.backends.registry import load_backend
 from memviz.cli import main
 from memviz.core.session import Session
-
-from conftest import SAMPLE_TEXT
 
 LSTM_ARGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--threads", "1"]
 GPT2_ARGS = ["--layers", "1", "--heads", "2", "--hidden", "32", "--vocab-size", "300", "--context", "64",
