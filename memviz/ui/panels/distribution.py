@@ -14,6 +14,7 @@ from memviz.core.trace import Trace
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
     Labels,
+    add_static_plot,
     candidate_text,
     clamp,
     show_token,
@@ -36,12 +37,7 @@ class DistributionPanel(GraphicsPanel):
             "The model's probabilities for the next token after reading the current one, best first. "
             "Highlighted: the token that actually came next (read from the text, or sampled)."
         )
-        #: optional id -> text (the app sets the backend's tokenizer); else ids seen in the trace
-        self.plot: pg.PlotItem = self.canvas.ci.addPlot()
-        self.plot.setMenuEnabled(False)
-        self.plot.hideButtons()
-        self.plot.setMouseEnabled(False, False)
-        self.plot.getViewBox().invertY(True)
+        self.plot: pg.PlotItem = add_static_plot(self.canvas.ci)
         self.plot.setLabel("bottom", "probability")
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], pen=None)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 
 from memviz.core.trace import Trace
 from memviz.ui.panels.attention import attention_shape, shows_attention
-from memviz.ui.panels.heatmap import GraphicsPanel, clamp, style_plot, token_label
+from memviz.ui.panels.heatmap import GraphicsPanel, add_static_plot, clamp, style_plot, token_label
 from memviz.ui.view import ViewModel, ViewState
 
 MAX_POINTS = 96  # per cell
@@ -46,11 +46,7 @@ class HeadGridPanel(GraphicsPanel):
             "Every head (columns) of every layer (rows): where the current token looks, keys 0..now from "
             "left to right, height = attention weight (0 to 1). Click a head to select it."
         )
-        self.plot: pg.PlotItem = self.canvas.ci.addPlot()
-        self.plot.setMenuEnabled(False)
-        self.plot.hideButtons()
-        self.plot.setMouseEnabled(False, False)
-        self.plot.getViewBox().invertY(True)
+        self.plot: pg.PlotItem = add_static_plot(self.canvas.ci)
         self.plot.getViewBox().setDefaultPadding(0.0)
         self.plot.setLabel("bottom", "head")
         self.plot.setLabel("left", "layer")

@@ -36,6 +36,16 @@ from memviz.ui.theme import THEMES, Theme
 from memviz.ui.view import ViewModel, ViewState
 
 
+def add_static_plot(layout: pg.GraphicsLayout) -> pg.PlotItem:
+    """A plot with rows top-down that the mouse neither pans nor zooms (rank and layer lists)."""
+    plot = layout.addPlot()
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+    plot.setMouseEnabled(False, False)
+    plot.getViewBox().invertY(True)
+    return plot
+
+
 def candidate_text(trace: Trace | None, token_id: int, known: dict[int, str] | None = None) -> str:
     """A candidate token's text: from the trace's vocabulary, else from `known`, else '#id'."""
     text = trace.text_of(token_id) if trace is not None else None
