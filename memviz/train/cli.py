@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--context", type=int, default=512, help="GPT-2 context window")
     p.add_argument("--copy-fraction", type=float, default=0.0,
                    help="GPT-2: share of training sequences that repeat a span (teaches in-context copying)")
+    p.add_argument("--random-copy-fraction", type=float, default=0.0,
+                   help="GPT-2: share of training sequences that repeat random tokens (teaches induction heads)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--lr", type=float)
@@ -58,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           seed=args.seed, threads=args.threads)
         result = train_gpt2(args.corpus, out, cfg, layers=args.layers or 4, heads=args.heads,
                             embd=args.hidden or 256, vocab_size=args.vocab_size, positions=args.context,
-                            copy_fraction=args.copy_fraction)
+                            copy_fraction=args.copy_fraction, random_copy_fraction=args.random_copy_fraction)
     result["machine"] = f"{platform.processor() or platform.machine()}, {args.threads or 'default'} thread(s)"
     result["finished"] = time.strftime("%Y-%m-%d %H:%M")
     (out / "training.json").write_text(json.dumps(result, indent=2))

@@ -32,11 +32,13 @@ def train_tokenizer(text: str, vocab_size: int, out: Path):
 
 def train_gpt2(
     corpus_path: str, out: Path, cfg: TrainConfig, layers: int = 4, heads: int = 4, embd: int = 256,
-    vocab_size: int = 4096, positions: int = 512, copy_fraction: float = 0.0,
+    vocab_size: int = 4096, positions: int = 512, copy_fraction: float = 0.0, random_copy_fraction: float = 0.0,
 ) -> dict:
     """`copy_fraction` of each batch's sequences are a span of real text (8 to S/2 tokens) repeated: they
-    reward copying from the context, so induction heads form within a CPU budget (Olsson et al. saw
-    them form only after billions of tokens of plain text)."""
+    reward copying from the context. `random_copy_fraction` of them are a span of uniformly random tokens
+    repeated: nothing but copying predicts those, so the general circuit (a previous-token head feeding
+    an induction head) is what they teach, within a CPU budget (Olsson et al. saw it form only after
+    billions of tokens of plain text)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(cfg.seed)
@@ -59,6 +61,10 @@ def train_gpt2(
     B, S = cfg.batch_size, min(cfg.seq_len, model.config.n_positions)
 
     n_copy = round(B * copy_fraction)
+    n_random = round(B * random_copy_fraction)
+    if n_copy + n_random > B:
+        raise ValueError("--copy-fraction plus --random-copy-fraction must be at most 1")
+    vocab = model.config.vocab_size
 
     def batches(step: int):
         starts = torch.randint(0, len(ids) - S - 1, (B,), generator=generator)
@@ -66,6 +72,10 @@ def train_gpt2(
         for row in range(n_copy):  # a span of real text, tiled: every repeat is predictable by copying
             span = int(torch.randint(8, S // 2 + 1, (1,), generator=generator))
             x[row] = x[row, :span].repeat(S // span + 1)[:S]
+        for row in range(n_copy, n_copy + n_random):  # random tokens (never <|endoftext|>), tiled
+            span = int(torch.randint(8, S // 2 + 1, (1,), generator=generator))
+            tokens = torch.randint(1, vocab, (span,), generator=generator)
+            x[row] = tokens.repeat(S // span + 1)[:S]
         loss = model(input_ids=x, labels=x).loss
         return loss, x.numel()
 
