@@ -14,7 +14,7 @@ from memviz.core.session import Session
 from memviz.ui.panels import PANEL_CLASSES
 from memviz.ui.panels.attention import AttentionPanel
 from memviz.ui.panels.distribution import DistributionPanel
-from memviz.ui.panels.head_distance import HeadDistancePanel
+from memviz.ui.panels.head_distance import HeadDistancePanel, distance_text
 from memviz.ui.panels.head_grid import HeadGridPanel, binned_max
 from memviz.ui.panels.heatmap import Heatmap
 from memviz.ui.panels.lstm_gates import GatesPanel
@@ -95,7 +95,7 @@ def test_gates_images_are_the_trace_gates(qtbot, lstm_session):
     view, panel = make(qtbot, GatesPanel, trace, cursor=20, layer=1)
     for g, heatmap in enumerate(panel.heatmaps):
         np.testing.assert_array_equal(heatmap.data, gates[:21, 1, g].T)
-        assert heatmap.image.image.shape == (gates.shape[3], 21)
+        assert heatmap.image.cells == (gates.shape[3], 21)
         assert heatmap.cursor_col == 20
     assert panel.heatmaps[0].levels == (0.0, 1.0) and panel.heatmaps[2].levels == (-1.0, 1.0)
     view.update(layer=2, cursor=len(trace) - 1)  # a layer switch and the last step
@@ -186,11 +186,12 @@ def test_head_grid_rows_click_and_tooltip(qtbot, gpt2_session):
     layers, heads = panel.shape
     assert (layers, heads) == trace.attention_at(0).shape[:2]
     np.testing.assert_array_equal(panel.rows, trace.attention_at(t))
-    _, y = panel.curves.getData()
-    values, _ = binned_max(trace.attention_at(t).astype(np.float32), 96)
-    y = y.reshape(layers, heads, -1)[:, :, :-1]
-    heights = (np.arange(layers)[:, None, None] + 0.9 - y) / 0.8
-    np.testing.assert_allclose(heights, values, atol=1e-6)
+    # the image's bars: per column, the filled pixel rows (from the baseline up) are the binned
+    # attention on the 0..1 scale, rounded to the cell's pixel rows, at least 1 for any weight > 0
+    values, _ = binned_max(trace.attention_at(t).astype(np.float32), panel.bins)
+    values = values[..., (np.arange(panel.bins) * values.shape[-1]) // panel.bins]  # short rows: spread
+    expected = np.maximum(np.rint(values * panel.levels), values > 0)
+    np.testing.assert_array_equal(head_grid_bar_heights(panel), expected)
     click(qtbot, panel.canvas, panel.scene_pos_of(2, 3))
     assert (view.state.layer, view.state.head) == (2, 3)
     assert panel.selected.rect().x() == 3 and panel.selected.rect().y() == 2
@@ -199,6 +200,20 @@ def test_head_grid_rows_click_and_tooltip(qtbot, gpt2_session):
     assert f"{float(row.max()):.6f}" in text and "layer 1, head 2" in text
     hover(qtbot, panel.canvas, panel.scene_pos_of(1, 2))
     assert panel.last_tooltip == text
+
+
+def head_grid_bar_heights(panel) -> np.ndarray:
+    """The filled pixel rows of every bar column of every cell, read back from the head grid's image
+    ([L, A, bins]); checks the margins are empty and each column is filled from its baseline up."""
+    layers, heads = panel.shape
+    (width, height), (mx, my) = panel.cell_size, panel.margin
+    alpha = panel.image.image[..., 3].reshape(layers, height, heads, width) > 0
+    bars = alpha[:, my : height - my, :, mx : mx + panel.bins]  # [L, levels, A, bins], top row first
+    assert bars.sum() == alpha.sum()  # nothing outside the bars' area
+    heights = bars.sum(axis=1)
+    rows = np.arange(panel.levels)[None, :, None, None]
+    np.testing.assert_array_equal(bars, rows >= panel.levels - heights[:, None])
+    return heights
 
 
 def test_binned_max_keeps_peaks():
@@ -222,7 +237,8 @@ def test_head_distance_is_the_traces_mean_distance(qtbot, gpt2_session):
     lo, hi = panel.heatmap.levels
     assert lo == 0 and hi >= panel.heatmap.data.max()
     labels = [text for _, _, text, _ in panel.labels.items]
-    assert labels[0] == f"{panel.heatmap.data[0, 0]:.1f}" and len(labels) == panel.heatmap.data.size
+    assert labels[0] == distance_text(panel.heatmap.data[0, 0]) and len(labels) == panel.heatmap.data.size
+    assert distance_text(12.34) == "12.3" and distance_text(255.94) == "256"
     click(qtbot, panel.canvas, panel.heatmap.scene_pos_of(2, 3))
     assert (view.state.layer, view.state.head) == (2, 3)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
@@ -139,6 +139,7 @@ class TokenStrip(QWidget):
         self._values = np.zeros(0)
         self._strengths = np.zeros(0)
         self._widths: dict[str, int] = {}
+        self._tints: dict[tuple, QColor] = {}
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setAttribute(Qt.WA_OpaquePaintEvent, False)
@@ -202,12 +203,17 @@ class TokenStrip(QWidget):
         theme = self.state.theme_obj
         kind = SIGNALS.get(self.state.signal, ("", "none"))[1]
         if kind == "diverging":
-            base = QColor(POSITIVE if s >= 0 else NEGATIVE)
+            base = POSITIVE if s >= 0 else NEGATIVE
         else:
-            base = QColor(theme.accent)
-        color = QColor(base)
-        color.setAlphaF(min(1.0, abs(s)) * 0.85)
+            base = theme.accent
+        alpha = round(min(1.0, abs(s)) * 0.85 * 255)  # the 8-bit alpha a QColor holds anyway
+        key = (base.rgba() if isinstance(base, QColor) else base, alpha)
+        color = self._tints.get(key)
+        if color is None:
+            color = self._tints[key] = QColor(base)
+            color.setAlpha(alpha)
         return color
+
 
     # -- layout -------------------------------------------------------------------------------
     def _apply_font(self) -> None:
@@ -300,19 +306,29 @@ class TokenStrip(QWidget):
         foreground = QColor(theme.foreground)
         generated_color = QColor(theme.generated)
         cursor = self.state.cursor
-        ascent = self._metrics.ascent()
         strengths = self._strengths
-        for i in range(lo, min(hi, len(self._rects))):
+        shown = range(lo, min(hi, len(self._rects)))
+        finite = np.isfinite(strengths[lo : shown.stop]) if len(strengths) else np.zeros(0, bool)
+        for i in shown:  # tints first, then texts: fewer pen changes
+            if i - lo < len(finite) and finite[i - lo]:
+                painter.fillRect(self._rects[i], self._tint(float(strengths[i])))
+        ascent = self._metrics.ascent()
+        pen_generated = None
+        underlines = []
+        painter.setPen(foreground)
+        for i in shown:
             rect = self._rects[i]
-            if i < len(strengths) and np.isfinite(strengths[i]):
-                painter.fillRect(rect, self._tint(float(strengths[i])))
             generated = trace.generated[i]
-            painter.setPen(generated_color if generated else foreground)
+            if generated != pen_generated:
+                pen_generated = generated
+                painter.setPen(generated_color if generated else foreground)
             painter.drawText(rect.left() + self.PAD_X, rect.top() + self.PAD_Y + ascent - 1,
                              display_text(trace.token_text[i]))
             if generated:
-                painter.setPen(QPen(generated_color, 1, Qt.DashLine))
-                painter.drawLine(rect.left(), rect.bottom(), rect.right(), rect.bottom())
+                underlines.append(QLine(rect.left(), rect.bottom(), rect.right(), rect.bottom()))
+        if underlines:
+            painter.setPen(QPen(generated_color, 1, Qt.DashLine))
+            painter.drawLines(underlines)
         if 0 <= cursor < len(self._rects):
             painter.setPen(QPen(QColor(theme.accent), 2))
             painter.setBrush(Qt.NoBrush)

@@ -38,13 +38,14 @@ class AttentionPanel(GraphicsPanel):
         )
         self.heatmap = Heatmap(
             cmap=colormaps.SEQUENTIAL, levels=(0.0, 1.0), x_label="key (attended to)", y_label="query (reading)",
-            invert_y=True, x_tokens=True, y_tokens=True, value_name="attention",
+            invert_y=True, x_tokens=True, y_tokens=True, value_name="attention", grows=(True, True),
         )
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(cursor=row, follow=False))
         self.canvas.ci.addItem(self.heatmap)
         self.layer = self.head = 0
         self.step = -1
+        self._shown = (-1, -1, -1)  # layer, head and step on screen
         self.apply_theme(view.state)
 
     def _tooltip(self, row: int, col: int, value: float) -> str:
@@ -59,6 +60,7 @@ class AttentionPanel(GraphicsPanel):
         self.heatmap.set_axis_tokens(trace.token_text if trace is not None else [])
         self.heatmap.set_data(self.heatmap.data[:0, :0])
         self.step = -1
+        self._shown = (-1, -1, -1)
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -71,7 +73,11 @@ class AttentionPanel(GraphicsPanel):
         self.step = t
         self.sync_spin("layer", layer, layers - 1)
         self.sync_spin("head", head, heads - 1)
-        self.heatmap.set_data(trace.attention_matrix(layer, head, upto=t + 1))
+        # rows of earlier steps never change: with the same head, only the new row and column are coloured
+        same_head = self._shown[:2] == (layer, head)
+        keep = (min(self._shown[2], t) + 1,) * 2 if same_head else None
+        self.heatmap.set_data(trace.attention_matrix(layer, head, upto=t + 1), keep=keep)
+        self._shown = (layer, head, t)
         self.heatmap.set_highlight_row(t)
         self.note.setText(f"layer {layer}  head {head}  query {token_label(trace.token_text, t)}")
 

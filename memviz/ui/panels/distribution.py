@@ -1,19 +1,28 @@
 """The next-token distribution: the top-k candidates after reading the current token, best first.
 
 The token that was actually read next (trace.token_ids[cursor + 1], when there is one) is highlighted.
+
+Speed: a step must not re-layout the plot or regenerate its axes. The candidates' texts are painted by
+`RankAxis` (cached QStaticText per string, a fixed width) instead of being set as axis ticks; the
+probability axis spans one of a few fixed ranges (`X_RANGES`: the smallest that fits the best candidate
+with room for its value label), and `CachedAxis` keeps the drawing of each range it has shown, so
+moving between ranges replays a picture instead of recomputing ticks; the value labels are drawn from
+cached QStaticText too; and the title is only re-set when its text changes.
 """
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QStaticText, QTransform
+from PySide6.QtWidgets import QGraphicsObject, QWidget
 
 from memviz.core.trace import Trace
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
-    Labels,
     add_static_plot,
     candidate_text,
     clamp,
@@ -23,6 +32,185 @@ from memviz.ui.panels.heatmap import (
     token_label,
 )
 from memviz.ui.view import ViewModel, ViewState
+
+LABEL_CHARS = 10  # candidate texts are shown up to this many characters
+X_ROOM = 1.18  # the probability axis reaches this far past the best candidate (room for its value)
+# the probability axis spans 0..one of these (the bars fill at least about 2/3 of the width)
+X_RANGES = (
+    0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0,
+)  # fmt: skip
+
+
+def x_range_for(top: float) -> float:
+    """The probability axis' upper end for a best candidate of probability `top`: the smallest of
+    X_RANGES that is at least top * X_ROOM (1.0 at most)."""
+    need = top * X_ROOM
+    for end in X_RANGES:
+        if end >= need:
+            return end
+    return X_RANGES[-1]
+
+
+class _TextCache:
+    """QStaticText per string for one font: laid out once, then drawn without text layout. Texts
+    wider than `max_width` pixels (when set) are elided."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.font = QFont()
+        self.max_width: float | None = None
+        self._metrics = QFontMetricsF(self.font)
+        self._texts: dict[str, QStaticText] = {}
+
+    def set_font(self, font: QFont, max_width: float | None = None) -> None:
+        self.font = QFont(font)
+        self.max_width = max_width
+        self._metrics = QFontMetricsF(self.font)
+        self._texts.clear()
+
+    def get(self, text: str) -> QStaticText:
+        static = self._texts.get(text)
+        if static is None:
+            if len(self._texts) >= self.LIMIT:
+                self._texts.clear()
+            shown = text
+            if self.max_width is not None and self._metrics.horizontalAdvance(text) > self.max_width:
+                shown = self._metrics.elidedText(text, Qt.TextElideMode.ElideRight, self.max_width)
+            static = QStaticText(shown)
+            static.setTextFormat(Qt.TextFormat.PlainText)
+            static.prepare(QTransform(), self.font)
+            self._texts[text] = static
+        return static
+
+
+class RankAxis(pg.AxisItem):
+    """A left axis showing one text per integer row (the candidates' texts), painted directly from
+    cached QStaticText at a fixed width: changing the texts costs a repaint of this axis, not a
+    regeneration of tick specs and a re-layout of the plot."""
+
+    TICK = 5  # pixels
+
+    def __init__(self, orientation: str = "left", **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        self.texts: list[str] = []
+        self._cache = _TextCache()
+        self.set_font(QFont())
+
+    def set_font(self, font: QFont) -> None:
+        """The texts' font; the axis is as wide as LABEL_CHARS digits (wider texts are elided)."""
+        text_width = QFontMetricsF(font).horizontalAdvance("0" * LABEL_CHARS)
+        self._cache.set_font(font, max_width=text_width)
+        self.setWidth(int(text_width + self.TICK + 8))
+        self.update()
+
+    def set_texts(self, texts: list[str]) -> None:
+        if texts != self.texts:
+            self.texts = texts
+            self.update()
+
+    def paint(self, p, opt, widget) -> None:
+        view = self.linkedView()
+        if view is None:
+            return
+        rect = self.mapRectFromParent(self.geometry())
+        right = rect.right()
+        p.setPen(self.pen())
+        p.drawLine(QPointF(right, rect.top()), QPointF(right, rect.bottom()))
+        if not self.texts:
+            return
+        y0 = self.mapFromItem(view, view.mapFromView(QPointF(0, 0))).y()
+        dy = self.mapFromItem(view, view.mapFromView(QPointF(0, 1))).y() - y0
+        for row in range(len(self.texts)):
+            y = y0 + row * dy
+            if rect.top() - 1 <= y <= rect.bottom() + 1:
+                p.drawLine(QPointF(right - self.TICK, y), QPointF(right, y))
+        p.setPen(self.textPen())
+        p.setFont(self._cache.font)
+        limit = right - self.TICK - 3
+        for row, text in enumerate(self.texts):
+            y = y0 + row * dy
+            if not rect.top() - 1 <= y <= rect.bottom() + 1:
+                continue
+            static = self._cache.get(text)
+            size = static.size()
+            p.drawStaticText(QPointF(limit - size.width(), y - size.height() / 2), static)
+
+
+class CachedAxis(pg.AxisItem):
+    """An axis that keeps the picture of each (range, size) it has drawn, so switching back and
+    forth between a few fixed ranges replays a picture instead of regenerating ticks. Call
+    `forget()` after changing its look (pens, fonts)."""
+
+    LIMIT = 32
+
+    def __init__(self, orientation: str, **kwargs) -> None:
+        super().__init__(orientation, **kwargs)
+        self._pictures: dict[tuple, object] = {}
+
+    def forget(self) -> None:
+        self._pictures.clear()
+        self.picture = None
+        self.update()
+
+    def paint(self, p, opt, widget) -> None:
+        if self.picture is None:
+            size = self.size()
+            key = (tuple(self.range), size.width(), size.height())
+            picture = self._pictures.get(key)
+            if picture is None:
+                super().paint(p, opt, widget)  # generates and plays self.picture
+                if len(self._pictures) >= self.LIMIT:
+                    self._pictures.clear()
+                self._pictures[key] = self.picture
+                return
+            self.picture = picture
+        self.picture.play(p)
+
+
+class ValueLabels(QGraphicsObject):
+    """Short texts just right of data points, at a fixed pixel size, from cached QStaticText.
+    `items` holds (x, y, text, colour), like heatmap.Labels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[tuple[float, float, str, str]] = []
+        self._cache = _TextCache()
+
+    @property
+    def font(self) -> QFont:
+        return self._cache.font
+
+    @font.setter
+    def font(self, font: QFont) -> None:
+        self._cache.set_font(font)
+        self.update()
+
+    def set_items(self, items: list[tuple[float, float, str, str]]) -> None:
+        self.items = items
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        # the texts stand beside their anchors in pixels: claim the whole plot (the parent's area)
+        parent = self.parentItem()
+        return parent.boundingRect() if parent is not None else QRectF()
+
+    def paint(self, painter, option, widget=None) -> None:
+        if not self.items:
+            return
+        transform = painter.transform()
+        painter.save()
+        painter.resetTransform()
+        painter.setFont(self._cache.font)
+        colour = None
+        for x, y, text, item_colour in self.items:
+            if item_colour != colour:
+                colour = item_colour
+                painter.setPen(pg.mkColor(colour))
+            point = transform.map(QPointF(x, y))
+            static = self._cache.get(text)
+            painter.drawStaticText(QPointF(point.x() + 4, point.y() - static.size().height() / 2), static)
+        painter.restore()
 
 
 class DistributionPanel(GraphicsPanel):
@@ -38,13 +226,16 @@ class DistributionPanel(GraphicsPanel):
             "Highlighted: the token that actually came next (read from the text, or sampled)."
         )
         self.plot: pg.PlotItem = add_static_plot(self.canvas.ci)
+        self.ranks = RankAxis("left")
+        self.x_axis = CachedAxis("bottom")
+        self.plot.setAxisItems({"left": self.ranks, "bottom": self.x_axis})
         self.plot.setLabel("bottom", "probability")
-        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.x_axis.enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], pen=None)
         self.actual_bar = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], pen=None)
         self.plot.addItem(self.bars)
         self.plot.addItem(self.actual_bar)
-        self.values = Labels(align=Qt.AlignmentFlag.AlignLeft)
+        self.values = ValueLabels()
         self.values.setZValue(6)
         self.plot.addItem(self.values, ignoreBounds=True)
         self.ids = np.zeros(0, dtype=np.int64)
@@ -53,6 +244,9 @@ class DistributionPanel(GraphicsPanel):
         self.highlight: int | None = None  # rank of the actual next token in the bars
         self.next_id: int | None = None
         self.step = -1
+        self.x_max = 0.0  # the probability axis' upper end (one of X_RANGES)
+        self._view_range: tuple[float, int] | None = None  # (x_max, k) last given to the view
+        self._title: tuple[str, str, str] | None = None  # (text, colour, size) last set, text unescaped
         self.apply_theme(view.state)
 
     def set_trace(self, trace: Trace | None) -> None:
@@ -81,21 +275,46 @@ class DistributionPanel(GraphicsPanel):
             self.actual_bar.setOpts(x0=[], y=[], width=[])
         else:
             self.actual_bar.setOpts(x0=[0.0], y=[self.highlight], width=[self.probs[self.highlight]])
-        self.plot.getAxis("left").setTicks([[(r, show_token(s, 10)) for r, s in zip(ranks, self.labels, strict=True)]])
-        fg = state.theme_obj.foreground
-        self.values.set_items([(float(p), float(rank), f"{p:.4f}", fg) for rank, p in enumerate(self.probs)])
-        top = max(float(self.probs[0]) if k else 0.0, 1e-6)
-        self.plot.setRange(xRange=(0, min(1.0, top * 1.18)), yRange=(-0.6, k - 0.4), padding=0.0)
+        self.ranks.set_texts([show_token(s, LABEL_CHARS) for s in self.labels])
         theme = state.theme_obj
-        after = token_label(trace.token_text, t)
-        self.plot.setTitle(f"next token after step {after}", color=theme.foreground, size=f"{theme.title_size}pt")
+        fg = theme.foreground
+        self.values.set_items([(float(p), float(rank), f"{p:.4f}", fg) for rank, p in enumerate(self.probs)])
+        self.x_max = x_range_for(float(self.probs[0]) if k else 0.0)
+        if self._view_range != (self.x_max, k):
+            self._view_range = (self.x_max, k)
+            self.plot.setRange(xRange=(0, self.x_max), yRange=(-0.6, k - 0.4), padding=0.0)
+        self._set_title(f"next token after step {token_label(trace.token_text, t)}", theme)
         if self.next_id is None:
             actual = "actual next token: none yet"
         else:
             kind = "sampled" if trace.generated[t + 1] else "read"
             where = f"rank {self.highlight + 1}" if self.highlight is not None else f"not in the top {k}"
             actual = f"actual next ({kind}): '{show_token(trace.token_text[t + 1], 24)}', {where}"
-        self.note.setText(actual)
+        if actual != self.note.text():
+            self.note.setText(actual)
+
+    def _set_title(self, text: str, theme) -> None:
+        """The plot's title (its text escaped: tokens such as '<b>' are shown, not parsed)."""
+        colour, size = theme.foreground, f"{theme.title_size}pt"
+        if (text, colour, size) == self._title:
+            return
+        label = self.plot.titleLabel
+        same_look = self._title is not None and self._title[1:] == (colour, size) and label.isVisible()
+        self._title = (text, colour, size)
+        if same_look:
+            # only the text changed: swap it in place and centre it. The title's height is the same,
+            # so this skips LabelItem.setText's size update and the plot's re-layout it triggers.
+            style = f"color: {pg.mkColor(colour).name(QColor.NameFormat.HexArgb)}; font-size: {size}"
+            label.text = html.escape(text, quote=False)
+            label.item.setHtml(f"<span style='{style}'>{label.text}</span>")
+            label.item.setPos(0, 0)
+            bounds = label.itemRect()
+            if bounds.width() <= label.rect().width():
+                target = QRectF(bounds)
+                target.moveCenter(label.rect().center())
+                label.item.setPos(target.topLeft() - bounds.topLeft())
+                return
+        self.plot.setTitle(html.escape(text, quote=False), color=colour, size=size)
 
     def apply_theme(self, state: ViewState) -> None:
         super().apply_theme(state)
@@ -103,9 +322,12 @@ class DistributionPanel(GraphicsPanel):
         if not hasattr(self, "plot"):
             return
         style_plot(self.plot, theme)
-        self.plot.getAxis("left").setStyle(tickFont=theme_font(theme))
+        self.ranks.set_font(theme_font(theme))
+        self.x_axis.forget()
+        if self._title is not None:
+            text, self._title = self._title[0], None
+            self._set_title(text, theme)
         self.bars.setOpts(brush="#6f8fb7" if theme.is_dark else "#9fb7d6")
         self.actual_bar.setOpts(brush=theme.accent)
         self.values.font = theme_font(theme, -2)
-        self.values.items = [(x, y, text, theme.foreground) for x, y, text, _ in self.values.items]
-        self.values.update()
+        self.values.set_items([(x, y, text, theme.foreground) for x, y, text, _ in self.values.items])

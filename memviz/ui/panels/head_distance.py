@@ -19,6 +19,11 @@ from memviz.ui.view import ViewModel, ViewState
 MAX_LABELS = 256  # write the number in each cell up to this many heads
 
 
+def distance_text(value: float) -> str:
+    """A cell's label: one decimal while it fits (under 100 tokens back), whole tokens beyond."""
+    return f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
+
+
 class DistanceSums:
     """Running sums over steps of each head's expected attention distance ([T, L, A], float32,
     added in the same order as Trace.mean_attention_distance)."""
@@ -32,7 +37,7 @@ class DistanceSums:
             total = self.cumulative[-1].copy() if done else None
             sums = []
             for t in range(done, upto):
-                row = trace.attention_at(t).astype(np.float32)
+                row = trace.attention_at(t).astype(np.float32, copy=False)
                 distance = row @ (t - np.arange(t + 1, dtype=np.float32))
                 total = distance if total is None else total + distance
                 sums.append(total)
@@ -62,7 +67,7 @@ class HeadDistancePanel(GraphicsPanel):
         self.heatmap.clicked.connect(lambda row, col: self.view.update(layer=row, head=col))
         self.canvas.ci.addItem(self.heatmap)
         self.sums = DistanceSums()
-        self.labels = Labels()
+        self.labels = Labels(cell_width=1.0)
         self.heatmap.plot.addItem(self.labels, ignoreBounds=True)
         self.labels.setZValue(6)
         self.distance = np.zeros((0, 0))
@@ -104,7 +109,7 @@ class HeadDistancePanel(GraphicsPanel):
         if self.distance.size <= MAX_LABELS:
             dark = self.distance < 0.55 * top  # light text on the dark end of the map
             self.labels.set_items([
-                (head + 0.5, layer + 0.5, f"{self.distance[layer, head]:.1f}", "#f0f0f0" if dark[layer, head] else "#111111")
+                (head + 0.5, layer + 0.5, distance_text(self.distance[layer, head]), "#f0f0f0" if dark[layer, head] else "#111111")
                 for layer in range(layers) for head in range(heads)
             ])
         self.note.setText(f"queries 0..{token_label(trace.token_text, t)}")

@@ -1,12 +1,23 @@
 """All GPT-2 heads at once: a layers x heads grid, each cell the current token's attention over positions.
 
-Each cell plots the attention row of the query at the cursor (keys 0..t from left to right) on a
-common scale from 0 to 1, so a focused head shows a spike and a diffuse head a flat line. Long rows
-are drawn as their maximum over bins of neighbouring positions (peaks survive). Hover for the exact
-numbers; click a cell to select that layer and head.
+Each cell is a small filled bar chart of the attention row of the query at the cursor: keys 0..t from
+left to right, column height = attention weight on a common scale from 0 to 1, so a focused head shows
+a spike and a diffuse head a flat strip along the bottom (any non-zero weight is at least one pixel
+high). A cell has one bar column per screen pixel (two in the light "talk" look, so lines stay
+visible on slides; at most MAX_POINTS); when the row is longer, each column shows the maximum over
+its bin of neighbouring positions (peaks survive), and a short row spreads each key over several
+columns. Hover for the exact numbers; click a cell to select that layer and head.
+
+Speed: the whole grid is ONE raster image computed with numpy at screen resolution (a uint8 RGBA
+array, the fill colour on a transparent background, shown by a single ImageItem placed over
+[0, heads] x [0, layers]; no lookup table or levels), not 144 curves stroked by QPainter. A step
+changes only the pixels: the axes, the frames and the view range stay as they are. The raster
+follows the view's size (resizes, the look) and is re-drawn from the kept rows then.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -19,8 +30,10 @@ from memviz.ui.panels.attention import attention_shape, shows_attention
 from memviz.ui.panels.heatmap import GraphicsPanel, add_static_plot, clamp, style_plot, token_label
 from memviz.ui.view import ViewModel, ViewState
 
-MAX_POINTS = 96  # per cell
-MARGIN_X, MARGIN_Y = 0.06, 0.1
+MAX_POINTS = 96  # columns (bins) per cell at most
+MIN_POINTS = 8  # ... and at least, however small the window
+MIN_LEVELS = 4  # pixel rows a cell's bars may fill, at least
+MARGIN_X, MARGIN_Y = 0.06, 0.1  # empty share of a cell on each side
 
 
 def binned_max(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +45,19 @@ def binned_max(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     ends = np.append(edges[1:], n)
     centres = (edges + ends) / 2.0 / n
     return values, centres
+
+
+def bar_heights(values: np.ndarray, levels: int) -> np.ndarray:
+    """Attention weights in [0, 1] as bar heights in pixel rows: rounded, at least 1 for any weight > 0."""
+    heights = np.rint(np.clip(values, 0.0, 1.0) * levels).astype(np.int16)
+    np.maximum(heights, values > 0, out=heights)
+    return heights
+
+
+def _rgba32(colour: str) -> np.uint32:
+    """A colour as the uint32 whose bytes in memory are R, G, B, A (what an RGBA uint8 image holds)."""
+    c = pg.mkColor(colour)
+    return np.array([c.red(), c.green(), c.blue(), c.alpha()], np.uint8).view(np.uint32)[0]
 
 
 class HeadGridPanel(GraphicsPanel):
@@ -51,30 +77,43 @@ class HeadGridPanel(GraphicsPanel):
         self.plot.setLabel("bottom", "head")
         self.plot.setLabel("left", "layer")
         self.frames = pg.PlotDataItem(connect="pairs")
-        self.curves = pg.PlotDataItem(connect="finite")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image, ignoreBounds=True)
         self.plot.addItem(self.frames)
-        self.plot.addItem(self.curves)
         self.selected = QGraphicsRectItem()
         self.selected.setZValue(5)
         self.plot.addItem(self.selected, ignoreBounds=True)
         self.plot.scene().sigMouseMoved.connect(self._hover)
         self.plot.scene().sigMouseClicked.connect(self._click)
+        self.plot.getViewBox().sigResized.connect(self._resized)
         self.rows = np.zeros((0, 0, 0))  # the exact attention rows shown: [L, A, t+1]
         self.shape = (0, 0)
         self.step = -1
         self.last_tooltip = ""
-        self._grid_cache: dict[tuple[int, int], np.ndarray] = {}
+        # the raster: a cell is cell_size = (width, height) image pixels; its bars use `bins` columns
+        # starting at `margin[0]` and `levels` rows ending `margin[1]` rows above the cell's bottom
+        self.cell_size = (0, 0)
+        self.margin = (0, 0)
+        self.bins = 0
+        self.levels = 0
+        self.heights = np.zeros((0, 0, 0), np.int16)  # [L, A, bins]: filled pixel rows per column
+        self._fill = _rgba32("#dcdcdc")
+        self._columns: dict[tuple[int, int], np.ndarray] = {}
+        self._pixels = np.zeros((0, 0, 0, 0), np.uint32)
+        self.pixel = 1  # device pixels per image pixel: 2 in the light "talk" look, for slides
         self.apply_theme(view.state)
 
     # -- data -------------------------------------------------------------------------------
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
         self.rows = np.zeros((0, 0, 0))
-        self.curves.setData([], [])
+        self.heights = np.zeros((0, 0, 0), np.int16)
+        self.image.clear()
+        self.cell_size = (0, 0)
         self.step = -1
-        self._grid_cache.clear()
         if not shows_attention(trace):
             self.shape = (0, 0)
+            self.frames.setData([], [])
             return
         self.shape = layers, heads = attention_shape(trace)
         xs, ys = [], []
@@ -88,17 +127,7 @@ class HeadGridPanel(GraphicsPanel):
         self.plot.getAxis("left").setTicks([[(layer + 0.5, str(layer)) for layer in range(layers)]])
         self.plot.getAxis("bottom").setTicks([[(head + 0.5, str(head)) for head in range(heads)]])
         self.plot.setRange(xRange=(0, heads), yRange=(0, layers), padding=0.0)
-
-    def _x_grid(self, centres: np.ndarray) -> np.ndarray:
-        layers, heads = self.shape
-        key = (len(centres), int(centres[-1] * 1e6))
-        grid = self._grid_cache.get(key)
-        if grid is None:
-            x = np.empty((layers, heads, len(centres) + 1))
-            x[:, :, :-1] = np.arange(heads)[None, :, None] + MARGIN_X + (1 - 2 * MARGIN_X) * centres
-            x[:, :, -1] = np.nan
-            grid = self._grid_cache[key] = x.ravel()
-        return grid
+        self._fit_raster()
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -108,14 +137,85 @@ class HeadGridPanel(GraphicsPanel):
         t = clamp(state.cursor, len(trace))
         self.step = t
         self.rows = trace.attention_at(t)
-        values, centres = binned_max(self.rows.astype(np.float32, copy=False), MAX_POINTS)
-        y = np.empty((layers, heads, values.shape[-1] + 1))
-        y[:, :, :-1] = np.arange(layers)[:, None, None] + (1 - MARGIN_Y) - (1 - 2 * MARGIN_Y) * values
-        y[:, :, -1] = np.nan
-        self.curves.setData(self._x_grid(centres), y.ravel())
+        self._update_heights()
+        self._draw()
         layer, head = clamp(state.layer, layers), clamp(state.head, heads)
         self.selected.setRect(QRectF(head, layer, 1, 1))
-        self.note.setText(f"query {token_label(trace.token_text, t)}  selected: layer {layer}, head {head}")
+        note = f"query {token_label(trace.token_text, t)}  selected: layer {layer}, head {head}"
+        if note != self.note.text():
+            self.note.setText(note)
+
+    # -- the raster -------------------------------------------------------------------------
+    def _fit_raster(self) -> bool:
+        """Size the cells to the view's pixels: one image pixel per `self.pixel` device pixels, rounded
+        down (so scaling the image up to the cell drops no column) and at most MAX_POINTS columns of
+        bars (wider cells scale the image up). True when the size changed."""
+        layers, heads = self.shape
+        if not layers or not heads:
+            return False
+        vb = self.plot.getViewBox()
+        scale = (self.canvas.devicePixelRatioF() or 1.0) / self.pixel
+        cell_w = math.floor(vb.width() * scale / heads)
+        cell_h = math.floor(vb.height() * scale / layers)
+        mx = max(1, round(cell_w * MARGIN_X))
+        my = max(1, round(cell_h * MARGIN_Y))
+        bins = min(MAX_POINTS, max(MIN_POINTS, cell_w - 2 * mx))
+        levels = max(MIN_LEVELS, cell_h - 2 * my)
+        size = (bins + 2 * mx, levels + 2 * my)
+        if size == self.cell_size:
+            return False
+        self.cell_size, self.margin, self.bins, self.levels = size, (mx, my), bins, levels
+        # the image, reused from step to step: the margins stay transparent, _draw writes the bars
+        self._pixels = np.zeros((layers, size[1], heads, size[0]), np.uint32)
+        return True
+
+    def _update_heights(self) -> None:
+        if not self.rows.size or not self.bins:
+            self.heights = np.zeros((*self.shape, 0), np.int16)
+            return
+        if self.rows.dtype == np.float16:
+            # attention is never negative, and non-negative halves order like their bit patterns: the
+            # max over bins on integers is exact and several times faster than converting every weight
+            values, _ = binned_max(self.rows.view(np.uint16), self.bins)
+            values = values.view(np.float16)
+        else:
+            values, _ = binned_max(self.rows, self.bins)
+        values = values.astype(np.float32, copy=False)
+        n = values.shape[-1]
+        if n < self.bins:  # a short row: each key spreads over several columns
+            columns = self._columns.get((n, self.bins))
+            if columns is None:
+                columns = self._columns[(n, self.bins)] = (np.arange(self.bins) * n) // self.bins
+            values = values[..., columns]
+        self.heights = bar_heights(values, self.levels)
+
+    def _draw(self) -> None:
+        """The RGBA image of every cell from self.heights: a pixel is filled when its row (counted up
+        from the cell's baseline) is within its column's height."""
+        layers, heads = self.shape
+        if not self.heights.size:
+            self.image.clear()
+            return
+        width, height = self.cell_size
+        mx, my = self.margin
+        # rows of a cell, top to bottom: row r is filled when its column's height >= threshold[r]
+        threshold = np.full(height, np.iinfo(np.int16).max, np.int16)
+        threshold[my : height - my] = np.arange(self.levels, 0, -1)
+        bars = self._pixels[..., mx : mx + self.bins]
+        heights, threshold = self.heights[:, None, :, :], threshold[None, :, None, None]
+        np.greater_equal(heights, threshold, out=bars, casting="unsafe")  # 1 where filled, else 0
+        bars *= self._fill  # 1 -> the fill colour; 0 stays transparent
+        rgba = self._pixels.reshape(layers * height, heads * width).view(np.uint8)
+        rgba = rgba.reshape(layers * height, heads * width, 4)
+        reshaped = self.image.image is None or self.image.image.shape != rgba.shape
+        self.image.setImage(rgba, autoLevels=False)
+        if reshaped:
+            self.image.setRect(QRectF(0, 0, heads, layers))
+
+    def _resized(self) -> None:
+        if self.shape != (0, 0) and self._fit_raster() and self.rows.size:
+            self._update_heights()
+            self._draw()
 
     # -- hover and click --------------------------------------------------------------------
     def head_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
@@ -160,10 +260,15 @@ class HeadGridPanel(GraphicsPanel):
         if not hasattr(self, "plot"):
             return
         style_plot(self.plot, theme)
-        line = "#dcdcdc" if theme.is_dark else "#1f3b73"
-        self.curves.setPen(pg.mkPen(line, width=1.5 if theme.is_dark else 2))
+        self._fill = _rgba32("#dcdcdc" if theme.is_dark else "#1f3b73")
+        pixel = 1 if theme.is_dark else 2
+        if pixel != self.pixel:
+            self.pixel = pixel
+            self._resized()
         self.frames.setPen(pg.mkPen("#55585e" if theme.is_dark else "#c8c8c8", width=1))
         pen = QPen(pg.mkColor(theme.accent))
         pen.setWidthF(3)
         pen.setCosmetic(True)
         self.selected.setPen(pen)
+        if self.heights.size:
+            self._draw()

@@ -12,12 +12,14 @@ The image holds the data exactly as given (`Heatmap.data`): the trace's own numb
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
+from functools import cache
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QPen
+from PySide6.QtGui import QFont, QImage, QPen, QStaticText, QTransform
 from PySide6.QtWidgets import (
     QGraphicsObject,
     QGraphicsRectItem,
@@ -94,14 +96,27 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
 
 class Labels(QGraphicsObject):
     """Many short texts at data positions, drawn in one paint at a fixed pixel size (not stretched
-    by the view). Far cheaper than one TextItem each: setting them costs nothing until painted."""
+    by the view). Far cheaper than one TextItem each: setting them costs nothing until painted, and
+    each distinct text is laid out once (QStaticText) rather than at every paint."""
 
-    def __init__(self, align=Qt.AlignmentFlag.AlignCenter) -> None:
+    def __init__(self, align=Qt.AlignmentFlag.AlignCenter, cell_width: float | None = None) -> None:
         super().__init__()
         self.align = align
-        self.font = QFont()
+        self.cell_width = cell_width  # data units: a text wider than a cell on screen is left out
+        self._font = QFont()
         self.items: list[tuple[float, float, str, str]] = []  # x, y, text, colour
         self._bounds = QRectF()
+        self._texts: dict[str, QStaticText] = {}
+        self._pens: dict[str, QPen] = {}
+
+    @property
+    def font(self) -> QFont:
+        return self._font
+
+    @font.setter
+    def font(self, font: QFont) -> None:
+        self._font = font
+        self._texts.clear()
 
     def set_items(self, items: list[tuple[float, float, str, str]]) -> None:
         self.prepareGeometryChange()
@@ -112,6 +127,8 @@ class Labels(QGraphicsObject):
             self._bounds = QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
         else:
             self._bounds = QRectF()
+        if len(self._texts) > 4096:  # texts change from step to step: keep the cache bounded
+            self._texts.clear()
         self.update()
 
     def boundingRect(self) -> QRectF:  # noqa: N802
@@ -119,24 +136,38 @@ class Labels(QGraphicsObject):
         parent = self.parentItem()
         return parent.boundingRect() if parent is not None else self._bounds
 
+    def _static(self, text: str) -> QStaticText:
+        static = self._texts.get(text)
+        if static is None:
+            static = self._texts[text] = QStaticText(text)
+            static.setTextFormat(Qt.TextFormat.PlainText)
+            static.prepare(QTransform(), self._font)
+        return static
+
     def paint(self, painter, option, widget=None) -> None:
         if not self.items:
             return
         transform = painter.transform()
         painter.save()
         painter.resetTransform()
-        painter.setFont(self.font)
-        metrics_height = painter.fontMetrics().height()
+        painter.setFont(self._font)
         left = bool(self.align & Qt.AlignmentFlag.AlignLeft)
-        for x, y, text, colour in self.items:
+        room = abs(transform.m11()) * self.cell_width - 2 if self.cell_width else math.inf
+        colour = None
+        for x, y, text, item_colour in self.items:
+            if item_colour != colour:
+                colour = item_colour
+                pen = self._pens.get(colour)
+                if pen is None:
+                    pen = self._pens[colour] = QPen(pg.mkColor(colour))
+                painter.setPen(pen)
+            static = self._static(text)
+            size = static.size()
+            if size.width() > room:
+                continue
             point = transform.map(QPointF(x, y))
-            painter.setPen(pg.mkColor(colour))
-            if left:
-                rect = QRectF(point.x() + 4, point.y() - metrics_height, 400, 2 * metrics_height)
-                painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
-            else:
-                rect = QRectF(point.x() - 200, point.y() - metrics_height, 400, 2 * metrics_height)
-                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+            dx = 4.0 if left else -size.width() / 2
+            painter.drawStaticText(QPointF(point.x() + dx, point.y() - size.height() / 2), static)
         painter.restore()
 
 
@@ -172,13 +203,89 @@ class TokenAxis(pg.AxisItem):
         return [str(i) for i in index]
 
 
-class _Image(pg.ImageItem):
-    """ImageItem that reports hovers and clicks (in cell coordinates) to its Heatmap."""
+@cache
+def native_lookup_table(name: str) -> np.ndarray:
+    """The colormap's table in QImage's native layout (ARGB32 premultiplied: bytes B, G, R, A here):
+    drawing any other format converts the whole image at every paint."""
+    rgba = colormaps.lookup_table(name).astype(np.uint16)
+    alpha = rgba[:, 3:4]
+    native = np.concatenate([rgba[:, 2::-1] * alpha // 255, alpha], axis=1).astype(np.uint8)
+    if sys.byteorder != "little":  # 0xAARRGGBB as a 32-bit word: A, R, G, B in memory
+        native = native[:, ::-1]
+    native.setflags(write=False)
+    return native
+
+
+def colour(values: np.ndarray, levels: tuple[float, float], lut: np.ndarray) -> np.ndarray:
+    """Colours (uint8 [..., 4], in `lut`'s layout) of `values`, mapped as pyqtgraph's ImageItem maps
+    them (linear over `levels`, clipped); NaN is transparent."""
+    lo, hi = levels
+    n = len(lut)
+    index = (values.astype(np.float32) - np.float32(lo)) * np.float32(n / (hi - lo) if hi > lo else 0.0)
+    nan = np.isnan(index)
+    index[nan] = 0
+    np.clip(index, 0, n - 1, out=index)
+    rgba = lut[index.astype(np.intp)]
+    if nan.any():
+        rgba[nan] = 0
+    return rgba
+
+
+def stable_extent(n: int) -> int:
+    """How far a growing axis shows: n rounded up to a quarter of its power of two (exact up to 64).
+
+    The view then changes every few dozen steps instead of at every step, so playback neither
+    re-lays out the axes each frame (their text costs milliseconds) nor makes the picture jitter.
+    """
+    if n <= 64:
+        return max(n, 1)
+    quantum = 1 << (n.bit_length() - 3)
+    return -(-n // quantum) * quantum
+
+
+class _Image(pg.GraphicsObject):
+    """The heatmap's cells: a persistent colour buffer drawn through a QImage over the same memory.
+
+    A new step colours only its new cells, and a paint copies nothing: at T = 1024 re-colouring the
+    whole T x T image every step (pyqtgraph's ImageItem) cost several milliseconds per panel.
+    Reports hovers and clicks (in cell coordinates) to its Heatmap.
+    """
 
     def __init__(self, owner: Heatmap) -> None:
-        super().__init__(axisOrder="row-major")
+        super().__init__()
         self.owner = owner
         self.setAcceptHoverEvents(True)
+        self.buffer = np.zeros((0, 0, 4), dtype=np.uint8)
+        self.qimage: QImage | None = None
+        self.cells = (0, 0)  # rows, cols shown (not `shape`: that is QGraphicsItem's hit-test method)
+
+    def reserve(self, rows: int, cols: int) -> None:
+        """Room for rows x cols cells (capacity doubles; what is coloured is kept)."""
+        have_r, have_c = self.buffer.shape[:2]
+        if rows <= have_r and cols <= have_c:
+            return
+        new_r = max(rows, min(2 * have_r, rows * 2), 16)
+        new_c = max(cols, min(2 * have_c, cols * 2), 16)
+        grown = np.zeros((new_r, new_c, 4), dtype=np.uint8)
+        grown[:have_r, :have_c] = self.buffer
+        self.buffer = grown
+        # PySide6 wraps the array's own memory (no copy): later colouring shows without a new QImage
+        self.qimage = QImage(grown, new_c, new_r, grown.strides[0], QImage.Format.Format_ARGB32_Premultiplied)
+
+    def show_cells(self, rows: int, cols: int) -> None:
+        if (rows, cols) != self.cells:
+            self.prepareGeometryChange()
+            self.cells = (rows, cols)
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
+        return QRectF(0, 0, self.cells[1], self.cells[0])
+
+    def paint(self, painter, *_args) -> None:
+        rows, cols = self.cells
+        if rows and cols and self.qimage is not None:
+            area = QRectF(0, 0, cols, rows)
+            painter.drawImage(area, self.qimage, area)
 
     def hoverEvent(self, ev):  # noqa: N802
         if ev.isExit():
@@ -195,6 +302,10 @@ class _Image(pg.ImageItem):
     def mouseClickEvent(self, ev):  # noqa: N802
         if ev.button() != Qt.MouseButton.LeftButton:
             return
+        if ev.double():
+            ev.accept()
+            self.owner.follow_data()
+            return
         cell = self.owner.cell_at_item(ev.pos())
         if cell is not None:
             ev.accept()
@@ -202,7 +313,11 @@ class _Image(pg.ImageItem):
 
 
 class Heatmap(pg.GraphicsLayout):
-    """One heatmap with its colour bar: rows x cols, cell (r, c) drawn over [c, c+1] x [r, r+1]."""
+    """One heatmap with its colour bar: rows x cols, cell (r, c) drawn over [c, c+1] x [r, r+1].
+
+    The view follows the data (growing axes shown to `stable_extent`) until the user zooms or pans;
+    a double click follows again.
+    """
 
     clicked = Signal(int, int)  # row, col
 
@@ -217,6 +332,7 @@ class Heatmap(pg.GraphicsLayout):
         x_tokens: bool = False,
         y_tokens: bool = False,
         value_name: str = "value",
+        grows: tuple[bool, bool] = (False, False),
     ) -> None:
         super().__init__()
         axes = {}
@@ -232,6 +348,11 @@ class Heatmap(pg.GraphicsLayout):
         vb = self.plot.getViewBox()
         vb.setDefaultPadding(0.0)
         vb.invertY(invert_y)
+        vb.disableAutoRange()
+        vb.sigRangeChangedManually.connect(self._user_moved)
+        self.grows = grows  # (rows, cols): which of them grow as a run goes on
+        self.following = True
+        self._extent = (0, 0)
         self.image = _Image(self)
         self.plot.addItem(self.image)
         self.cmap_name = cmap
@@ -249,33 +370,70 @@ class Heatmap(pg.GraphicsLayout):
         self.row_box.hide()
         self.plot.addItem(self.row_box, ignoreBounds=True)
         self.data: np.ndarray = np.zeros((0, 0), dtype=np.float32)
+        self._coloured_levels: tuple[float, float] | None = None
         self.value_name = value_name
         self.tooltip_fn: Callable[[int, int, float], str] | None = None
         self.last_tooltip = ""
         self.highlight_row: int | None = None
         self.cursor_col: int | None = None
         self._accent = THEMES["dark"].accent
-        self.plot.enableAutoRange()
 
     # -- data -------------------------------------------------------------------------------
-    def set_data(self, data: np.ndarray, levels: tuple[float, float] | None = None) -> None:
-        """Show `data` (rows x cols) as is; levels stay fixed unless given."""
+    def set_data(
+        self, data: np.ndarray, levels: tuple[float, float] | None = None, keep: tuple[int, int] | None = None
+    ) -> None:
+        """Show `data` (rows x cols) as is; levels stay fixed unless given.
+
+        `keep` = (r, c) promises that data[:r, :c] equals the previous data[:r, :c], so only the other
+        cells are coloured again (a new step of a growing matrix costs one row and column).
+        """
         if levels is not None and tuple(levels) != self.levels:
             self.set_levels(*levels)
+        rows, cols = data.shape if data.ndim == 2 else (0, 0)
+        old_rows, old_cols = self.data.shape if self.data.ndim == 2 else (0, 0)
         self.data = data
         if data.size == 0:
-            self.image.clear()
+            self.image.show_cells(0, 0)
             return
-        lut = colormaps.lookup_table(self.cmap_name)
-        self.image.setImage(data, levels=self.levels, lut=lut, autoLevels=False, autoDownsample=False)
+        self.image.reserve(rows, cols)
+        lut = native_lookup_table(self.cmap_name)
+        buffer = self.image.buffer
+        if keep is None or self._coloured_levels != self.levels:
+            buffer[:rows, :cols] = colour(data, self.levels, lut)
+        else:
+            kr, kc = min(keep[0], rows, old_rows), min(keep[1], cols, old_cols)
+            if kr < rows:
+                buffer[kr:rows, :cols] = colour(data[kr:rows], self.levels, lut)
+            if kc < cols and kr:
+                buffer[:kr, kc:cols] = colour(data[:kr, kc:cols], self.levels, lut)
+        self._coloured_levels = self.levels
+        self.image.show_cells(rows, cols)
         if self.highlight_row is not None:
             self._place_row_box()
+        if self.following:
+            self._follow()
+
+    def _follow(self) -> None:
+        rows, cols = self.data.shape if self.data.ndim == 2 else (0, 0)
+        extent = (stable_extent(rows) if self.grows[0] else rows, stable_extent(cols) if self.grows[1] else cols)
+        if extent != self._extent and rows and cols:
+            self._extent = extent
+            self.plot.getViewBox().setRange(xRange=(0, extent[1]), yRange=(0, extent[0]), padding=0.0)
+
+    def follow_data(self) -> None:
+        """Show the whole data again (after a zoom or a pan)."""
+        self.following = True
+        self._extent = (0, 0)
+        self._follow()
+
+    def _user_moved(self, *_args) -> None:
+        self.following = False
 
     def set_levels(self, lo: float, hi: float) -> None:
         self.levels = (float(lo), float(hi))
         self.colorbar.setLevels(values=self.levels)
         if self.data.size:
-            self.image.setLevels(self.levels)
+            self.set_data(self.data)
 
     def set_cursor_col(self, col: int | None) -> None:
         self.cursor_col = col

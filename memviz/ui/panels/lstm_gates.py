@@ -34,7 +34,7 @@ class GatesPanel(GraphicsPanel):
         for index, (letter, label, cmap, levels) in enumerate(GATES):
             heatmap = Heatmap(
                 cmap=cmap, levels=levels, x_label="step", y_label="unit", title=f"{letter}: {label}",
-                x_tokens=True, value_name=letter,
+                x_tokens=True, value_name=letter, grows=(False, True),
             )
             heatmap.tooltip_fn = self._tooltip(index)
             heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
@@ -42,6 +42,7 @@ class GatesPanel(GraphicsPanel):
             self.heatmaps.append(heatmap)
         self.layer = 0
         self.step = -1
+        self._shown = (-1, -1)  # layer and step on screen
         self.apply_theme(view.state)
 
     def _tooltip(self, gate: int):
@@ -60,6 +61,7 @@ class GatesPanel(GraphicsPanel):
             heatmap.set_axis_tokens(tokens)
             heatmap.set_data(heatmap.data[:0, :0])
         self.step = -1
+        self._shown = (-1, -1)
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -70,8 +72,11 @@ class GatesPanel(GraphicsPanel):
         self.layer = layer = clamp(state.layer, gates.shape[1])
         self.step = t
         self.sync_spin("layer", layer, gates.shape[1] - 1)
+        # earlier steps never change: with the same layer only the new column is coloured
+        keep = (gates.shape[3], min(self._shown[1], t) + 1) if self._shown[0] == layer else None
+        self._shown = (layer, t)
         for index, heatmap in enumerate(self.heatmaps):
-            heatmap.set_data(gates[: t + 1, layer, index].T)
+            heatmap.set_data(gates[: t + 1, layer, index].T, keep=keep)
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(clamp(state.unit, gates.shape[3]))
         self.note.setText(f"layer {layer}  step {token_label(trace.token_text, t)}")

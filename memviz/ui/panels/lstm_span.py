@@ -63,7 +63,7 @@ class SpanPanel(GraphicsPanel):
         self.setToolTip(EXPLAIN)
         self.heatmap = Heatmap(
             cmap="inferno", levels=(0.0, 1.0), x_label="written at step s", y_label="unit",
-            title="retention: prod f from s+1 to now", x_tokens=True, value_name="kept",
+            title="retention: prod f from s+1 to now", x_tokens=True, value_name="kept", grows=(False, True),
         )
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))

@@ -54,7 +54,7 @@ class StatePanel(GraphicsPanel):
         for index, (key, letter, label) in enumerate(STATES):
             heatmap = Heatmap(
                 cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), x_label="step", y_label="unit",
-                title=label, x_tokens=True, value_name=letter,
+                title=label, x_tokens=True, value_name=letter, grows=(False, True),
             )
             heatmap.tooltip_fn = self._tooltip(letter)
             heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
@@ -80,6 +80,7 @@ class StatePanel(GraphicsPanel):
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
         self.layer = self.unit = 0
         self.step = -1
+        self._shown = (-1, -1)  # layer and step on screen
         self.apply_theme(view.state)
 
     def _tooltip(self, letter: str):
@@ -100,6 +101,7 @@ class StatePanel(GraphicsPanel):
             curve.setData([], [])
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
         self.step = -1
+        self._shown = (-1, -1)
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -118,10 +120,13 @@ class StatePanel(GraphicsPanel):
             level = self.peaks[key].level(columns[key], layer)
             if key == "hidden":
                 level = min(level, 1.0)
-            heatmap.set_data(columns[key][: t + 1, layer].T, levels=(-level, level))
+            # earlier steps never change: with the same layer (and levels) only the new column is coloured
+            keep = (units, min(self._shown[1], t) + 1) if self._shown[0] == layer else None
+            heatmap.set_data(columns[key][: t + 1, layer].T, levels=(-level, level), keep=keep)
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(unit)
             self.curves[key].setData(x, columns[key][: t + 1, layer, unit])
+        self._shown = (layer, t)
         self.cursor_line.setPos(t + 0.5)
         theme = state.theme_obj
         self.plot.setTitle(f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsScene, QGraphicsView, QVBoxLayout, QWidget
 
@@ -44,6 +44,17 @@ def _score(score: float) -> str:
     if abs(score) < 5e-3:
         return "0.00"
     return f"{score:.2f}" if abs(score) < 1000 else f"{score:.3g}"
+
+
+def _line(p: QPainter, fm: QFontMetricsF, x: float, mid: float, text: str, right: bool = False) -> None:
+    """One line of text vertically centred on `mid`, starting (or, with `right`, ending) at x.
+
+    drawText at a point skips the layout that drawText in a rectangle does each time: a paint of
+    this panel draws about a hundred texts.
+    """
+    if right:
+        x -= fm.horizontalAdvance(text)
+    p.drawText(QPointF(x, mid + (fm.ascent() - fm.descent()) / 2), text)
 
 
 class _Drawing(QGraphicsItem):
@@ -236,6 +247,8 @@ class MemoryPanel(Panel):
             return
         row_h = max(fm.height() * 1.35, 14.0)
         fits = max(1, int(area.height() // row_h))
+        if len(self.rows) > fits:  # the last line says how many more there are
+            fits = max(1, fits - 1)
         shown = self.rows[:fits]
         bar_w = min(160.0, 0.2 * area.width())
         score_w = sm.horizontalAdvance("-00.0000 ")
@@ -251,13 +264,12 @@ class MemoryPanel(Panel):
             p.fillRect(QRectF(area.left(), top + row_h * 0.18, bw, row_h * 0.64), bar_color)
             p.setFont(small)
             p.setPen(fg)
-            p.drawText(QRectF(area.left() + bar_w + 4, top, score_w, row_h), Qt.AlignmentFlag.AlignVCenter,
-                       _score(score))
+            _line(p, sm, area.left() + bar_w + 4, mid, _score(score))
             p.setFont(font)
             if rec is None:
                 p.setPen(dim)
-                p.drawText(QRectF(text_x, top, text_w, row_h), Qt.AlignmentFlag.AlignVCenter,
-                           f"memory #{entry_id} (no store open for its text)")
+                _line(p, fm, text_x, mid, fm.elidedText(f"memory #{entry_id} (no store open for its text)",
+                                                        Qt.TextElideMode.ElideRight, text_w))
                 continue
             tok = _visible(rec.token) or "\u2205"
             tok_w = fm.horizontalAdvance(tok) + 4
@@ -267,7 +279,7 @@ class MemoryPanel(Panel):
             after = fm.elidedText(_visible(rec.after), Qt.TextElideMode.ElideRight, room - fm.horizontalAdvance(before))
             x = text_x
             p.setPen(dim)
-            p.drawText(QRectF(x, top, text_w, row_h), Qt.AlignmentFlag.AlignVCenter, before)
+            _line(p, fm, x, mid, before)
             x += fm.horizontalAdvance(before)
             box = QRectF(x, mid - fm.height() / 2 - 1, tok_w, fm.height() + 2)
             p.fillRect(box, accent)
@@ -275,17 +287,15 @@ class MemoryPanel(Panel):
             p.drawText(box, Qt.AlignmentFlag.AlignCenter, tok)
             x += tok_w
             p.setPen(dim)
-            p.drawText(QRectF(x, top, area.right() - doc_w - x, row_h), Qt.AlignmentFlag.AlignVCenter, after)
+            _line(p, fm, x, mid, after)
             p.setFont(small)
             p.setPen(fg)
             doc = sm.elidedText(f"{rec.document_name} @{rec.position}", Qt.TextElideMode.ElideMiddle, doc_w)
-            p.drawText(QRectF(area.right() - doc_w, top, doc_w, row_h),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, doc)
+            _line(p, sm, area.right(), mid, doc, right=True)
         if len(self.rows) > fits:
             p.setFont(small)
             p.setPen(dim)
-            p.drawText(QRectF(area.left(), area.top() + fits * row_h - sm.height(), area.width(), sm.height()),
-                       Qt.AlignmentFlag.AlignRight, f"+{len(self.rows) - fits} more")
+            _line(p, sm, area.right(), area.top() + (fits + 0.5) * row_h, f"+{len(self.rows) - fits} more", right=True)
 
     def _draw_columns(self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor) -> None:
         theme = self.state.theme_obj
@@ -315,11 +325,9 @@ class MemoryPanel(Panel):
                 y = top + r * row_h
                 actual = self.next_id is not None and int(tid) == int(self.next_id)
                 p.setPen(accent if actual else fg)
-                p.drawText(QRectF(left, y, label_w - 4, row_h),
-                           Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                           sm.elidedText(_token(self.token_text(int(tid))), Qt.TextElideMode.ElideRight, label_w - 4))
+                label = sm.elidedText(_token(self.token_text(int(tid))), Qt.TextElideMode.ElideRight, label_w - 4)
+                _line(p, sm, left + label_w - 4, y + row_h / 2, label, right=True)
                 bar = QRectF(left + label_w, y + row_h * 0.15, max(1.0, bar_room * float(prob)), row_h * 0.7)
                 p.fillRect(bar, accent if actual else QColor(colors[c % 3]))
                 p.setPen(fg)
-                p.drawText(QRectF(bar.right() + 3, y, value_w + 10, row_h), Qt.AlignmentFlag.AlignVCenter,
-                           f"{float(prob):.3f}")
+                _line(p, sm, bar.right() + 3, y + row_h / 2, f"{float(prob):.3f}")

@@ -1,0 +1,75 @@
+"""The shared heatmap: its pixels are the colormap of the data, also when only new cells are coloured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+
+from memviz.ui.panels import colormaps
+from memviz.ui.panels.heatmap import Heatmap, stable_extent
+
+
+def pixels(heatmap: Heatmap) -> np.ndarray:
+    """The RGBA of every shown cell, read back through the QImage that is painted."""
+    rows, cols = heatmap.image.cells
+    image = heatmap.image.qimage
+    return np.array([[image.pixelColor(c, r).getRgb() for c in range(cols)] for r in range(rows)], dtype=np.uint8)
+
+
+def expected(data: np.ndarray, levels, cmap: str) -> np.ndarray:
+    lut = colormaps.lookup_table(cmap)
+    lo, hi = levels
+    index = np.clip((data - lo) * (len(lut) / (hi - lo)), 0, len(lut) - 1).astype(int)
+    return lut[index]
+
+
+@pytest.fixture
+def heatmap(qtbot):
+    widget = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(widget)
+    item = Heatmap(cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), grows=(True, True))
+    widget.ci.addItem(item)
+    yield item  # the widget (and so the item) lives while the test runs
+
+
+def test_pixels_are_the_colormap_of_the_data(heatmap):
+    data = np.linspace(-1.2, 1.2, 12 * 17, dtype=np.float32).reshape(12, 17)
+    heatmap.set_data(data)
+    np.testing.assert_array_equal(pixels(heatmap), expected(data, (-1.0, 1.0), colormaps.DIVERGING))
+
+
+def test_growing_matrix_colours_only_new_cells_and_matches_a_full_colouring(heatmap):
+    rng = np.random.default_rng(0)
+    full = np.tril(rng.uniform(-1, 1, (40, 40)).astype(np.float32))
+    shown = 0
+    for t in [0, 1, 2, 5, 6, 20, 21, 39, 10, 11]:  # forward, jumps, and a scrub back
+        keep = (min(shown, t + 1),) * 2 if shown else None
+        heatmap.set_data(full[: t + 1, : t + 1], keep=keep)
+        shown = t + 1
+        np.testing.assert_array_equal(pixels(heatmap), expected(full[: t + 1, : t + 1], (-1.0, 1.0), "RdBu"))
+    heatmap.set_data(full[:12, :12], levels=(-0.5, 0.5), keep=(12, 12))  # new levels: everything again
+    np.testing.assert_array_equal(pixels(heatmap), expected(full[:12, :12], (-0.5, 0.5), "RdBu"))
+
+
+def test_nan_cells_are_transparent(heatmap):
+    data = np.array([[0.5, np.nan], [np.nan, -0.5]], dtype=np.float32)
+    heatmap.set_data(data)
+    assert pixels(heatmap)[0, 1, 3] == 0 and pixels(heatmap)[0, 0, 3] == 255
+
+
+def test_view_follows_in_stable_steps_until_the_user_zooms(heatmap):
+    assert [stable_extent(n) for n in (1, 64, 65, 100, 129, 1000, 1024)] == [1, 64, 80, 112, 160, 1024, 1024]
+    for n in range(1, 200):
+        assert n <= stable_extent(n) <= 1.25 * n + 16
+    vb = heatmap.plot.getViewBox()
+    heatmap.set_data(np.zeros((100, 100), np.float32))
+    (x0, x1), (y0, y1) = vb.viewRange()
+    assert (x0, x1, y0, y1) == (0, 112, 0, 112)
+    heatmap.set_data(np.zeros((101, 101), np.float32), keep=(100, 100))
+    assert vb.viewRange()[0] == [0, 112]  # same extent: the axes are not laid out again
+    vb.sigRangeChangedManually.emit([True, True])  # what a wheel zoom or drag emits
+    heatmap.set_data(np.zeros((300, 300), np.float32))
+    assert vb.viewRange()[0] == [0, 112]  # the user's view is kept
+    heatmap.follow_data()  # a double click
+    assert vb.viewRange()[0] == [0, 320]
