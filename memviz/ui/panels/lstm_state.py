@@ -14,7 +14,15 @@ from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
 from memviz.ui.panels import colormaps
-from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, TokenAxis, clamp, style_plot, token_label
+from memviz.ui.panels.heatmap import (
+    GraphicsPanel,
+    Heatmap,
+    TokenAxis,
+    clamp,
+    stable_extent,
+    style_plot,
+    token_label,
+)
 from memviz.ui.view import ViewModel, ViewState
 
 STATES = (("cell", "c", "cell state c"), ("hidden", "h", "hidden state h"))
@@ -72,6 +80,14 @@ class StatePanel(GraphicsPanel):
             "cell": self.plot.plot(name="c", pen=pg.mkPen("#e15759", width=1.5)),
             "hidden": self.plot.plot(name="h", pen=pg.mkPen("#4e79a7", width=1.5)),
         }
+        for curve in self.curves.values():  # peaks kept: at most about two points per pixel are drawn
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+        # the steps axis grows in the heatmaps' stable steps (no axis re-layout at every step) until
+        # the user zooms or pans it
+        self.plot.enableAutoRange(x=False)
+        self._x_extent = 0
+        self.plot.getViewBox().sigRangeChangedManually.connect(lambda *_: setattr(self, "_x_extent", -1))
         self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
         self.plot.addItem(self.cursor_line, ignoreBounds=True)
         self.plot.addItem(pg.InfiniteLine(pos=0, angle=0, movable=False, pen=pg.mkPen("#888888", width=0.5)))
@@ -102,6 +118,7 @@ class StatePanel(GraphicsPanel):
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
         self.step = -1
         self._shown = (-1, -1)
+        self._x_extent = 0
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -127,6 +144,10 @@ class StatePanel(GraphicsPanel):
             heatmap.set_highlight_row(unit)
             self.curves[key].setData(x, columns[key][: t + 1, layer, unit])
         self._shown = (layer, t)
+        extent = stable_extent(t + 1)
+        if self._x_extent >= 0 and extent != self._x_extent:
+            self._x_extent = extent
+            self.plot.setXRange(0, extent, padding=0.0)
         self.cursor_line.setPos(t + 0.5)
         theme = state.theme_obj
         self.plot.setTitle(f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt")
