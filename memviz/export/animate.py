@@ -178,7 +178,8 @@ class AnimationJob:
         self.sink = _GifSink(self.out, fps) if fmt == "gif" else _Mp4Sink(self.out, fps)
         self.state = state
         self.scale = scale
-        self.renderer = FigureRenderer(cls, trace, replace(state, cursor=self.steps[0], follow=False), size=size)
+        self.renderer = FigureRenderer(cls, trace, replace(state, cursor=self.steps[0], follow=False), size=size,
+                                      exact_fit=False)
         self.done = 0
         self.closed = False
 

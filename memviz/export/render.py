@@ -119,7 +119,9 @@ class FigureRenderer:
     Reusing one renderer for many steps is how animations stay fast: the panel is built once.
     """
 
-    def __init__(self, panel_cls, trace: Trace, state, size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, panel_cls, trace: Trace, state, size: tuple[int, int] | None = None, exact_fit: bool = True
+    ) -> None:
         from PySide6.QtCore import Qt
 
         from memviz.ui.view import ViewModel
@@ -130,6 +132,10 @@ class FigureRenderer:
         self.view = ViewModel(state)
         self.panel = panel_cls(self.view)
         self.panel.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)  # never a window, on any platform
+        from memviz.ui.panels.heatmap import heatmaps_of
+
+        for heatmap in heatmaps_of(self.panel):  # a still figure ends at its data; an animation keeps one frame
+            heatmap.exact_fit = exact_fit
         self.panel.set_trace(trace)
         self.panel.apply_theme(state)
         self.size = tuple(size or DEFAULT_SIZE)

@@ -355,6 +355,7 @@ class Heatmap(pg.GraphicsLayout):
         vb.disableAutoRange()
         vb.sigRangeChangedManually.connect(self._user_moved)
         self.grows = grows  # (rows, cols): which of them grow as a run goes on
+        self.exact_fit = False  # True: the view ends at the data (still figures), not at a stable extent
         self.following = True
         self._extent = (0, 0)
         self.image = _Image(self)
@@ -419,7 +420,9 @@ class Heatmap(pg.GraphicsLayout):
 
     def _follow(self) -> None:
         rows, cols = self.data.shape if self.data.ndim == 2 else (0, 0)
-        extent = (stable_extent(rows) if self.grows[0] else rows, stable_extent(cols) if self.grows[1] else cols)
+        stable = not self.exact_fit
+        extent = (stable_extent(rows) if stable and self.grows[0] else rows,
+                  stable_extent(cols) if stable and self.grows[1] else cols)
         if extent != self._extent and rows and cols:
             self._extent = extent
             self.plot.getViewBox().setRange(xRange=(0, extent[1]), yRange=(0, extent[0]), padding=0.0)
@@ -505,6 +508,15 @@ class Heatmap(pg.GraphicsLayout):
         self.row_box.setPen(pen)
         style_plot(self.plot, theme)
         style_axis(self.colorbar.axis, theme)
+
+
+def heatmaps_of(panel: QWidget) -> list[Heatmap]:
+    """The Heatmaps a panel holds (as attributes, or in a list or dict attribute)."""
+    found = []
+    for value in vars(panel).values():
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        found += [v for v in values if isinstance(v, Heatmap)]
+    return found
 
 
 class GraphicsPanel(Panel):
