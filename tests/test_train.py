@@ -79,6 +79,23 @@ def test_train_gpt2_and_eval(corpus, tmp_path, capsys):
     assert np.isfinite(result["induction_first_copy_loss"]) and np.isfinite(result["induction_second_copy_loss"])
 
 
+def test_copy_rows_and_constant_lr(corpus, tmp_path):
+    """The copy phases' options: random-token rows train and resume; --constant-lr holds the rate."""
+    from memviz.train.loop import TrainConfig, lr_at
+
+    out = tmp_path / "gpt2-copy"
+    args = ["train", "gpt2", "--corpus", str(corpus), "--out", str(out), *GPT2_ARGS,
+            "--random-copy-fraction", "0.5", "--copy-fraction", "0.25", "--constant-lr"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    assert main([*args, "--max-steps", "4"]) == 0  # resumed, extended
+    assert json.loads((out / "train_state.json").read_text())["step"] == 4
+    cfg = TrainConfig(max_steps=1000, lr=1e-3, warmup=10)
+    assert lr_at(5, cfg) == pytest.approx(6e-4) and lr_at(999, cfg) == pytest.approx(1e-4, rel=1e-3)
+    cfg.constant_lr = True
+    assert lr_at(5, cfg) == pytest.approx(6e-4) and lr_at(500, cfg) == lr_at(999, cfg) == 1e-3
+    assert main([*args[:-3], "--random-copy-fraction", "0.9", "--copy-fraction", "0.5", "--max-steps", "5"]) != 0
+
+
 def test_ctrl_c_saves_a_loadable_checkpoint(corpus, tmp_path):
     out = tmp_path / "interrupted"
     process = subprocess.Popen(

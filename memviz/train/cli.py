@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--constant-lr", action="store_true",
+                   help="hold the learning rate after warmup instead of the cosine decay")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
@@ -50,14 +52,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = TrainConfig(max_steps=args.max_steps, minutes=args.minutes, lr=args.lr or 3e-3,
                           batch_size=args.batch_size or 64, seq_len=args.seq_len or 128,
-                          seed=args.seed, threads=args.threads)
+                          seed=args.seed, threads=args.threads, constant_lr=args.constant_lr)
         result = train_lstm(args.corpus, out, cfg, hidden=args.hidden or 256, layers=args.layers or 2)
     else:
         from memviz.train.gpt2 import train_gpt2
 
         cfg = TrainConfig(max_steps=args.max_steps, minutes=args.minutes, lr=args.lr or 2e-3,
                           batch_size=args.batch_size or 16, seq_len=args.seq_len or 256,
-                          seed=args.seed, threads=args.threads)
+                          seed=args.seed, threads=args.threads, constant_lr=args.constant_lr)
         result = train_gpt2(args.corpus, out, cfg, layers=args.layers or 4, heads=args.heads,
                             embd=args.hidden or 256, vocab_size=args.vocab_size, positions=args.context,
                             copy_fraction=args.copy_fraction, random_copy_fraction=args.random_copy_fraction)

@@ -22,6 +22,7 @@ class TrainConfig:
     minutes: float = 60.0
     lr: float = 2e-3
     warmup: int = 100
+    constant_lr: bool = False  # after warmup: hold lr (a phase that must keep learning) instead of cosine decay
     batch_size: int = 32
     seq_len: int = 128
     checkpoint_every: int = 200
@@ -33,6 +34,8 @@ class TrainConfig:
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.constant_lr:
+        return cfg.lr
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
