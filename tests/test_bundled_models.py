@@ -53,3 +53,13 @@ def test_reads_python_docs_it_never_saw(name):
     text = (SAMPLES / "asyncio_threads.txt").read_text()
     assert bits_per_char(backend, text) < 2.5
 
+
+
+def test_gpt2_copies_from_its_context():
+    """Induction: on a random token sequence repeated, the repeat costs far less than the first copy
+    (the working-memory demonstration; a model without induction heads pays about the same twice)."""
+    from memviz.train.evaluate import induction_losses
+
+    first, second = induction_losses(load_backend("python-docs-gpt2"), trials=8)
+    assert first > 5.0  # random tokens: nothing to predict them by on first sight
+    assert second < 0.5 * first
