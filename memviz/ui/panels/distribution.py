@@ -29,7 +29,6 @@ from memviz.ui.panels.heatmap import (
     show_token,
     style_plot,
     theme_font,
-    token_label,
 )
 from memviz.ui.view import ViewModel, ViewState
 
@@ -226,6 +225,13 @@ class DistributionPanel(GraphicsPanel):
             "Highlighted: the token that actually came next (read from the text, or sampled)."
         )
         self.plot: pg.PlotItem = add_static_plot(self.canvas.ci)
+        title = self.plot.titleLabel
+
+        def title_min_height_only() -> None:  # a long title must not widen the plot past a narrow dock
+            title.setMinimumWidth(0)
+            title.setMinimumHeight(title.itemRect().height())
+
+        title.updateMin = title_min_height_only
         self.ranks = RankAxis("left")
         self.x_axis = CachedAxis("bottom")
         self.plot.setAxisItems({"left": self.ranks, "bottom": self.x_axis})
@@ -283,7 +289,7 @@ class DistributionPanel(GraphicsPanel):
         if self._view_range != (self.x_max, k):
             self._view_range = (self.x_max, k)
             self.plot.setRange(xRange=(0, self.x_max), yRange=(-0.6, k - 0.4), padding=0.0)
-        self._set_title(f"next token after step {token_label(trace.token_text, t)}", theme)
+        self._set_title(f"next token after step {t} '{show_token(trace.token_text[t], 10)}'", theme)
         if self.next_id is None:
             actual = "actual next token: none yet"
         else:
