@@ -136,7 +136,7 @@ class Trace:
         matrix, filled = self._matrix_cache.get((layer, head), (None, 0))
         if matrix is None or filled < n:
             if matrix is None or len(matrix) < n:
-                capacity = max(n, 64, 2 * (len(matrix) if matrix is not None else 0))
+                capacity = 1 << max(n - 1, 63).bit_length()  # a power of two: few regrowths in a long run
                 grown = np.zeros((capacity, capacity), dtype=np.float32)
                 if matrix is not None:
                     grown[:filled, :filled] = matrix[:filled, :filled]

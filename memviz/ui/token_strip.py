@@ -10,7 +10,7 @@ import bisect
 
 import numpy as np
 from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QStaticText
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
@@ -140,6 +140,7 @@ class TokenStrip(QWidget):
         self._strengths = np.zeros(0)
         self._widths: dict[str, int] = {}
         self._tints: dict[tuple, QColor] = {}
+        self._texts: dict[str, QStaticText] = {}
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setAttribute(Qt.WA_OpaquePaintEvent, False)
@@ -214,6 +215,15 @@ class TokenStrip(QWidget):
             color.setAlpha(alpha)
         return color
 
+    def _static_text(self, text: str) -> QStaticText:
+        static = self._texts.get(text)
+        if static is None:
+            if len(self._texts) > 20_000:  # a bound for very long runs of distinct tokens
+                self._texts.clear()
+            static = self._texts[text] = QStaticText(text)
+            static.setTextFormat(Qt.PlainText)
+        return static
+
 
     # -- layout -------------------------------------------------------------------------------
     def _apply_font(self) -> None:
@@ -224,6 +234,7 @@ class TokenStrip(QWidget):
         self.setFont(font)
         self._metrics = QFontMetrics(font)
         self._widths.clear()
+        self._texts.clear()
 
     def _text_width(self, text: str) -> int:
         width = self._widths.get(text)
@@ -312,7 +323,9 @@ class TokenStrip(QWidget):
         for i in shown:  # tints first, then texts: fewer pen changes
             if i - lo < len(finite) and finite[i - lo]:
                 painter.fillRect(self._rects[i], self._tint(float(strengths[i])))
-        ascent = self._metrics.ascent()
+        # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
+        # its own ascent places the line's top)
+        top_offset = self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
         pen_generated = None
         underlines = []
         painter.setPen(foreground)
@@ -322,8 +335,9 @@ class TokenStrip(QWidget):
             if generated != pen_generated:
                 pen_generated = generated
                 painter.setPen(generated_color if generated else foreground)
-            painter.drawText(rect.left() + self.PAD_X, rect.top() + self.PAD_Y + ascent - 1,
-                             display_text(trace.token_text[i]))
+            # a QStaticText is laid out once per distinct token; it is drawn from the top of its line
+            painter.drawStaticText(rect.left() + self.PAD_X, rect.top() + top_offset,
+                                   self._static_text(display_text(trace.token_text[i])))
             if generated:
                 underlines.append(QLine(rect.left(), rect.bottom(), rect.right(), rect.bottom()))
         if underlines:

@@ -24,25 +24,50 @@ def distance_text(value: float) -> str:
     return f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
 
 
+# every float16 bit pattern's float32 value: converting by lookup costs the same for every weight,
+# where numpy's cast slows down on the float16 subnormals that attention is full of
+_HALF_TO_SINGLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+
+def as_float32(row: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`row` (float16 or float32) written into `out` as float32, exactly."""
+    if row.dtype == np.float16:
+        np.take(_HALF_TO_SINGLE, row.view(np.uint16), out=out)
+    else:
+        np.copyto(out, row)
+    return out
+
+
 class DistanceSums:
     """Running sums over steps of each head's expected attention distance ([T, L, A], float32,
-    added in the same order as Trace.mean_attention_distance)."""
+    added in the same order as Trace.mean_attention_distance).
+
+    Both the sums and the float32 copy of a step's attention live in buffers that grow by doubling:
+    allocating a fresh half-megabyte array every step cost more (page faults) than the arithmetic.
+    """
 
     def __init__(self) -> None:
         self.cumulative = np.zeros((0, 0, 0), dtype=np.float32)
+        self.done = 0
+        self._row = np.zeros((0, 0, 0), dtype=np.float32)
+
+    def _grow(self, upto: int, shape: tuple[int, int]) -> None:
+        if len(self.cumulative) < upto:
+            grown = np.zeros((1 << max(upto - 1, 63).bit_length(), *shape), dtype=np.float32)
+            if self.done:
+                grown[: self.done] = self.cumulative[: self.done]
+            self.cumulative = grown
+        if self._row.shape[-1] < upto:
+            self._row = np.zeros((*shape, 1 << max(upto - 1, 63).bit_length()), dtype=np.float32)
 
     def mean(self, trace: Trace, upto: int) -> np.ndarray:
-        done = len(self.cumulative)
-        if done < upto:
-            total = self.cumulative[-1].copy() if done else None
-            sums = []
-            for t in range(done, upto):
-                row = trace.attention_at(t).astype(np.float32, copy=False)
+        if self.done < upto:
+            self._grow(upto, trace.attention_at(0).shape[:2])
+            for t in range(self.done, upto):
+                row = as_float32(trace.attention_at(t), self._row[..., : t + 1])
                 distance = row @ (t - np.arange(t + 1, dtype=np.float32))
-                total = distance if total is None else total + distance
-                sums.append(total)
-            new = np.stack(sums)
-            self.cumulative = np.concatenate([self.cumulative, new]) if done else new
+                self.cumulative[t] = distance if t == 0 else self.cumulative[t - 1] + distance
+            self.done = upto
         return self.cumulative[upto - 1] / upto
 
 

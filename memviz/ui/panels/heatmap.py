@@ -268,8 +268,9 @@ class _Image(pg.GraphicsObject):
         have_r, have_c = self.buffer.shape
         if rows <= have_r and cols <= have_c:
             return
-        new_r = max(rows, min(2 * have_r, rows * 2), 16)
-        new_c = max(cols, min(2 * have_c, cols * 2), 16)
+        # powers of two: a long run reallocates (and copies) a handful of times, not at every size
+        new_r = max(have_r, 1 << max(rows - 1, 15).bit_length())
+        new_c = max(have_c, 1 << max(cols - 1, 15).bit_length())
         grown = np.zeros((new_r, new_c), dtype=np.uint32)
         grown[:have_r, :have_c] = self.buffer
         self.buffer = grown
