@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from panel_helpers import head_grid_bar_heights, make_panel, settle
 from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication
 
 from memviz.core.trace import StepRecord, Trace
 from memviz.ui.panels.distribution import X_RANGES, X_ROOM, DistributionPanel, x_range_for
 from memviz.ui.panels.head_grid import HeadGridPanel, binned_max
 from memviz.ui.panels.heatmap import show_token
-from memviz.ui.view import ViewModel, ViewState
 
 L, A, K = 3, 4, 6
 
@@ -43,41 +42,6 @@ def gpt2_trace(T: int, dtype=np.float32, tops=None, seed: int = 0) -> Trace:
     return trace
 
 
-def make(qtbot, cls, trace, theme: str = "dark", **state):
-    view = ViewModel(ViewState(theme=theme, **state))
-    panel = cls(view)
-    qtbot.addWidget(panel)
-    panel.set_trace(trace)
-    view.changed.connect(panel.render)
-    panel.resize(900, 500)
-    panel.show()
-    panel.render(view.state)
-    qtbot.waitExposed(panel)
-    settle(panel)
-    return view, panel
-
-
-def settle(panel) -> None:
-    for _ in range(2):
-        QApplication.processEvents()
-        panel.grab()
-    QApplication.processEvents()
-
-
-def bar_heights_drawn(panel: HeadGridPanel) -> np.ndarray:
-    """Filled pixel rows of every bar column of every cell ([L, A, bins]), read back from the image;
-    checks the margins are empty and each column is filled from its baseline up without gaps."""
-    layers, heads = panel.shape
-    (width, height), (mx, my) = panel.cell_size, panel.margin
-    alpha = panel.image.image[..., 3].reshape(layers, height, heads, width) > 0
-    bars = alpha[:, my : height - my, :, mx : mx + panel.bins]
-    assert bars.sum() == alpha.sum()
-    heights = bars.sum(axis=1)
-    rows = np.arange(panel.levels)[None, :, None, None]
-    np.testing.assert_array_equal(bars, rows >= panel.levels - heights[:, None])
-    return heights
-
-
 def columns_of_key(key: int, n: int, bins: int) -> np.ndarray:
     """The bar columns that show key `key` of a row of n keys drawn in `bins` columns."""
     if n > bins:  # bins of neighbouring keys: the one whose range holds the key
@@ -92,14 +56,14 @@ def columns_of_key(key: int, n: int, bins: int) -> np.ndarray:
 def test_head_grid_image_is_the_binned_attention(qtbot, dtype, T):
     trace = gpt2_trace(T, dtype)
     t = T - 1
-    view, panel = make(qtbot, HeadGridPanel, trace, cursor=t)
+    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=t)
     rows = trace.attention_at(t)
     np.testing.assert_array_equal(panel.rows, rows)
     assert panel.step == t and panel.shape == (L, A)
     bins, levels = panel.bins, panel.levels
     assert 8 <= bins <= 96 and levels >= 4
     assert (T > bins) == (rows.shape[-1] > bins)
-    drawn = bar_heights_drawn(panel)
+    drawn = head_grid_bar_heights(panel)
     assert drawn.shape == (L, A, bins)
     # every cell: the column(s) holding its most attended key are filled to that weight's height
     for layer in range(L):
@@ -122,7 +86,7 @@ def test_head_grid_image_is_the_binned_attention(qtbot, dtype, T):
 
 def test_head_grid_image_covers_the_grid_and_shows_on_screen(qtbot):
     trace = gpt2_trace(200)
-    view, panel = make(qtbot, HeadGridPanel, trace, cursor=199)
+    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=199)
     assert panel.image.mapRectToView(panel.image.boundingRect()) == QRectF(0, 0, A, L)
     # head (0, 0) attends fully to key 0: its first bar column is drawn in the fill colour
     width, mx = panel.cell_size[0], panel.margin[0]
@@ -136,7 +100,7 @@ def test_head_grid_image_covers_the_grid_and_shows_on_screen(qtbot):
 
 def test_head_grid_steps_change_only_the_image(qtbot):
     trace = gpt2_trace(120)
-    view, panel = make(qtbot, HeadGridPanel, trace, cursor=60, layer=1, head=2)
+    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=60, layer=1, head=2)
     axes = {name: panel.plot.getAxis(name) for name in ("left", "bottom")}
     pictures = {name: axis.picture for name, axis in axes.items()}
     assert all(p is not None for p in pictures.values())
@@ -156,19 +120,19 @@ def test_head_grid_steps_change_only_the_image(qtbot):
 
 def test_head_grid_follows_resizes_and_the_talk_look(qtbot):
     trace = gpt2_trace(300)
-    view, panel = make(qtbot, HeadGridPanel, trace, cursor=299)
+    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=299)
     small = panel.cell_size
     panel.resize(1400, 800)
     settle(panel)
     assert panel.cell_size[0] > small[0] and panel.cell_size[1] > small[1]
-    bar_heights_drawn(panel)  # consistent with the new geometry
+    head_grid_bar_heights(panel)  # consistent with the new geometry
     view.update(theme="talk")
     panel.apply_theme(view.state)
     settle(panel)
     assert panel.pixel == 2
     colours = np.unique(panel.image.image.reshape(-1, 4), axis=0)
     assert {tuple(c) for c in colours} == {(0, 0, 0, 0), (0x1F, 0x3B, 0x73, 255)}
-    drawn = bar_heights_drawn(panel)
+    drawn = head_grid_bar_heights(panel)
     assert (drawn[0, 0, columns_of_key(0, 300, panel.bins)] == panel.levels).all()
 
 
@@ -190,7 +154,7 @@ def test_distribution_x_range_is_constant_within_a_band(qtbot):
     # steps 0-2: best candidate between 0.0424 and 0.0508 (range 0.06); 3: 0.3 (0.4); 4: 0.045 again
     tops = [0.043, 0.047, 0.0505, 0.3, 0.045, 0.9]
     trace = gpt2_trace(len(tops), tops=tops)
-    view, panel = make(qtbot, DistributionPanel, trace, cursor=0)
+    view, panel = make_panel(qtbot, DistributionPanel, trace, cursor=0)
     axis = panel.plot.getAxis("bottom")
     first_range = panel.plot.vb.viewRange()[0]
     first_picture = axis.picture
@@ -220,7 +184,7 @@ def test_distribution_x_range_is_constant_within_a_band(qtbot):
 @pytest.mark.parametrize("theme", ["dark", "talk"])
 def test_distribution_texts_and_bars_are_the_trace(qtbot, theme):
     trace = gpt2_trace(8)
-    view, panel = make(qtbot, DistributionPanel, trace, theme=theme, cursor=4)
+    view, panel = make_panel(qtbot, DistributionPanel, trace, theme=theme, cursor=4)
     t = 4
     np.testing.assert_array_equal(panel.probs, trace.array("topk_probs")[t])
     np.testing.assert_array_equal(panel.ids, trace.array("topk_ids")[t])

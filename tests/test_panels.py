@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from panel_helpers import head_grid_bar_heights, make_panel
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QApplication
 
 from memviz.backends.registry import load_backend
 from memviz.core.sampling import SamplingConfig
@@ -44,28 +44,6 @@ def gpt2_session(gpt2_dir):
     return run(gpt2_dir, text=TEXT * 3, generate=6)
 
 
-def make(qtbot, cls, trace, **state):
-    view = ViewModel(ViewState(**state))
-    panel = cls(view)
-    qtbot.addWidget(panel)
-    panel.set_trace(trace)
-    view.changed.connect(panel.render)
-    panel.resize(900, 500)
-    panel.show()
-    panel.render(view.state)
-    qtbot.waitExposed(panel)
-    settle(panel)
-    return view, panel
-
-
-def settle(panel) -> None:
-    """Let the layout and the views' auto-ranges (applied at paint time) reach their final state."""
-    for _ in range(2):
-        QApplication.processEvents()
-        panel.grab()
-    QApplication.processEvents()
-
-
 def viewport_point(canvas, scene_pos) -> QPoint:
     return canvas.mapFromScene(scene_pos)
 
@@ -92,7 +70,7 @@ def test_registry_names_and_architectures():
 def test_gates_images_are_the_trace_gates(qtbot, lstm_session):
     trace = lstm_session.trace
     gates = trace.array("gates")
-    view, panel = make(qtbot, GatesPanel, trace, cursor=20, layer=1)
+    view, panel = make_panel(qtbot, GatesPanel, trace, cursor=20, layer=1)
     for g, heatmap in enumerate(panel.heatmaps):
         np.testing.assert_array_equal(heatmap.data, gates[:21, 1, g].T)
         assert heatmap.image.cells == (gates.shape[3], 21)
@@ -110,7 +88,7 @@ def test_gates_images_are_the_trace_gates(qtbot, lstm_session):
 
 def test_gates_tooltip_and_click(qtbot, lstm_session):
     trace = lstm_session.trace
-    view, panel = make(qtbot, GatesPanel, trace, cursor=30, layer=0)
+    view, panel = make_panel(qtbot, GatesPanel, trace, cursor=30, layer=0)
     heatmap = panel.heatmaps[1]
     value = float(trace.array("gates")[7, 0, 1, 4])
     text = heatmap.tooltip_at(4, 7)
@@ -124,7 +102,7 @@ def test_gates_tooltip_and_click(qtbot, lstm_session):
 def test_state_panel_heatmaps_curves_and_unit_click(qtbot, lstm_session):
     trace = lstm_session.trace
     cell, hidden = trace.array("cell"), trace.array("hidden")
-    view, panel = make(qtbot, StatePanel, trace, cursor=25, layer=2, unit=3)
+    view, panel = make_panel(qtbot, StatePanel, trace, cursor=25, layer=2, unit=3)
     np.testing.assert_array_equal(panel.heatmaps["cell"].data, cell[:26, 2].T)
     np.testing.assert_array_equal(panel.heatmaps["hidden"].data, hidden[:26, 2].T)
     lo, hi = panel.heatmaps["cell"].levels
@@ -144,7 +122,7 @@ def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
     trace = lstm_session.trace
     f = trace.array("gates")[:, 1, 1].astype(np.float64)  # [T, H]
     t = 40
-    view, panel = make(qtbot, SpanPanel, trace, cursor=t, layer=1, unit=2)
+    view, panel = make_panel(qtbot, SpanPanel, trace, cursor=t, layer=1, unit=2)
     expected = np.ones((f.shape[1], t + 1))
     for s in range(t + 1):
         expected[:, s] = np.prod(f[s + 1 : t + 1], axis=0)
@@ -164,7 +142,7 @@ def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
 def test_attention_image_row_and_selectors(qtbot, gpt2_session):
     trace = gpt2_session.trace
     t = 30
-    view, panel = make(qtbot, AttentionPanel, trace, cursor=t, layer=2, head=1)
+    view, panel = make_panel(qtbot, AttentionPanel, trace, cursor=t, layer=2, head=1)
     np.testing.assert_array_equal(panel.heatmap.data, trace.attention_matrix(2, 1, upto=t + 1))
     np.testing.assert_array_equal(panel.heatmap.data[t], trace.attention_at(t)[2, 1])
     assert panel.heatmap.highlight_row == t
@@ -182,7 +160,7 @@ def test_attention_image_row_and_selectors(qtbot, gpt2_session):
 def test_head_grid_rows_click_and_tooltip(qtbot, gpt2_session):
     trace = gpt2_session.trace
     t = len(trace) - 1
-    view, panel = make(qtbot, HeadGridPanel, trace, cursor=t, layer=0, head=0)
+    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=t, layer=0, head=0)
     layers, heads = panel.shape
     assert (layers, heads) == trace.attention_at(0).shape[:2]
     np.testing.assert_array_equal(panel.rows, trace.attention_at(t))
@@ -202,20 +180,6 @@ def test_head_grid_rows_click_and_tooltip(qtbot, gpt2_session):
     assert panel.last_tooltip == text
 
 
-def head_grid_bar_heights(panel) -> np.ndarray:
-    """The filled pixel rows of every bar column of every cell, read back from the head grid's image
-    ([L, A, bins]); checks the margins are empty and each column is filled from its baseline up."""
-    layers, heads = panel.shape
-    (width, height), (mx, my) = panel.cell_size, panel.margin
-    alpha = panel.image.image[..., 3].reshape(layers, height, heads, width) > 0
-    bars = alpha[:, my : height - my, :, mx : mx + panel.bins]  # [L, levels, A, bins], top row first
-    assert bars.sum() == alpha.sum()  # nothing outside the bars' area
-    heights = bars.sum(axis=1)
-    rows = np.arange(panel.levels)[None, :, None, None]
-    np.testing.assert_array_equal(bars, rows >= panel.levels - heights[:, None])
-    return heights
-
-
 def test_binned_max_keeps_peaks():
     row = np.zeros((1, 1, 1000), dtype=np.float32)
     row[0, 0, 637] = 0.9
@@ -228,7 +192,7 @@ def test_binned_max_keeps_peaks():
 
 def test_head_distance_is_the_traces_mean_distance(qtbot, gpt2_session):
     trace = gpt2_session.trace
-    view, panel = make(qtbot, HeadDistancePanel, trace, cursor=20, layer=1, head=2)
+    view, panel = make_panel(qtbot, HeadDistancePanel, trace, cursor=20, layer=1, head=2)
     np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(upto=21), rtol=1e-5)
     view.update(cursor=len(trace) - 1)
     np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(), rtol=1e-5)
@@ -247,7 +211,7 @@ def test_distribution_bars_and_actual_next_token(qtbot, gpt2_session):
     trace = gpt2_session.trace
     backend = gpt2_session.backend
     t = 10
-    view, panel = make(qtbot, DistributionPanel, trace, cursor=t)
+    view, panel = make_panel(qtbot, DistributionPanel, trace, cursor=t)
     np.testing.assert_array_equal(panel.probs, trace.array("topk_probs")[t])
     np.testing.assert_array_equal(panel.ids, trace.array("topk_ids")[t])
     np.testing.assert_allclose(panel.bars.opts["width"], trace.array("topk_probs")[t])
@@ -273,7 +237,7 @@ def test_every_panel_draws_in_both_themes(qtbot, lstm_session, gpt2_session, the
             trace = session.trace
             if not cls.supports(trace):
                 continue
-            view, panel = make(qtbot, cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme)
+            view, panel = make_panel(qtbot, cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme)
             panel.apply_theme(view.state)
             image = panel.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)
             assert (image.width(), image.height()) == (900, 500)
@@ -288,7 +252,7 @@ def test_every_panel_draws_in_both_themes(qtbot, lstm_session, gpt2_session, the
 def test_every_heatmap_has_a_colour_bar(qtbot, lstm_session, gpt2_session):
     for cls in PANEL_CLASSES:
         trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
-        _, panel = make(qtbot, cls, trace, cursor=5)
+        _, panel = make_panel(qtbot, cls, trace, cursor=5)
         heatmaps = [item for item in panel.canvas.scene().items() if isinstance(item, Heatmap)]
         for heatmap in heatmaps:
             assert heatmap.colorbar.scene() is panel.canvas.scene()
