@@ -17,12 +17,14 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QStaticText, QTransform
-from PySide6.QtWidgets import QGraphicsObject, QWidget
+from PySide6.QtGui import QColor, QFont, QFontMetricsF
+from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
+    Labels,
+    StaticTexts,
     add_static_plot,
     candidate_text,
     clamp,
@@ -50,39 +52,6 @@ def x_range_for(top: float) -> float:
     return X_RANGES[-1]
 
 
-class _TextCache:
-    """QStaticText per string for one font: laid out once, then drawn without text layout. Texts
-    wider than `max_width` pixels (when set) are elided."""
-
-    LIMIT = 4096
-
-    def __init__(self) -> None:
-        self.font = QFont()
-        self.max_width: float | None = None
-        self._metrics = QFontMetricsF(self.font)
-        self._texts: dict[str, QStaticText] = {}
-
-    def set_font(self, font: QFont, max_width: float | None = None) -> None:
-        self.font = QFont(font)
-        self.max_width = max_width
-        self._metrics = QFontMetricsF(self.font)
-        self._texts.clear()
-
-    def get(self, text: str) -> QStaticText:
-        static = self._texts.get(text)
-        if static is None:
-            if len(self._texts) >= self.LIMIT:
-                self._texts.clear()
-            shown = text
-            if self.max_width is not None and self._metrics.horizontalAdvance(text) > self.max_width:
-                shown = self._metrics.elidedText(text, Qt.TextElideMode.ElideRight, self.max_width)
-            static = QStaticText(shown)
-            static.setTextFormat(Qt.TextFormat.PlainText)
-            static.prepare(QTransform(), self.font)
-            self._texts[text] = static
-        return static
-
-
 class RankAxis(pg.AxisItem):
     """A left axis showing one text per integer row (the candidates' texts), painted directly from
     cached QStaticText at a fixed width: changing the texts costs a repaint of this axis, not a
@@ -93,7 +62,7 @@ class RankAxis(pg.AxisItem):
     def __init__(self, orientation: str = "left", **kwargs) -> None:
         super().__init__(orientation, **kwargs)
         self.texts: list[str] = []
-        self._cache = _TextCache()
+        self._cache = StaticTexts()
         self.set_font(QFont())
 
     def set_font(self, font: QFont) -> None:
@@ -167,51 +136,6 @@ class CachedAxis(pg.AxisItem):
         self.picture.play(p)
 
 
-class ValueLabels(QGraphicsObject):
-    """Short texts just right of data points, at a fixed pixel size, from cached QStaticText.
-    `items` holds (x, y, text, colour), like heatmap.Labels."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: list[tuple[float, float, str, str]] = []
-        self._cache = _TextCache()
-
-    @property
-    def font(self) -> QFont:
-        return self._cache.font
-
-    @font.setter
-    def font(self, font: QFont) -> None:
-        self._cache.set_font(font)
-        self.update()
-
-    def set_items(self, items: list[tuple[float, float, str, str]]) -> None:
-        self.items = items
-        self.update()
-
-    def boundingRect(self) -> QRectF:  # noqa: N802
-        # the texts stand beside their anchors in pixels: claim the whole plot (the parent's area)
-        parent = self.parentItem()
-        return parent.boundingRect() if parent is not None else QRectF()
-
-    def paint(self, painter, option, widget=None) -> None:
-        if not self.items:
-            return
-        transform = painter.transform()
-        painter.save()
-        painter.resetTransform()
-        painter.setFont(self._cache.font)
-        colour = None
-        for x, y, text, item_colour in self.items:
-            if item_colour != colour:
-                colour = item_colour
-                painter.setPen(pg.mkColor(colour))
-            point = transform.map(QPointF(x, y))
-            static = self._cache.get(text)
-            painter.drawStaticText(QPointF(point.x() + 4, point.y() - static.size().height() / 2), static)
-        painter.restore()
-
-
 class DistributionPanel(GraphicsPanel):
     name = "distribution"
     title = "Next-token distribution"
@@ -241,7 +165,7 @@ class DistributionPanel(GraphicsPanel):
         self.actual_bar = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], pen=None)
         self.plot.addItem(self.bars)
         self.plot.addItem(self.actual_bar)
-        self.values = ValueLabels()
+        self.values = Labels(align=Qt.AlignmentFlag.AlignLeft)
         self.values.setZValue(6)
         self.plot.addItem(self.values, ignoreBounds=True)
         self.ids = np.zeros(0, dtype=np.int64)

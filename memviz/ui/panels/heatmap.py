@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QImage, QPen, QStaticText, QTransform
+from PySide6.QtGui import QFont, QFontMetricsF, QImage, QPen, QStaticText, QTransform
 from PySide6.QtWidgets import (
     QGraphicsObject,
     QGraphicsRectItem,
@@ -94,6 +94,39 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         plot.setTitle(plot.titleLabel.text, color=theme.foreground, size=f"{theme.font_size}pt")
 
 
+class StaticTexts:
+    """QStaticText per string for one font: laid out once, then drawn without text layout. Texts
+    wider than `max_width` pixels (when set) are elided."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.font = QFont()
+        self.max_width: float | None = None
+        self._metrics = QFontMetricsF(self.font)
+        self._texts: dict[str, QStaticText] = {}
+
+    def set_font(self, font: QFont, max_width: float | None = None) -> None:
+        self.font = QFont(font)
+        self.max_width = max_width
+        self._metrics = QFontMetricsF(self.font)
+        self._texts.clear()
+
+    def get(self, text: str) -> QStaticText:
+        static = self._texts.get(text)
+        if static is None:
+            if len(self._texts) >= self.LIMIT:
+                self._texts.clear()
+            shown = text
+            if self.max_width is not None and self._metrics.horizontalAdvance(text) > self.max_width:
+                shown = self._metrics.elidedText(text, Qt.TextElideMode.ElideRight, self.max_width)
+            static = QStaticText(shown)
+            static.setTextFormat(Qt.TextFormat.PlainText)
+            static.prepare(QTransform(), self.font)
+            self._texts[text] = static
+        return static
+
+
 class Labels(QGraphicsObject):
     """Many short texts at data positions, drawn in one paint at a fixed pixel size (not stretched
     by the view). Far cheaper than one TextItem each: setting them costs nothing until painted, and
@@ -103,20 +136,19 @@ class Labels(QGraphicsObject):
         super().__init__()
         self.align = align
         self.cell_width = cell_width  # data units: a text wider than a cell on screen is left out
-        self._font = QFont()
         self.items: list[tuple[float, float, str, str]] = []  # x, y, text, colour
         self._bounds = QRectF()
-        self._texts: dict[str, QStaticText] = {}
+        self._texts = StaticTexts()
         self._pens: dict[str, QPen] = {}
 
     @property
     def font(self) -> QFont:
-        return self._font
+        return self._texts.font
 
     @font.setter
     def font(self, font: QFont) -> None:
-        self._font = font
-        self._texts.clear()
+        self._texts.set_font(font)
+        self.update()
 
     def set_items(self, items: list[tuple[float, float, str, str]]) -> None:
         self.prepareGeometryChange()
@@ -127,8 +159,6 @@ class Labels(QGraphicsObject):
             self._bounds = QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
         else:
             self._bounds = QRectF()
-        if len(self._texts) > 4096:  # texts change from step to step: keep the cache bounded
-            self._texts.clear()
         self.update()
 
     def boundingRect(self) -> QRectF:  # noqa: N802
@@ -136,21 +166,13 @@ class Labels(QGraphicsObject):
         parent = self.parentItem()
         return parent.boundingRect() if parent is not None else self._bounds
 
-    def _static(self, text: str) -> QStaticText:
-        static = self._texts.get(text)
-        if static is None:
-            static = self._texts[text] = QStaticText(text)
-            static.setTextFormat(Qt.TextFormat.PlainText)
-            static.prepare(QTransform(), self._font)
-        return static
-
     def paint(self, painter, option, widget=None) -> None:
         if not self.items:
             return
         transform = painter.transform()
         painter.save()
         painter.resetTransform()
-        painter.setFont(self._font)
+        painter.setFont(self._texts.font)
         left = bool(self.align & Qt.AlignmentFlag.AlignLeft)
         room = abs(transform.m11()) * self.cell_width - 2 if self.cell_width else math.inf
         colour = None
@@ -161,7 +183,7 @@ class Labels(QGraphicsObject):
                 if pen is None:
                     pen = self._pens[colour] = QPen(pg.mkColor(colour))
                 painter.setPen(pen)
-            static = self._static(text)
+            static = self._texts.get(text)
             size = static.size()
             if size.width() > room:
                 continue
