@@ -416,7 +416,7 @@ class Heatmap(pg.GraphicsLayout):
         cells are coloured again (a new step of a growing matrix costs one row and column).
         """
         if levels is not None and tuple(levels) != self.levels:
-            self.set_levels(*levels)
+            self._set_levels(*levels)  # the colouring below sees the new levels and redoes every cell
         rows, cols = data.shape if data.ndim == 2 else (0, 0)
         old_rows, old_cols = self.data.shape if self.data.ndim == 2 else (0, 0)
         self.data = data
@@ -460,10 +460,13 @@ class Heatmap(pg.GraphicsLayout):
         self.following = False
 
     def set_levels(self, lo: float, hi: float) -> None:
-        self.levels = (float(lo), float(hi))
-        self.colorbar.setLevels(values=self.levels)
+        self._set_levels(lo, hi)
         if self.data.size:
             self.set_data(self.data)
+
+    def _set_levels(self, lo: float, hi: float) -> None:
+        self.levels = (float(lo), float(hi))
+        self.colorbar.setLevels(values=self.levels)
 
     def set_cursor_col(self, col: int | None) -> None:
         self.cursor_col = col
