@@ -10,10 +10,11 @@ import bisect
 
 import numpy as np
 from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QStaticText
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
+from memviz.ui.static_texts import StaticTexts
 from memviz.ui.view import ViewModel, ViewState
 
 #: signal name -> (label, scale kind). "sequential": [0, 1]; "diverging": signed around 0.
@@ -140,7 +141,7 @@ class TokenStrip(QWidget):
         self._strengths = np.zeros(0)
         self._widths: dict[str, int] = {}
         self._tints: dict[tuple, QColor] = {}
-        self._texts: dict[str, QStaticText] = {}
+        self._texts = StaticTexts(limit=20_000)  # laid out in the painter's font (the style's)
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setAttribute(Qt.WA_OpaquePaintEvent, False)
@@ -215,14 +216,6 @@ class TokenStrip(QWidget):
             color.setAlpha(alpha)
         return color
 
-    def _static_text(self, text: str) -> QStaticText:
-        static = self._texts.get(text)
-        if static is None:
-            if len(self._texts) > 20_000:  # a bound for very long runs of distinct tokens
-                self._texts.clear()
-            static = self._texts[text] = QStaticText(text)
-            static.setTextFormat(Qt.PlainText)
-        return static
 
 
     # -- layout -------------------------------------------------------------------------------
@@ -234,7 +227,6 @@ class TokenStrip(QWidget):
         self.setFont(font)
         self._metrics = QFontMetrics(font)
         self._widths.clear()
-        self._texts.clear()
 
     def _text_width(self, text: str) -> int:
         width = self._widths.get(text)
@@ -326,6 +318,8 @@ class TokenStrip(QWidget):
         # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
         # its own ascent places the line's top)
         top_offset = self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
+        if painter.font() != self._texts.font:
+            self._texts.set_font(painter.font())
         pen_generated = None
         underlines = []
         painter.setPen(foreground)
@@ -337,7 +331,7 @@ class TokenStrip(QWidget):
                 painter.setPen(generated_color if generated else foreground)
             # a QStaticText is laid out once per distinct token; it is drawn from the top of its line
             painter.drawStaticText(rect.left() + self.PAD_X, rect.top() + top_offset,
-                                   self._static_text(display_text(trace.token_text[i])))
+                                   self._texts.get(display_text(trace.token_text[i])))
             if generated:
                 underlines.append(QLine(rect.left(), rect.bottom(), rect.right(), rect.bottom()))
         if underlines:

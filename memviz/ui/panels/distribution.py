@@ -24,7 +24,6 @@ from memviz.core.trace import Trace
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
     Labels,
-    StaticTexts,
     add_static_plot,
     candidate_text,
     clamp,
@@ -32,6 +31,7 @@ from memviz.ui.panels.heatmap import (
     style_plot,
     theme_font,
 )
+from memviz.ui.static_texts import StaticTexts
 from memviz.ui.view import ViewModel, ViewState
 
 LABEL_CHARS = 10  # candidate texts are shown up to this many characters

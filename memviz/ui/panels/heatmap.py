@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QFontMetricsF, QImage, QPen, QStaticText, QTransform
+from PySide6.QtGui import QFont, QImage, QPen
 from PySide6.QtWidgets import (
     QGraphicsObject,
     QGraphicsRectItem,
@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from memviz.core.trace import Trace
 from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
+from memviz.ui.static_texts import StaticTexts
 from memviz.ui.theme import THEMES, Theme
 from memviz.ui.view import ViewModel, ViewState
 
@@ -92,39 +93,6 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         style_axis(axis, theme)
     if plot.titleLabel is not None and plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=theme.foreground, size=f"{theme.font_size}pt")
-
-
-class StaticTexts:
-    """QStaticText per string for one font: laid out once, then drawn without text layout. Texts
-    wider than `max_width` pixels (when set) are elided."""
-
-    LIMIT = 4096
-
-    def __init__(self) -> None:
-        self.font = QFont()
-        self.max_width: float | None = None
-        self._metrics = QFontMetricsF(self.font)
-        self._texts: dict[str, QStaticText] = {}
-
-    def set_font(self, font: QFont, max_width: float | None = None) -> None:
-        self.font = QFont(font)
-        self.max_width = max_width
-        self._metrics = QFontMetricsF(self.font)
-        self._texts.clear()
-
-    def get(self, text: str) -> QStaticText:
-        static = self._texts.get(text)
-        if static is None:
-            if len(self._texts) >= self.LIMIT:
-                self._texts.clear()
-            shown = text
-            if self.max_width is not None and self._metrics.horizontalAdvance(text) > self.max_width:
-                shown = self._metrics.elidedText(text, Qt.TextElideMode.ElideRight, self.max_width)
-            static = QStaticText(shown)
-            static.setTextFormat(Qt.TextFormat.PlainText)
-            static.prepare(QTransform(), self.font)
-            self._texts[text] = static
-        return static
 
 
 class Labels(QGraphicsObject):
