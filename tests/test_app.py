@@ -371,7 +371,8 @@ def test_text_file_open_and_drop(qtbot, make_window, tmp_path):
     window.error_box.close()
 
 
-def test_saved_trace_opens_without_a_model(qtbot, make_window, lstm_dir, tmp_path):
+def saved_lstm_trace(lstm_dir, tmp_path):
+    """A saved run of the tiny LSTM: 5 tokens read ("hello"), 3 generated."""
     from memviz.backends.registry import load_backend
     from memviz.core.session import Session
 
@@ -379,9 +380,12 @@ def test_saved_trace_opens_without_a_model(qtbot, make_window, lstm_dir, tmp_pat
     session.feed("hello")
     session.generate(3)
     session.run()
-    path = session.trace.save(tmp_path / "run.memviz")
+    return session.trace.save(tmp_path / "run.memviz")
+
+
+def test_saved_trace_opens_without_a_model(qtbot, make_window, lstm_dir, tmp_path):
     window = make_window()
-    window.open_trace(path)
+    window.open_trace(saved_lstm_trace(lstm_dir, tmp_path))
     window.redraw()
     assert window.step_label.text() == "step 8 of 8"
     assert "saved trace" in window.model_label.text()
@@ -490,3 +494,62 @@ def test_click_outside_tokens_does_nothing(qtbot, make_window, lstm_dir):
     window.redraw()
     qtbot.mouseClick(window.strip, Qt.LeftButton, pos=QPoint(window.strip.width() - 5, window.strip.height() - 5))
     assert window.view.state.cursor == 2
+
+
+def test_right_click_on_a_panel_opens_its_export_menu(qtbot, make_window, lstm_dir, tmp_path):
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication, QGraphicsView
+
+    window = make_window()
+    window.open_trace(saved_lstm_trace(lstm_dir, tmp_path))
+    window.redraw()
+    panel = next(iter(window.panels.values()))
+    viewport = panel.findChild(QGraphicsView).viewport()  # the deepest widget: where a right click lands
+    shown: list[list[str]] = []
+
+    def read_and_close() -> None:
+        menu = QApplication.activePopupWidget()
+        shown.append([a.text() for a in menu.actions()] if menu is not None else [])
+        if menu is not None:
+            menu.close()
+
+    QTimer.singleShot(200, read_and_close)
+    point = QPoint(10, 10)
+    QApplication.sendEvent(viewport, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, point, viewport.mapToGlobal(point)))
+    assert shown and shown[0][:2] == ["Export...", "Copy figure"]
+
+
+def test_status_text_changes_do_not_relayout_the_window(qtbot, make_window, lstm_dir, tmp_path):
+    """A new step's texts (status bar, panel notes) repaint their labels; the docks keep their layout."""
+    from PySide6.QtCore import QEvent, QObject
+
+    window = make_window()
+    window.open_trace(saved_lstm_trace(lstm_dir, tmp_path))
+    for step in range(8):  # the labels reserve room for the longest text they have shown
+        window.scrub_to(step)
+        window.redraw()
+        qtbot.wait(10)
+    qtbot.wait(50)
+
+    class LayoutRequests(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event) -> bool:  # noqa: N802
+            if event.type() == QEvent.Type.LayoutRequest:
+                LayoutRequests.count += 1
+            return False
+
+    counter = LayoutRequests()
+    watched = [window, *window.docks.values()]
+    for widget in watched:
+        widget.installEventFilter(counter)
+    for step in (1, 2, 3):
+        window.scrub_to(step)
+        window.redraw()
+        qtbot.wait(20)
+    assert window.step_label.text() == "step 4 of 8"
+    assert LayoutRequests.count == 0
+    # A text that needs more room than the label has does ask for a layout, once.
+    window.step_label.setText("step 4 of 8, and a much longer text than before")
+    qtbot.wait(20)
+    assert LayoutRequests.count >= 1

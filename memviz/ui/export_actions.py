@@ -60,7 +60,12 @@ class ExportActions(QObject):
         self.job = None  # the animation being written
         self.progress: QProgressDialog | None = None
         self._make_actions()
-        QApplication.instance().installEventFilter(self)
+        # a filter on the panels' own widgets, not on the application: an application-wide filter
+        # is a Python call for every event of every widget, about a millisecond of each frame
+        built = getattr(window, "panels_built", None)
+        if built is not None:
+            built.connect(self._watch_panels)
+        self._watch_panels()
         self._wrap_open_trace()
 
     # -- menus -------------------------------------------------------------------------------
@@ -84,6 +89,12 @@ class ExportActions(QObject):
         w.add_file_action(None)
         for action in (self.export_all_action, self.export_animation_action, self.export_csv_action):
             w.add_file_action(action)
+
+    def _watch_panels(self) -> None:
+        """Catch right clicks on every widget of every panel (where a context menu is asked for)."""
+        for panel in getattr(self.window, "panels", {}).values():
+            for widget in (panel, *panel.findChildren(QWidget)):
+                widget.installEventFilter(self)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
         if event.type() == QEvent.Type.ContextMenu and isinstance(obj, QWidget):

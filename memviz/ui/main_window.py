@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
 from memviz.ui import panels as panel_registry
+from memviz.ui.live_label import LiveLabel
 from memviz.ui.model_picker import ModelPicker, remember_model
 from memviz.ui.panels.base import Panel
 from memviz.ui.text_editor import DEFAULT_TEXT, TextEditor
@@ -62,6 +63,8 @@ def style_sheet(theme: str) -> str:
 
 
 class MainWindow(QMainWindow):
+    panels_built = Signal()  # after the docks were rebuilt for a trace: `panels` may hold new panels
+
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("memvizMainWindow")
@@ -253,10 +256,10 @@ class MainWindow(QMainWindow):
         self.busy.setMaximumWidth(120)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        self.model_label = QLabel("no model")
-        self.step_label = QLabel("")
-        self.rate_label = QLabel("")
-        self.context_label = QLabel("")
+        self.model_label = LiveLabel("no model")
+        self.step_label = LiveLabel("")
+        self.rate_label = LiveLabel("")
+        self.context_label = LiveLabel("")
         for widget in (self.busy, self.model_label, self.step_label, self.rate_label, self.context_label):
             bar.addPermanentWidget(widget)
 
@@ -512,6 +515,8 @@ class MainWindow(QMainWindow):
             self._restore_layout(arch)
         self._layout_arch = arch
         self._rebuild_panels_menu()
+        if created:
+            self.panels_built.emit()
 
     @staticmethod
     def _supports(cls: type[Panel], trace: Trace) -> bool:

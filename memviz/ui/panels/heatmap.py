@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.trace import Trace
+from memviz.ui.live_label import LiveLabel
 from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
 from memviz.ui.static_texts import StaticTexts
@@ -527,7 +528,7 @@ class GraphicsPanel(Panel):
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.canvas, 1)
-        self.note = QLabel("")
+        self.note = LiveLabel("")
         self.note.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._spins: dict[str, QSpinBox] = {}
 
@@ -544,8 +545,12 @@ class GraphicsPanel(Panel):
 
     def sync_spin(self, key: str, value: int, maximum: int) -> None:
         spin = self._spins[key]
+        maximum = max(0, maximum)
+        if (spin.maximum(), spin.value()) == (maximum, value):
+            return
         spin.blockSignals(True)
-        spin.setRange(0, max(0, maximum))
+        if spin.maximum() != maximum:
+            spin.setRange(0, maximum)  # re-lays out the whole dock, even for the same range: only on a change
         spin.setValue(value)
         spin.blockSignals(False)
 
