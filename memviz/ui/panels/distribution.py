@@ -17,7 +17,7 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF
+from PySide6.QtGui import QFont, QFontMetricsF
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
@@ -177,6 +177,7 @@ class DistributionPanel(GraphicsPanel):
         self.x_max = 0.0  # the probability axis' upper end (one of X_RANGES)
         self._view_range: tuple[float, int] | None = None  # (x_max, k) last given to the view
         self._title: tuple[str, str, str] | None = None  # (text, colour, size) last set, text unescaped
+        self._plain_look: tuple[str, str] | None = None  # (colour, size) of the title's plain-text font
         self.apply_theme(view.state)
 
     def set_trace(self, trace: Trace | None) -> None:
@@ -234,9 +235,15 @@ class DistributionPanel(GraphicsPanel):
         if same_look:
             # only the text changed: swap it in place and centre it. The title's height is the same,
             # so this skips LabelItem.setText's size update and the plot's re-layout it triggers.
-            style = f"color: {pg.mkColor(colour).name(QColor.NameFormat.HexArgb)}; font-size: {size}"
+            # as plain text in the title's own colour and font: no HTML to parse at every step
             label.text = html.escape(text, quote=False)
-            label.item.setHtml(f"<span style='{style}'>{label.text}</span>")
+            if self._plain_look != (colour, size):
+                self._plain_look = (colour, size)
+                font = label.item.font()
+                font.setPointSizeF(float(size.removesuffix("pt")))
+                label.item.setFont(font)
+                label.item.setDefaultTextColor(pg.mkColor(colour))
+            label.item.setPlainText(text)
             label.item.setPos(0, 0)
             bounds = label.itemRect()
             if bounds.width() <= label.rect().width():
@@ -244,6 +251,7 @@ class DistributionPanel(GraphicsPanel):
                 target.moveCenter(label.rect().center())
                 label.item.setPos(target.topLeft() - bounds.topLeft())
                 return
+        self._plain_look = None
         self.plot.setTitle(html.escape(text, quote=False), color=colour, size=size)
 
     def apply_theme(self, state: ViewState) -> None:

@@ -306,8 +306,7 @@ class MemoryPanel(Panel):
         col_w = (area.width() - gap * (len(self.columns) - 1)) / len(self.columns)
         colors = (["#6f8fb7", "#7fa86f", "#b58fc7"] if theme.is_dark else ["#9fb7d6", "#8cbf7a", "#c9a6d9"])
         accent = QColor(theme.accent)
-        p.setPen(dim)
-        p.drawLine(area.left(), area.top() - 4, area.right(), area.top() - 4)
+        p.fillRect(QRectF(area.left(), area.top() - 4.5, area.width(), 1.0), dim)  # a rule (drawLine antialiased: 0.2 ms)
         for c, (title, ids, probs) in enumerate(self.columns):
             left = area.left() + c * (col_w + gap)
             p.setFont(font)
