@@ -73,7 +73,10 @@ def report(r: dict) -> str:
             out.append("")
             out.append(f"MemoryStore.search at {int(n):,} entries ({row['index']}): p50 {row['search_ms']['p50']:.3f} ms "
                        f"(index alone {row['raw_index_search_ms']['p50']:.3f}); add_document {row['add_entries_per_s']:,} "
-                       f"entries/s; {row['disk_mb']} MB on disk.")
+                       f"entries/s; {row['disk_mb']} MB on disk."
+                       + (f" The memory panel's read of one step's records (`get`, k of them, from a "
+                          f"{row['document_chars']:,}-character document): p50 {row['get_records_ms']['p50']:.3f} ms, "
+                          f"p95 {row['get_records_ms']['p95']:.3f} ms." if "get_records_ms" in row else ""))
         if "isotropic_100k_hnsw" in mem:
             iso = mem["isotropic_100k_hnsw"]
             out.append("")

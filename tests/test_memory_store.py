@@ -116,6 +116,30 @@ def test_records_highlight_the_stored_token(small_store, lstm):
     assert sum(d.entries for d in docs) == len(small_store)
 
 
+@pytest.mark.parametrize("cache_chars", [10**9, 10])
+def test_snippets_match_the_documents_in_every_document(small_store, monkeypatch, cache_chars):
+    """Snippets are cut from cached document texts; SQLite's own substr on the stored text is the reference
+    (with a cache too small for any document, each one is read again and dropped)."""
+    import memviz.memory.store as store_module
+
+    monkeypatch.setattr(store_module, "DOCUMENT_CACHE_CHARS", cache_chars)
+    small_store._documents.clear()
+    small_store._document_chars = 0
+    conn = sqlite3.connect(small_store.path)
+    expected = dict(conn.execute(
+        "SELECT e.id, substr(d.text, max(1, e.char_start + 1 - ?), min(e.char_start, ?) + (e.char_end - e.char_start) + ?) "
+        "FROM entries e JOIN documents d ON d.id = e.document_id",
+        (store_module.SNIPPET_BEFORE, store_module.SNIPPET_BEFORE, store_module.SNIPPET_AFTER),
+    ).fetchall())
+    conn.close()
+    ids = np.array(sorted(expected))
+    mixed = np.concatenate([ids[::7], ids[::-5]])  # both documents, back and forth
+    records = small_store.get(mixed)
+    assert [r.snippet for r in records] == [expected[int(i)] for i in mixed]
+    assert {r.document_name for r in records} == {"sample", "shuffled"}
+    assert small_store._document_chars <= max(cache_chars, max(len(t) for t in small_store._documents.values()))
+
+
 # -- recall in a session --------------------------------------------------------------------------
 def test_lambda_zero_leaves_the_distribution_exactly_as_it_was(small_store, lstm):
     text = shuffled_text(2, words=20)

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ HNSW_EF_CONSTRUCTION = 80
 BATCH_SIZE = 512
 SNIPPET_BEFORE = 80  # characters of context shown before the stored token
 SNIPPET_AFTER = 40
+DOCUMENT_CACHE_CHARS = 16_000_000  # document texts kept in memory for snippets (16 to 64 MB at most)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -137,6 +139,8 @@ class MemoryStore:
         self.index_path = path.with_name(path.name + ".faiss")
         self._conn = conn
         self._lock = threading.RLock()
+        self._documents: OrderedDict[int, str] = OrderedDict()  # id -> text, see _document_text
+        self._document_chars = 0
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self.fingerprint: str = meta["fingerprint"]
         self.model_name: str = meta.get("model_name", "?")
@@ -407,14 +411,31 @@ class MemoryStore:
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
                     "SELECT e.id, e.next_token, e.token_text, e.document_id, d.name, e.position, e.char_start, "
-                    "e.char_end, substr(d.text, max(1, e.char_start + 1 - ?), "
-                    "min(e.char_start, ?) + (e.char_end - e.char_start) + ?) "
-                    f"FROM entries e JOIN documents d ON d.id = e.document_id WHERE e.id IN ({marks})",
-                    (SNIPPET_BEFORE, SNIPPET_BEFORE, SNIPPET_AFTER, *chunk),
+                    f"e.char_end FROM entries e JOIN documents d ON d.id = e.document_id WHERE e.id IN ({marks})",
+                    chunk,
                 ).fetchall()
                 for row in rows:
-                    found[row[0]] = _record(row)
+                    found[row[0]] = _record(row, self._document_text(row[3]))
         return [found.get(i) for i in wanted]
+
+    def _document_text(self, document_id: int) -> str:
+        """A document's text, kept in memory (most recently used first, DOCUMENT_CACHE_CHARS in all).
+
+        Cutting each snippet out in SQL read the whole document for every record: 8 ms per step for
+        16 memories from a 0.9 M-character document. A document's text never changes once added.
+        """
+        text = self._documents.get(document_id)
+        if text is not None:
+            self._documents.move_to_end(document_id)
+            return text
+        row = self._conn.execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
+        text = row[0] if row is not None else ""
+        self._documents[document_id] = text
+        self._document_chars += len(text)
+        while self._document_chars > DOCUMENT_CACHE_CHARS and len(self._documents) > 1:
+            _, dropped = self._documents.popitem(last=False)
+            self._document_chars -= len(dropped)
+        return text
 
     def records(self, document_id: int | None = None, offset: int = 0, limit: int = 100) -> list[MemoryRecord]:
         """A page of records in storage order (optionally of one document)."""
@@ -562,9 +583,10 @@ class MemoryStore:
             self._append_to_index(new_ids, keys, values)
 
 
-def _record(row) -> MemoryRecord:
-    entry_id, next_token, token_text, document_id, document_name, position, char_start, char_end, snippet = row
+def _record(row, document_text: str) -> MemoryRecord:
+    entry_id, next_token, token_text, document_id, document_name, position, char_start, char_end = row
     before = min(char_start, SNIPPET_BEFORE)
+    snippet = document_text[char_start - before : char_end + SNIPPET_AFTER]
     return MemoryRecord(
         id=entry_id,
         next_token=next_token,
@@ -572,7 +594,7 @@ def _record(row) -> MemoryRecord:
         document_id=document_id,
         document_name=document_name,
         position=position,
-        snippet=snippet or "",
+        snippet=snippet,
         highlight=(before, before + (char_end - char_start)),
     )
 
