@@ -422,6 +422,16 @@ def _own_methods(cls) -> set[str]:
     return names
 
 
+def _delete_now(app) -> None:
+    """Carry out deleteLater outside an event loop: processEvents alone leaves deferred deletions
+    pending, and a case's widgets would live on (and take events) through the later cases."""
+    from PySide6.QtCore import QEvent
+
+    app.processEvents()
+    app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+
+
 def _main_window_steps(app, arch: str, make_records, T: int, steps: int, memory: dict | None) -> list[float]:
     """The app's own path: the worker's `stepped` signal, then MainWindow.redraw and the paint."""
     from PySide6.QtCore import QSettings
@@ -451,7 +461,7 @@ def _main_window_steps(app, arch: str, make_records, T: int, steps: int, memory:
         if hasattr(window, "shutdown"):
             window.shutdown()
         window.deleteLater()
-        app.processEvents()
+        _delete_now(app)
     return times
 
 
@@ -471,7 +481,7 @@ def bench_draw(quick: bool, ctx: dict) -> dict:
     classes, where = discover_panels()
     log(f"  panels ({where}): {', '.join(c.__name__ for c in classes) or 'none'}")
     sizes = [256] if quick else [256, 1024]
-    steps = 8 if quick else 40
+    steps = 8 if quick else 120  # a p95 over 40 steps was the second-largest time: one hiccup of the machine decided it
     result = {"panels_from": where, "steps_timed": steps, "window": "1600x1000, 3 columns of panels", "cases": {},
               "memory": "GPT-2 cases recall from a MemoryStore of 10,000 entries (k = 16)"}
     store_folder = tempfile.TemporaryDirectory()
@@ -538,7 +548,7 @@ def bench_draw(quick: bool, ctx: dict) -> dict:
                 scrub.append(perf() - t0)
             container.close()
             container.deleteLater()
-            app.processEvents()
+            _delete_now(app)
             window_times = _main_window_steps(app, arch, make_records, T, steps, trace.memory)
             case = {
                 "main_window_new_step": ms_stats(window_times),

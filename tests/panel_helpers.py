@@ -36,7 +36,7 @@ def head_grid_bar_heights(panel) -> np.ndarray:
     ([L, A, bins]); checks the margins are empty and each column is filled from its baseline up."""
     layers, heads = panel.shape
     (width, height), (mx, my) = panel.cell_size, panel.margin
-    alpha = panel.image.image[..., 3].reshape(layers, height, heads, width) > 0
+    alpha = (panel.image.pixels >> 24).reshape(layers, height, heads, width) > 0  # ARGB32: alpha on top
     bars = alpha[:, my : height - my, :, mx : mx + panel.bins]  # [L, levels, A, bins], top row first
     assert bars.sum() == alpha.sum()  # nothing outside the bars' area
     heights = bars.sum(axis=1)

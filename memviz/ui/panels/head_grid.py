@@ -8,9 +8,10 @@ visible on slides; at most MAX_POINTS); when the row is longer, each column show
 its bin of neighbouring positions (peaks survive), and a short row spreads each key over several
 columns. Hover for the exact numbers; click a cell to select that layer and head.
 
-Speed: the whole grid is ONE raster image computed with numpy at screen resolution (a uint8 RGBA
-array, the fill colour on a transparent background, shown by a single ImageItem placed over
-[0, heads] x [0, layers]; no lookup table or levels), not 144 curves stroked by QPainter. A step
+Speed: the whole grid is ONE raster image computed with numpy at screen resolution (uint32 pixels in
+QImage's native ARGB32-premultiplied format, the fill colour on a transparent background, shown by a
+single Raster item placed over [0, heads] x [0, layers]; no lookup table, levels or format
+conversion), not 144 curves stroked by QPainter. A step
 changes only the pixels: the axes, the frames and the view range stay as they are. The raster
 follows the view's size (resizes, the look) and is re-drawn from the kept rows then.
 """
@@ -22,7 +23,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF
-from PySide6.QtGui import QCursor, QPen
+from PySide6.QtGui import QCursor, QImage, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 
 from memviz.core.trace import Trace
@@ -54,10 +55,46 @@ def bar_heights(values: np.ndarray, levels: int) -> np.ndarray:
     return heights
 
 
-def _rgba32(colour: str) -> np.uint32:
-    """A colour as the uint32 whose bytes in memory are R, G, B, A (what an RGBA uint8 image holds)."""
+def _argb32(colour: str) -> np.uint32:
+    """A colour as one ARGB32-premultiplied pixel: QImage's native format, drawn without conversion."""
     c = pg.mkColor(colour)
-    return np.array([c.red(), c.green(), c.blue(), c.alpha()], np.uint8).view(np.uint32)[0]
+    a = c.alpha()
+    r, g, b = ((v * a + 127) // 255 for v in (c.red(), c.green(), c.blue()))
+    return np.uint32((a << 24) | (r << 16) | (g << 8) | b)
+
+
+class Raster(pg.GraphicsObject):
+    """uint32 ARGB32-premultiplied pixels shown over a rectangle of the view, through a QImage over
+    the array's own memory: no copy or format conversion when they change (pyqtgraph's ImageItem
+    converted the whole RGBA image at each step, then again at each paint)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pixels = np.zeros((0, 0), np.uint32)
+        self.qimage: QImage | None = None
+        self.rect = QRectF()
+
+    def set_pixels(self, pixels: np.ndarray, rect: QRectF) -> None:
+        """Show `pixels` ([height, width], C-contiguous; kept, not copied) over `rect`."""
+        if pixels is not self.pixels or self.qimage is None:
+            self.pixels = pixels
+            height, width = pixels.shape
+            self.qimage = QImage(pixels, width, height, pixels.strides[0], QImage.Format.Format_ARGB32_Premultiplied)
+        if rect != self.rect:
+            self.prepareGeometryChange()
+            self.rect = QRectF(rect)
+        self.update()
+
+    def clear(self) -> None:
+        self.qimage = None
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
+        return QRectF(self.rect)
+
+    def paint(self, painter, *_args) -> None:
+        if self.qimage is not None and self.pixels.size:
+            painter.drawImage(self.rect, self.qimage)
 
 
 class HeadGridPanel(GraphicsPanel):
@@ -77,7 +114,7 @@ class HeadGridPanel(GraphicsPanel):
         self.plot.setLabel("bottom", "head")
         self.plot.setLabel("left", "layer")
         self.frames = pg.PlotDataItem(connect="pairs")
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = Raster()
         self.plot.addItem(self.image, ignoreBounds=True)
         self.plot.addItem(self.frames)
         self.selected = QGraphicsRectItem()
@@ -97,7 +134,7 @@ class HeadGridPanel(GraphicsPanel):
         self.bins = 0
         self.levels = 0
         self.heights = np.zeros((0, 0, 0), np.int16)  # [L, A, bins]: filled pixel rows per column
-        self._fill = _rgba32("#dcdcdc")
+        self._fill = _argb32("#dcdcdc")
         self._columns: dict[tuple[int, int], np.ndarray] = {}
         self._pixels = np.zeros((0, 0, 0, 0), np.uint32)
         self.pixel = 1  # device pixels per image pixel: 2 in the light "talk" look, for slides
@@ -205,12 +242,7 @@ class HeadGridPanel(GraphicsPanel):
         heights, threshold = self.heights[:, None, :, :], threshold[None, :, None, None]
         np.greater_equal(heights, threshold, out=bars, casting="unsafe")  # 1 where filled, else 0
         bars *= self._fill  # 1 -> the fill colour; 0 stays transparent
-        rgba = self._pixels.reshape(layers * height, heads * width).view(np.uint8)
-        rgba = rgba.reshape(layers * height, heads * width, 4)
-        reshaped = self.image.image is None or self.image.image.shape != rgba.shape
-        self.image.setImage(rgba, autoLevels=False)
-        if reshaped:
-            self.image.setRect(QRectF(0, 0, heads, layers))
+        self.image.set_pixels(self._pixels.reshape(layers * height, heads * width), QRectF(0, 0, heads, layers))
 
     def _resized(self) -> None:
         if self.shape != (0, 0) and self._fit_raster() and self.rows.size:
@@ -260,7 +292,7 @@ class HeadGridPanel(GraphicsPanel):
         if not hasattr(self, "plot"):
             return
         style_plot(self.plot, theme)
-        self._fill = _rgba32("#dcdcdc" if theme.is_dark else "#1f3b73")
+        self._fill = _argb32("#dcdcdc" if theme.is_dark else "#1f3b73")
         pixel = 1 if theme.is_dark else 2
         if pixel != self.pixel:
             self.pixel = pixel
