@@ -94,3 +94,33 @@ def test_still_figures_end_at_the_data_and_animations_keep_stable_frames(qtbot, 
         vb = renderer.panel.heatmap.plot.getViewBox()
         assert vb.viewRange()[0] == [0, extent] and vb.viewRange()[1] == [0, extent]
         renderer.close()
+
+
+def test_axes_on_screen_are_pixmaps_of_their_pictures(qtbot, monkeypatch):
+    """A PixmapAxis copies a pixmap of its drawing after the first paint; the pixels are those of
+    pyqtgraph's own replay of the picture (up to 1 level of antialiasing rounding)."""
+    from PySide6.QtGui import QImage
+
+    from memviz.ui.panels.heatmap import PixmapAxis
+
+    def shot() -> tuple[np.ndarray, Heatmap]:
+        widget = pg.GraphicsLayoutWidget()
+        qtbot.addWidget(widget)
+        widget.resize(420, 320)
+        item = Heatmap(cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), x_label="key", y_label="query", title="t")
+        widget.ci.addItem(item)
+        item.set_data(np.linspace(-1, 1, 37 * 53).reshape(37, 53))
+        widget.show()
+        qtbot.waitExposed(widget)
+        qtbot.wait(50)  # the layout settles: the axes' pictures are made at a paint
+        widget.grab()
+        image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)  # drawn again
+        return np.array(image.constBits(), np.uint8).reshape(image.height(), image.width(), 4).copy(), item
+
+    blitted, item = shot()
+    axes = [item.plot.getAxis(side) for side in ("left", "bottom")]
+    assert all(isinstance(axis, PixmapAxis) and axis._pixmaps for axis in axes)
+    monkeypatch.setattr(PixmapAxis, "paint", pg.AxisItem.paint)
+    replayed, _ = shot()
+    assert blitted.shape == replayed.shape
+    assert np.abs(blitted.astype(int) - replayed.astype(int)).max() <= 1

@@ -24,6 +24,7 @@ from memviz.core.trace import Trace
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
     Labels,
+    PixmapAxis,
     add_static_plot,
     candidate_text,
     clamp,
@@ -105,7 +106,7 @@ class RankAxis(pg.AxisItem):
             p.drawStaticText(QPointF(limit - size.width(), y - size.height() / 2), static)
 
 
-class CachedAxis(pg.AxisItem):
+class CachedAxis(PixmapAxis):
     """An axis that keeps the picture of each (range, size) it has drawn, so switching back and
     forth between a few fixed ranges replays a picture instead of regenerating ticks. Call
     `forget()` after changing its look (pens, fonts)."""
@@ -133,7 +134,7 @@ class CachedAxis(pg.AxisItem):
                 self._pictures[key] = self.picture
                 return
             self.picture = picture
-        self.picture.play(p)
+        super().paint(p, opt, widget)  # the picture, or its pixmap on screen
 
 
 class DistributionPanel(GraphicsPanel):

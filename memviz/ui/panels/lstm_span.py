@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, style_plot, token_label
+from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, pixmap_axes, style_plot, token_label
 from memviz.ui.view import ViewModel, ViewState
 
 EXPLAIN = (
@@ -68,7 +68,7 @@ class SpanPanel(GraphicsPanel):
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
         self.canvas.ci.addItem(self.heatmap, row=0, col=0)
-        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, title="effective memory length")
+        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, title="effective memory length", axisItems=pixmap_axes())
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "unit")

@@ -19,6 +19,7 @@ from memviz.ui.panels.heatmap import (
     Heatmap,
     TokenAxis,
     clamp,
+    pixmap_axes,
     stable_extent,
     style_plot,
     token_label,
@@ -69,7 +70,7 @@ class StatePanel(GraphicsPanel):
             self.canvas.ci.addItem(heatmap, row=0, col=index)
             self.heatmaps[key] = heatmap
         self.axis = TokenAxis("bottom")
-        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, colspan=2, axisItems={"bottom": self.axis})
+        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, colspan=2, axisItems=pixmap_axes(bottom=self.axis))
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "step")
