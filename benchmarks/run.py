@@ -468,7 +468,7 @@ def _main_window_steps(app, arch: str, make_records, T: int, steps: int, memory:
 def bench_draw(quick: bool, ctx: dict) -> dict:
     """Per step: append one record, then every panel renders it and repaints (offscreen)."""
     from PySide6.QtCore import qInstallMessageHandler
-    from PySide6.QtWidgets import QApplication, QGridLayout, QWidget
+    from PySide6.QtWidgets import QGridLayout, QWidget
 
     from memviz.ui.view import ViewModel, ViewState
 
@@ -477,7 +477,9 @@ def bench_draw(quick: bool, ctx: dict) -> dict:
             sys.stderr.write(message + "\n")
 
     qInstallMessageHandler(quiet)
-    app = QApplication.instance() or QApplication([])
+    from memviz.ui.app import application
+
+    app = application()  # the app's own QApplication set-up (its fonts among it)
     classes, where = discover_panels()
     log(f"  panels ({where}): {', '.join(c.__name__ for c in classes) or 'none'}")
     sizes = [256] if quick else [256, 1024]

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.trace import Trace
+from memviz.ui.fonts import fast_font
 from memviz.ui.live_label import LiveLabel
 from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
@@ -73,9 +74,7 @@ def token_label(tokens: Sequence[str], index: int) -> str:
 
 
 def theme_font(theme: Theme, delta: int = 0) -> QFont:
-    font = QFont()
-    font.setPointSize(max(6, theme.font_size + delta))
-    return font
+    return fast_font(point_size=max(6, theme.font_size + delta))
 
 
 def style_axis(axis: pg.AxisItem, theme: Theme) -> None:
@@ -173,6 +172,7 @@ class PixmapAxis(pg.AxisItem):
     """
 
     PIXMAPS = 8  # pixmaps kept per axis (an axis that switches between a few pictures keeps each)
+    use_pixmaps = True  # False: replay the picture at every paint, as pyqtgraph does
 
     def __init__(self, orientation: str, **kwargs) -> None:
         super().__init__(orientation, **kwargs)
@@ -180,7 +180,7 @@ class PixmapAxis(pg.AxisItem):
 
     def paint(self, p, opt, widget) -> None:
         transform = p.worldTransform()
-        if (self.picture is None or p.paintEngine().type() != QPaintEngine.Type.Raster
+        if (self.picture is None or not self.use_pixmaps or p.paintEngine().type() != QPaintEngine.Type.Raster
                 or transform.type().value > QTransform.TransformationType.TxTranslate.value):
             super().paint(p, opt, widget)  # makes the picture when there is none, and replays it
             return

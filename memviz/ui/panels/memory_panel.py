@@ -20,6 +20,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsScene, QGraphicsView, QVBoxLayout, QWidget
 
 from memviz.core.trace import Trace
+from memviz.ui.fonts import fast_font
 from memviz.ui.panels.base import Panel
 from memviz.ui.panels.heatmap import candidate_text
 from memviz.ui.view import ViewModel, ViewState
@@ -209,12 +210,9 @@ class MemoryPanel(Panel):
         fg = QColor(theme.foreground)
         dim = QColor(fg)
         dim.setAlpha(150)
-        font = QFont()
-        font.setPointSize(theme.font_size)
-        small = QFont(font)
-        small.setPointSize(max(6, theme.font_size - 2))
-        title_font = QFont(font)
-        title_font.setPointSize(theme.title_size)
+        font = fast_font(point_size=theme.font_size)
+        small = fast_font(point_size=max(6, theme.font_size - 2))
+        title_font = fast_font(point_size=theme.title_size)
         title_font.setBold(True)
         pad = 8.0
         trace = self.trace
