@@ -7,7 +7,7 @@ import pyqtgraph as pg
 import pytest
 
 from memviz.ui.panels import colormaps
-from memviz.ui.panels.heatmap import Heatmap, stable_extent
+from memviz.ui.panels.heatmap import Heatmap, add_static_plot, stable_extent
 
 
 def pixels(heatmap: Heatmap) -> np.ndarray:
@@ -122,6 +122,11 @@ def test_axes_on_screen_are_pixmaps_of_their_pictures(qtbot, monkeypatch):
     blitted = shot()
     axes = [item.plot.getAxis(side) for side in ("left", "bottom")]
     assert all(isinstance(axis, PixmapAxis) and axis._pixmaps for axis in axes)
+    # only the usual two axes show: a PlotItem shows every axis it is given
+    assert [item.plot.getAxis(side).isVisible() for side in ("left", "bottom", "top", "right")] == [True, True, False, False]
+    layout = pg.GraphicsLayout()
+    static = add_static_plot(layout)
+    assert [static.getAxis(side).isVisible() for side in ("left", "bottom", "top", "right")] == [True, True, False, False]
     monkeypatch.setattr(PixmapAxis, "use_pixmaps", False)
     replayed = shot()
     assert np.abs(blitted.astype(int) - replayed.astype(int)).max() <= 1

@@ -209,8 +209,9 @@ class PixmapAxis(pg.AxisItem):
 
 
 def pixmap_axes(**axes: pg.AxisItem) -> dict[str, pg.AxisItem]:
-    """Axis items for a PlotItem: the ones given, and a PixmapAxis for each other side."""
-    return {side: axes.get(side) or PixmapAxis(side) for side in ("left", "bottom", "right", "top")}
+    """Axis items for a PlotItem: the ones given, and a PixmapAxis for the left and bottom sides.
+    (PlotItem shows every axis it is given: top and right stay its own, hidden, axes.)"""
+    return {side: axes.get(side) or PixmapAxis(side) for side in ("left", "bottom")} | axes
 
 
 class TokenAxis(PixmapAxis):
