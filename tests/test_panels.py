@@ -137,6 +137,20 @@ def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
     np.testing.assert_allclose(height, panel.span)
     assert list(x) == list(range(f.shape[1]))
 
+    def products(gates: np.ndarray, now: int) -> np.ndarray:
+        return np.stack([np.prod(gates[s + 1 : now + 1], axis=0) for s in range(now + 1)], axis=1)
+
+    # one step at a time (each multiplies the kept columns by the new forget gate), then back, then
+    # another layer: every column is still the product of the gates since it was written
+    for now in range(t + 6, min(len(trace), t + 30)):
+        view.update(cursor=now)
+        np.testing.assert_allclose(panel.retention, products(f, now), rtol=1e-9, atol=1e-300)
+    for cursor, layer in ((t - 10, 1), (t - 9, 0), (t + 2, 0)):
+        view.update(cursor=cursor, layer=layer)
+        gates = trace.array("gates")[:, layer, 1].astype(np.float64)
+        np.testing.assert_allclose(panel.retention, products(gates, cursor), rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(panel.span, products(gates, cursor).sum(axis=1), rtol=1e-9)
+
 
 # -- GPT-2 ---------------------------------------------------------------------------------------
 def test_attention_image_row_and_selectors(qtbot, gpt2_session):
