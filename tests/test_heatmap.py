@@ -130,3 +130,40 @@ def test_axes_on_screen_are_pixmaps_of_their_pictures(qtbot, monkeypatch):
     monkeypatch.setattr(PixmapAxis, "use_pixmaps", False)
     replayed = shot()
     assert np.abs(blitted.astype(int) - replayed.astype(int)).max() <= 1
+
+
+def test_axis_pixmaps_match_at_fractional_device_pixel_ratios(tmp_path):
+    """At 125% or 150% scaling a whole logical pixel is not a whole device pixel: the pixmap must
+    still land where the replay draws (a fresh process, since the ratio is fixed at start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ratio.py"
+    script.write_text(
+        "import numpy as np, pyqtgraph as pg\n"
+        "from PySide6.QtGui import QImage\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from memviz.ui.panels import colormaps\n"
+        "from memviz.ui.panels.heatmap import Heatmap, PixmapAxis\n"
+        "widget = pg.GraphicsLayoutWidget(); widget.resize(421, 317)\n"
+        "item = Heatmap(cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), x_label='key', y_label='query')\n"
+        "widget.ci.addItem(item); item.set_data(np.linspace(-1, 1, 37 * 53).reshape(37, 53)); widget.show()\n"
+        "for _ in range(5): app.processEvents()\n"
+        "def grab():\n"
+        "    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)\n"
+        "    return np.array(image.constBits(), np.uint8).astype(int).copy()\n"
+        "shots = {}\n"
+        "for use in (True, False):\n"
+        "    PixmapAxis.use_pixmaps = use\n"
+        "    grab(); grab()\n"
+        "    shots[use] = grab()\n"
+        "print(widget.devicePixelRatioF(), int(np.abs(shots[True] - shots[False]).max()))\n"
+    )
+    for ratio in ("1.25", "1.5"):
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": ratio}
+        out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        shown_ratio, difference = out.stdout.split()
+        assert float(shown_ratio) == float(ratio) and int(difference) <= 1

@@ -137,7 +137,9 @@ def test_snippets_match_the_documents_in_every_document(small_store, monkeypatch
     records = small_store.get(mixed)
     assert [r.snippet for r in records] == [expected[int(i)] for i in mixed]
     assert {r.document_name for r in records} == {"sample", "shuffled"}
-    assert small_store._document_chars <= max(cache_chars, max(len(t) for t in small_store._documents.values()))
+    assert small_store._document_chars <= cache_chars
+    assert small_store._document_chars == sum(len(t) for t in small_store._documents.values())
+    assert bool(small_store._documents) == (cache_chars > 10)  # a document larger than the cache is not kept
 
 
 # -- recall in a session --------------------------------------------------------------------------

@@ -405,6 +405,7 @@ class MemoryStore:
         wanted = [int(i) for i in np.asarray(ids).reshape(-1)]
         real = sorted({i for i in wanted if i >= 0})
         found: dict[int, MemoryRecord] = {}
+        texts: dict[int, str] = {}  # this call's documents (one larger than the cache is read once)
         with self._lock:
             for start in range(0, len(real), 500):
                 chunk = real[start : start + 500]
@@ -415,7 +416,9 @@ class MemoryStore:
                     chunk,
                 ).fetchall()
                 for row in rows:
-                    found[row[0]] = _record(row, self._document_text(row[3]))
+                    if row[3] not in texts:
+                        texts[row[3]] = self._document_text(row[3])
+                    found[row[0]] = _record(row, texts[row[3]])
         return [found.get(i) for i in wanted]
 
     def _document_text(self, document_id: int) -> str:
@@ -430,9 +433,11 @@ class MemoryStore:
             return text
         row = self._conn.execute("SELECT text FROM documents WHERE id = ?", (document_id,)).fetchone()
         text = row[0] if row is not None else ""
+        if len(text) > DOCUMENT_CACHE_CHARS:
+            return text  # larger than the whole cache: read again at each call, never kept
         self._documents[document_id] = text
         self._document_chars += len(text)
-        while self._document_chars > DOCUMENT_CACHE_CHARS and len(self._documents) > 1:
+        while self._document_chars > DOCUMENT_CACHE_CHARS:
             _, dropped = self._documents.popitem(last=False)
             self._document_chars -= len(dropped)
         return text

@@ -22,9 +22,6 @@ def application() -> QApplication:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("memviz")
-    from memviz.ui.fonts import fast_font
-
-    app.setFont(fast_font(app.font()))  # the widgets' texts too: labels, spin boxes, the status bar
     return app
 
 

@@ -37,6 +37,7 @@ class LiveLabel(QLabel):
         if text == self._text:
             return
         self._text = text
+        self.setAccessibleName(text)  # QLabel's own text stays empty: screen readers read this
         needed = self.fontMetrics().horizontalAdvance(text)
         if needed > self._room:
             self._room = needed
@@ -70,5 +71,8 @@ class LiveLabel(QLabel):
         painter = QPainter(self)
         rect = self.contentsRect().adjusted(self.margin(), self.margin(), -self.margin(), -self.margin())
         text = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, rect.width())
+        tip = self._text if text != self._text else ""  # the whole text, when it is cut
+        if self.toolTip() != tip:
+            self.setToolTip(tip)
         painter.setPen(self.palette().color(self.foregroundRole()))
         painter.drawText(rect, int(self.alignment() | Qt.AlignmentFlag.AlignVCenter) | int(Qt.TextFlag.TextSingleLine), text)

@@ -256,7 +256,7 @@ class MainWindow(QMainWindow):
         self.busy.setMaximumWidth(120)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        self.model_label = LiveLabel("no model")
+        self.model_label = QLabel("no model")  # changes only when a model or trace opens
         self.step_label = LiveLabel("")
         self.rate_label = LiveLabel("")
         self.context_label = LiveLabel("")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetricsF, QStaticText, QTransform
 
-from memviz.ui.fonts import fast_font
-
 
 class StaticTexts:
     """QStaticText per string for one font: laid out once, then drawn without text layout. Texts
@@ -14,7 +12,7 @@ class StaticTexts:
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit  # distinct texts kept (texts change from step to step: a bound, then a fresh start)
-        self.font = fast_font()
+        self.font = QFont()
         self.max_width: float | None = None
         self._metrics = QFontMetricsF(self.font)
         self._texts: dict[str, QStaticText] = {}

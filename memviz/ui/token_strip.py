@@ -14,7 +14,6 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.fonts import fast_font
 from memviz.ui.static_texts import StaticTexts
 from memviz.ui.view import ViewModel, ViewState
 
@@ -222,7 +221,7 @@ class TokenStrip(QWidget):
     # -- layout -------------------------------------------------------------------------------
     def _apply_font(self) -> None:
         theme = self.state.theme_obj
-        font = fast_font(QFont("DejaVu Sans Mono"))
+        font = QFont("DejaVu Sans Mono")
         font.setStyleHint(QFont.Monospace)
         font.setPointSize(theme.font_size + 2)
         self.setFont(font)

@@ -21,7 +21,6 @@ from PySide6.QtGui import QFont, QFontMetricsF
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.fonts import fast_font
 from memviz.ui.panels.heatmap import (
     GraphicsPanel,
     Labels,
@@ -65,7 +64,7 @@ class RankAxis(pg.AxisItem):
         super().__init__(orientation, **kwargs)
         self.texts: list[str] = []
         self._cache = StaticTexts()
-        self.set_font(fast_font())
+        self.set_font(QFont())
 
     def set_font(self, font: QFont) -> None:
         """The texts' font; the axis is as wide as LABEL_CHARS digits (wider texts are elided)."""

@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.trace import Trace
-from memviz.ui.fonts import fast_font
 from memviz.ui.live_label import LiveLabel
 from memviz.ui.panels import colormaps
 from memviz.ui.panels.base import Panel
@@ -74,7 +73,9 @@ def token_label(tokens: Sequence[str], index: int) -> str:
 
 
 def theme_font(theme: Theme, delta: int = 0) -> QFont:
-    return fast_font(point_size=max(6, theme.font_size + delta))
+    font = QFont()
+    font.setPointSize(max(6, theme.font_size + delta))
+    return font
 
 
 def style_axis(axis: pg.AxisItem, theme: Theme) -> None:
@@ -185,10 +186,12 @@ class PixmapAxis(pg.AxisItem):
             super().paint(p, opt, widget)  # makes the picture when there is none, and replays it
             return
         rect = self.boundingRect().adjusted(-2, -2, 2, 2)  # line ends reach a little past the rectangle
-        corner = transform.map(rect.topLeft())
-        x, y = math.floor(corner.x()), math.floor(corner.y())
         ratio = p.device().devicePixelRatioF() if p.device() is not None else 1.0
-        key = (round(corner.x() - x, 4), round(corner.y() - y, 4), rect.width(), rect.height(), ratio, p.renderHints())
+        # the pixmap lands on a whole device pixel (at 1.25 or 1.5 a whole logical pixel is not one),
+        # and the picture is drawn into it at the remaining sub-pixel offset
+        corner = transform.map(rect.topLeft())
+        x, y = math.floor(corner.x() * ratio), math.floor(corner.y() * ratio)
+        key = (corner.x() - x / ratio, corner.y() - y / ratio, rect.width(), rect.height(), ratio, p.renderHints())
         entry = self._pixmaps.get(id(self.picture))
         if entry is None or entry[0] is not self.picture or entry[1] != key:
             pixmap = QPixmap(math.ceil((rect.width() + 1) * ratio), math.ceil((rect.height() + 1) * ratio))
@@ -204,7 +207,7 @@ class PixmapAxis(pg.AxisItem):
             entry = self._pixmaps[id(self.picture)] = (self.picture, key, pixmap)
         p.save()
         p.resetTransform()
-        p.drawPixmap(x, y, entry[2])
+        p.drawPixmap(QPointF(x / ratio, y / ratio), entry[2])
         p.restore()
 
 
