@@ -193,7 +193,7 @@ def test_distribution_texts_and_bars_are_the_trace(qtbot, theme):
     assert ranks.texts == [show_token(s, 10) for s in panel.labels]
     width = ranks.width()
     for text in [*ranks.texts, "W" * 10, "\u2423" * 10]:  # wide texts are elided to fit the axis
-        assert ranks._cache.get(text).size().width() + ranks.TICK + 3 <= width
+        assert ranks._cache.entry(text)[0].size().width() + ranks.TICK + 3 <= width
     assert [text for _, _, text, _ in panel.values.items] == [f"{p:.4f}" for p in panel.probs]
     assert [(x, y) for x, y, _, _ in panel.values.items] == [(float(p), float(r)) for r, p in enumerate(panel.probs)]
     foreground = view.state.theme_obj.foreground

@@ -321,6 +321,7 @@ class TokenStrip(QWidget):
         if painter.font() != self._texts.font:
             self._texts.set_font(painter.font())
         pen_generated = None
+        font = None
         underlines = []
         painter.setPen(foreground)
         for i in shown:
@@ -330,8 +331,11 @@ class TokenStrip(QWidget):
                 pen_generated = generated
                 painter.setPen(generated_color if generated else foreground)
             # a QStaticText is laid out once per distinct token; it is drawn from the top of its line
-            painter.drawStaticText(rect.left() + self.PAD_X, rect.top() + top_offset,
-                                   self._texts.get(display_text(trace.token_text[i])))
+            static, static_font = self._texts.entry(display_text(trace.token_text[i]))
+            if static_font is not font:
+                font = static_font
+                painter.setFont(font)
+            painter.drawStaticText(rect.left() + self.PAD_X, rect.top() + top_offset, static)
             if generated:
                 underlines.append(QLine(rect.left(), rect.bottom(), rect.right(), rect.bottom()))
         if underlines:

@@ -95,13 +95,16 @@ class RankAxis(pg.AxisItem):
             if rect.top() - 1 <= y <= rect.bottom() + 1:
                 p.drawLine(QPointF(right - self.TICK, y), QPointF(right, y))
         p.setPen(self.textPen())
-        p.setFont(self._cache.font)
+        font = None
         limit = right - self.TICK - 3
         for row, text in enumerate(self.texts):
             y = y0 + row * dy
             if not rect.top() - 1 <= y <= rect.bottom() + 1:
                 continue
-            static = self._cache.get(text)
+            static, static_font = self._cache.entry(text)
+            if static_font is not font:
+                font = static_font
+                p.setFont(font)
             size = static.size()
             p.drawStaticText(QPointF(limit - size.width(), y - size.height() / 2), static)
 

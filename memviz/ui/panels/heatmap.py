@@ -141,7 +141,7 @@ class Labels(QGraphicsObject):
         transform = painter.transform()
         painter.save()
         painter.resetTransform()
-        painter.setFont(self._texts.font)
+        font = None
         left = bool(self.align & Qt.AlignmentFlag.AlignLeft)
         room = abs(transform.m11()) * self.cell_width - 2 if self.cell_width else math.inf
         colour = None
@@ -152,10 +152,13 @@ class Labels(QGraphicsObject):
                 if pen is None:
                     pen = self._pens[colour] = QPen(pg.mkColor(colour))
                 painter.setPen(pen)
-            static = self._texts.get(text)
+            static, static_font = self._texts.entry(text)
             size = static.size()
             if size.width() > room:
                 continue
+            if static_font is not font:
+                font = static_font
+                painter.setFont(font)
             point = transform.map(QPointF(x, y))
             dx = 4.0 if left else -size.width() / 2
             painter.drawStaticText(QPointF(point.x() + dx, point.y() - size.height() / 2), static)

@@ -1,4 +1,4 @@
-"""LiveLabel: per-step texts that repaint without re-laying out the window."""
+"""Per-step texts: LiveLabel (repaints without re-laying out the window) and StaticTexts (laid out once)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,17 @@ def test_text_room_tooltip_and_accessible_name(qtbot):
     label.setFixedWidth(1000)
     label.grab()  # a paint
     assert label.toolTip() == ""
+
+
+def test_static_texts_skip_shaping_only_where_no_text_needs_it(qtbot):
+    from PySide6.QtGui import QFont
+
+    from memviz.ui.static_texts import StaticTexts
+
+    texts = StaticTexts()
+    number, number_font = texts.entry("0.0124")
+    word, word_font = texts.entry("\u0645\u0631\u062d\u0628\u0627")  # Arabic: its letters join
+    assert number_font is texts.unshaped and word_font is texts.font
+    assert number_font.styleStrategy() & QFont.StyleStrategy.PreferNoShaping
+    assert not word_font.styleStrategy() & QFont.StyleStrategy.PreferNoShaping
+    assert texts.entry("0.0124")[0] is number  # laid out once
