@@ -80,17 +80,17 @@ def test_text_is_shaped_unless_every_text_is_ascii(qtbot, run, gpt2_dir, tmp_pat
     letters unjoined."""
     from PySide6.QtGui import QFont
 
-    from memviz.ui.fonts import needs_shaping, text_font
+    from memviz.ui.fonts import needs_shaping, unshaped
 
     assert not needs_shaping("The fox\u2423jumps \u23ce \u2026 \ufffd caf\u00e9 \u03b1\u03b2 \u0436")
     assert needs_shaping("\u0645\u0631\u062d\u0628\u0627")  # Arabic
     assert needs_shaping("e\u0301") and needs_shaping("\u0915\u094d\u0937") and needs_shaping("a\u200db")
 
-    assert text_font(10, unshaped=True).styleStrategy() & QFont.StyleStrategy.PreferNoShaping
-    assert not text_font(10).styleStrategy() & QFont.StyleStrategy.PreferNoShaping
+    assert unshaped(QFont()).styleStrategy() & QFont.StyleStrategy.PreferNoShaping
+    assert not QFont().styleStrategy() & QFont.StyleStrategy.PreferNoShaping
     session, store = run
     _, panel = make(qtbot, session.trace, store, cursor=2)
-    assert not panel._needs_shaping()
+    assert not panel.needs_shaping
 
     backend = load_backend(str(gpt2_dir))
     arabic = MemoryStore.open(tmp_path / "ar.sqlite", backend=backend, create=True)
@@ -100,6 +100,6 @@ def test_text_is_shaped_unless_every_text_is_ascii(qtbot, run, gpt2_dir, tmp_pat
     recall.run()
     _, panel = make(qtbot, recall.trace, arabic, cursor=2)
     assert any(rec is not None and needs_shaping(rec.document_name) for *_, rec in panel.rows)  # its name
-    assert panel._needs_shaping()
+    assert panel.needs_shaping
     panel.grab()  # paints with shaped fonts
     arabic.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetricsF, QStaticText, QTransform
 
-from memviz.ui.fonts import needs_shaping
+from memviz.ui.fonts import needs_shaping, unshaped
 
 
 class StaticTexts:
@@ -25,8 +25,7 @@ class StaticTexts:
 
     def set_font(self, font: QFont, max_width: float | None = None) -> None:
         self.font = QFont(font)
-        self.unshaped = QFont(font)
-        self.unshaped.setStyleStrategy(font.styleStrategy() | QFont.StyleStrategy.PreferNoShaping)
+        self.unshaped = unshaped(font)
         self.max_width = max_width
         self._metrics = QFontMetricsF(self.font)
         self._texts.clear()

@@ -237,9 +237,9 @@ class DistributionPanel(GraphicsPanel):
         same_look = self._title is not None and self._title[1:] == (colour, size) and label.isVisible()
         self._title = (text, colour, size)
         if same_look:
-            # only the text changed: swap it in place and centre it. The title's height is the same,
-            # so this skips LabelItem.setText's size update and the plot's re-layout it triggers.
-            # as plain text in the title's own colour and font: no HTML to parse at every step
+            # only the text changed: swap it in place, as plain text in the title's colour and font,
+            # and centre it. The title's height is the same, so this skips LabelItem.setText's HTML,
+            # its size update and the plot's re-layout it triggers.
             label.text = html.escape(text, quote=False)
             if self._plain_look != (colour, size):
                 self._plain_look = (colour, size)

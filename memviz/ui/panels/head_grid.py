@@ -11,9 +11,9 @@ columns. Hover for the exact numbers; click a cell to select that layer and head
 Speed: the whole grid is ONE raster image computed with numpy at screen resolution (uint32 pixels in
 QImage's native ARGB32-premultiplied format, the fill colour on a transparent background, shown by a
 single Raster item placed over [0, heads] x [0, layers]; no lookup table, levels or format
-conversion), not 144 curves stroked by QPainter. A step
-changes only the pixels: the axes, the frames and the view range stay as they are. The raster
-follows the view's size (resizes, the look) and is re-drawn from the kept rows then.
+conversion), not 144 curves stroked by QPainter. A step changes only the pixels: the axes, the
+frames and the view range stay as they are. The raster follows the view's size (resizes, the look)
+and is re-drawn from the kept rows then.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ class HeadGridPanel(GraphicsPanel):
         self.heights = bar_heights(values, self.levels)
 
     def _draw(self) -> None:
-        """The RGBA image of every cell from self.heights: a pixel is filled when its row (counted up
+        """The image of every cell from self.heights: a pixel is filled when its row (counted up
         from the cell's baseline) is within its column's height."""
         layers, heads = self.shape
         if not self.heights.size:

@@ -20,9 +20,9 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsScene, QGraphicsView, QVBoxLayout, QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.fonts import needs_shaping, text_font
+from memviz.ui.fonts import needs_shaping, unshaped
 from memviz.ui.panels.base import Panel
-from memviz.ui.panels.heatmap import candidate_text
+from memviz.ui.panels.heatmap import candidate_text, theme_font
 from memviz.ui.view import ViewModel, ViewState
 
 ROWS_MAX = 16
@@ -108,6 +108,7 @@ class MemoryPanel(Panel):
         self.rows: list[tuple[int, float, float, object]] = []  # (id, score, relative weight, record)
         self.columns: list[tuple[str, np.ndarray, np.ndarray]] = []  # (title, ids, probs)
         self.next_id: int | None = None
+        self.needs_shaping = True  # whether any text of the step shown needs shaping (see render)
         self.state = view.state
         self.setMinimumSize(420, 300)
         layout = QVBoxLayout(self)
@@ -197,6 +198,7 @@ class MemoryPanel(Panel):
                 self.columns.append((title, trace.array(f"{key}_ids")[t][:CANDIDATES],
                                      trace.array(f"{key}_probs")[t][:CANDIDATES]))
         self.next_id = trace.token_ids[t + 1] if t + 1 < len(trace) else None
+        self.needs_shaping = self._texts_need_shaping()
         self.canvas.item.update()
 
     def apply_theme(self, state: ViewState) -> None:
@@ -210,11 +212,12 @@ class MemoryPanel(Panel):
         fg = QColor(theme.foreground)
         dim = QColor(fg)
         dim.setAlpha(150)
-        unshaped = not self._needs_shaping()  # then skipping it saves a quarter of this paint
-        font = text_font(theme.font_size, unshaped)
-        small = text_font(max(6, theme.font_size - 2), unshaped)
-        title_font = text_font(theme.title_size, unshaped)
+        font, small = theme_font(theme), theme_font(theme, -2)
+        title_font = QFont(font)
+        title_font.setPointSize(theme.title_size)
         title_font.setBold(True)
+        if not self.needs_shaping:  # skipping it saves a quarter of this paint
+            font, small, title_font = unshaped(font), unshaped(small), unshaped(title_font)
         pad = 8.0
         trace = self.trace
         p.setFont(title_font)
@@ -236,11 +239,9 @@ class MemoryPanel(Panel):
         self._draw_rows(p, QRectF(pad, y, w - 2 * pad, h - y - lower_h - pad), font, small, fg, dim)
         self._draw_columns(p, QRectF(pad, h - lower_h, w - 2 * pad, lower_h - pad), font, small, fg, dim)
 
-    def _needs_shaping(self) -> bool:
-        """Whether any text this paint shows needs text shaping (Arabic, Indic, combining marks)."""
+    def _texts_need_shaping(self) -> bool:
+        """Whether any text the step shows needs text shaping (Arabic, Indic, combining marks)."""
         trace = self.trace
-        if trace is None or self.step < 0:
-            return True
         texts = [trace.token_text[self.step], str((trace.memory or {}).get("store", ""))]
         for _, _, _, rec in self.rows:
             if rec is not None:
