@@ -89,10 +89,14 @@ class KeyDistribution:
     clustered; isotropic Gaussian keys (`isotropic=True`) are the worst case for graph indexes.
     """
 
-    description = ("synthetic keys of dimension 768: 1024 cluster centres (norm ~20) + a shared 32-dimensional "
-                   "latent part (norm ~10) + isotropic noise (norm ~3); queries drawn from the same distribution")
+    description = (
+        "synthetic keys of dimension 768: 1024 cluster centres (norm ~20) + a shared 32-dimensional "
+        "latent part (norm ~10) + isotropic noise (norm ~3); queries drawn from the same distribution"
+    )
 
-    def __init__(self, dim: int = 768, clusters: int = 1024, latent: int = 32, seed: int = 0, isotropic: bool = False):
+    def __init__(
+        self, dim: int = 768, clusters: int = 1024, latent: int = 32, seed: int = 0, isotropic: bool = False
+    ):
         rng = np.random.default_rng(seed)
         self.dim = dim
         self.isotropic = isotropic

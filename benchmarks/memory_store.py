@@ -37,7 +37,8 @@ def main() -> None:
         tmp = Path(tmp)
         models = {
             f"gpt2 (n_embd={args.embd}, 2 layers, window 1024)": make_gpt2_dir(
-                tmp / "g", layers=2, heads=12, embd=args.embd, positions=1024),
+                tmp / "g", layers=2, heads=12, embd=args.embd, positions=1024
+            ),
             "lstm (hidden 512, 2 layers)": make_lstm_dir(tmp / "l", layers=2, hidden=512, embedding=64),
         }
         for label, folder in models.items():
@@ -70,8 +71,12 @@ def main() -> None:
             size = store.path.stat().st_size / 2**20
             print(f"{label}: {result.entries} entries, key {reopened.key_dim} floats, db {size:.1f} MiB")
             print(f"  add: {result.rate:,.0f} entries/s ({result.seconds:.1f} s)")
-            print(f"  search k={args.k}: median {np.median(times) * 1e3:.2f} ms, p95 {np.percentile(times, 95) * 1e3:.2f} ms")
-            print(f"  get {args.k} records: {get_ms:.2f} ms; open: {open_ms:.0f} ms; open with index rebuild: {rebuild_ms:.0f} ms")
+            print(
+                f"  search k={args.k}: median {np.median(times) * 1e3:.2f} ms, p95 {np.percentile(times, 95) * 1e3:.2f} ms"
+            )
+            print(
+                f"  get {args.k} records: {get_ms:.2f} ms; open: {open_ms:.0f} ms; open with index rebuild: {rebuild_ms:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -122,8 +122,12 @@ def bench_gpt2(quick: bool, ctx: dict) -> dict:
 
         def step(t: int) -> None:
             with torch.inference_mode():
-                out = m(input_ids=torch.tensor([[int(ids[t])]]), cache=cache, use_cache=True,
-                        output_attentions=attentions)
+                out = m(
+                    input_ids=torch.tensor([[int(ids[t])]]),
+                    cache=cache,
+                    use_cache=True,
+                    output_attentions=attentions,
+                )
                 last["logits"] = out.logits[0, -1]
 
         step.last = last
@@ -152,7 +156,7 @@ def bench_gpt2(quick: bool, ctx: dict) -> dict:
             m(input_ids=torch.tensor([[1, 2, 3]]))
     t_all = perf()
     for t in range(n):
-        order = names[t % len(names):] + names[: t % len(names)]
+        order = names[t % len(names) :] + names[: t % len(names)]
         for name in order:
             t0 = perf()
             methods[name](t)
@@ -167,7 +171,7 @@ def bench_gpt2(quick: bool, ctx: dict) -> dict:
     result = {
         "model": f"GPT2LMHeadModel(GPT2Config()), random weights, {params / 1e6:.1f}M parameters, float32",
         "memviz_path": "Session.step(): GPT2Backend.step (eager, KV cache, attentions, key hook) + softmax "
-                       "+ top-k + Trace.append",
+        "+ top-k + Trace.append",
         "window_steps": window,
         "max_abs_logprob_difference_memviz_vs_bare_eager": max_diff,
         "contexts": {},
@@ -181,11 +185,13 @@ def bench_gpt2(quick: bool, ctx: dict) -> dict:
             row[f"ratio_vs_{base}"] = round(row["memviz"]["p50"] / row[base]["p50"], 3)
             row[f"paired_ratio_vs_{base}"] = round(float(np.median(times["memviz"][sl] / times[base][sl])), 3)
         result["contexts"][str(c)] = row
-        log(f"  context {c:5d}: memviz {row['memviz']['p50']:.2f} ms/token (p95 {row['memviz']['p95']:.2f}); "
+        log(
+            f"  context {c:5d}: memviz {row['memviz']['p50']:.2f} ms/token (p95 {row['memviz']['p95']:.2f}); "
             f"bare sdpa {row['bare_sdpa']['p50']:.2f}, bare eager {row['bare_eager']['p50']:.2f}, "
             f"eager+attentions {row['bare_eager_attentions']['p50']:.2f} (memviz: backend "
             f"{row['memviz_backend_step_part']['p50']:.2f} + session {row['memviz_session_rest_part']['p50']:.2f}); ratio vs sdpa "
-            f"{row['ratio_vs_bare_sdpa']:.3f}, vs eager {row['ratio_vs_bare_eager']:.3f}")
+            f"{row['ratio_vs_bare_sdpa']:.3f}, vs eager {row['ratio_vs_bare_eager']:.3f}"
+        )
     ratios = [result["contexts"][str(c)]["ratio_vs_bare_sdpa"] for c in contexts]
     ratios_eager = [result["contexts"][str(c)]["ratio_vs_bare_eager"] for c in contexts]
     result["worst_ratio_vs_bare_sdpa"] = max(ratios)
@@ -233,16 +239,22 @@ def bench_incremental(quick: bool, ctx: dict) -> dict:
     full_total = float(np.interp(np.arange(1, n + 1), lengths, measured).sum())
     incremental_total = float(step_s[:n].sum())
     speedup = full_total / incremental_total
-    log(f"  n={n}: incremental (memviz) {incremental_total:.1f} s, full re-run every step {full_total:.1f} s "
-        f"(estimated) -> {speedup:.1f}x")
+    log(
+        f"  n={n}: incremental (memviz) {incremental_total:.1f} s, full re-run every step {full_total:.1f} s "
+        f"(estimated) -> {speedup:.1f}x"
+    )
     return {
         "n": n,
-        "full_forward_ms_by_length": {str(k): round(v * 1e3, 2) for k, v in zip(lengths, measured, strict=True)},
+        "full_forward_ms_by_length": {
+            str(k): round(v * 1e3, 2) for k, v in zip(lengths, measured, strict=True)
+        },
         "full_rerun_total_s_estimated": round(full_total, 2),
         "incremental_total_s": round(incremental_total, 2),
         "speedup": round(speedup, 2),
         "target_min": TARGETS["incremental_speedup_min"],
-        "target_met": speedup >= TARGETS["incremental_speedup_min"] if n == 512 else None,  # the target is at n = 512
+        "target_met": speedup >= TARGETS["incremental_speedup_min"]
+        if n == 512
+        else None,  # the target is at n = 512
     }
 
 
@@ -289,7 +301,7 @@ def bench_lstm(quick: bool, ctx: dict) -> dict:
     names = list(methods)
     times = {m: np.zeros(n) for m in names}
     for t in range(n):
-        order = names[t % len(names):] + names[: t % len(names)]
+        order = names[t % len(names) :] + names[: t % len(names)]
         for name in order:
             t0 = perf()
             methods[name](t)
@@ -312,19 +324,30 @@ def bench_lstm(quick: bool, ctx: dict) -> dict:
     result["ratio_session_vs_bare"] = round(result["memviz_session_step"]["p50"] / base, 3)
     result["ratio_backend_vs_bare"] = round(result["memviz_backend_step"]["p50"] / base, 3)
     result["ratio_session_vs_bare_default_onednn"] = round(
-        result["memviz_session_step"]["p50"] / result["bare_nn_lstm_step_default_onednn"]["p50"], 3)
-    log(f"  session.step {result['memviz_session_step']['p50']:.3f} ms, backend.step "
+        result["memviz_session_step"]["p50"] / result["bare_nn_lstm_step_default_onednn"]["p50"], 3
+    )
+    log(
+        f"  session.step {result['memviz_session_step']['p50']:.3f} ms, backend.step "
         f"{result['memviz_backend_step']['p50']:.3f} ms, nn.LSTM step {base:.3f} ms (oneDNN off), "
         f"{result['bare_nn_lstm_step_default_onednn']['p50']:.3f} ms (default, oneDNN) "
-        f"-> session/bare {result['ratio_session_vs_bare']:.2f}x, backend/bare {result['ratio_backend_vs_bare']:.2f}x")
+        f"-> session/bare {result['ratio_session_vs_bare']:.2f}x, backend/bare {result['ratio_backend_vs_bare']:.2f}x"
+    )
     return result
 
 
 # ------------------------------------------------------------------------------------------------
 # Synthetic traces
 # ------------------------------------------------------------------------------------------------
-GPT2_SMALL_INFO = dict(name="gpt2-small-synthetic", source="synthetic", architecture="gpt2", num_layers=12,
-                       hidden_size=768, num_heads=12, vocab_size=50257, context_size=1024)
+GPT2_SMALL_INFO = dict(
+    name="gpt2-small-synthetic",
+    source="synthetic",
+    architecture="gpt2",
+    num_layers=12,
+    hidden_size=768,
+    num_heads=12,
+    vocab_size=50257,
+    context_size=1024,
+)
 
 
 def gpt2_records(T: int, seed: int = 0, start: int = 0, memory_entries: int = 0):
@@ -345,13 +368,19 @@ def gpt2_records(T: int, seed: int = 0, start: int = 0, memory_entries: int = 0)
             memory = {
                 "memory_ids": rng.integers(1, memory_entries + 1, 16),
                 "memory_scores": np.sort(-rng.random(16).astype(np.float32) * 50)[::-1].copy(),
-                "lm_topk_ids": rng.integers(0, 50257, KEPT_CANDIDATES), "lm_topk_probs": probs,
-                "knn_topk_ids": rng.integers(0, 50257, KEPT_CANDIDATES), "knn_topk_probs": probs,
+                "lm_topk_ids": rng.integers(0, 50257, KEPT_CANDIDATES),
+                "lm_topk_probs": probs,
+                "knn_topk_ids": rng.integers(0, 50257, KEPT_CANDIDATES),
+                "knn_topk_probs": probs,
             }
         yield StepRecord(
-            token_id=int(rng.integers(50257)), token_text=f" tok{t}", generated=t > T // 2,
-            topk_ids=rng.integers(0, 50257, KEPT_CANDIDATES), topk_probs=probs,
-            internals={"attention_row": row}, memory=memory,
+            token_id=int(rng.integers(50257)),
+            token_text=f" tok{t}",
+            generated=t > T // 2,
+            topk_ids=rng.integers(0, 50257, KEPT_CANDIDATES),
+            topk_probs=probs,
+            internals={"attention_row": row},
+            memory=memory,
         )
 
 
@@ -364,8 +393,11 @@ def lstm_records(T: int, layers: int = 2, hidden: int = 512, seed: int = 0, star
         gates[:, 2] = gates[:, 2] * 2 - 1
         cell = rng.standard_normal((layers, hidden), dtype=np.float32)
         yield StepRecord(
-            token_id=int(rng.integers(97)), token_text=chr(97 + t % 26), generated=False,
-            topk_ids=rng.integers(0, 97, KEPT_CANDIDATES), topk_probs=np.full(KEPT_CANDIDATES, 0.05, np.float32),
+            token_id=int(rng.integers(97)),
+            token_text=chr(97 + t % 26),
+            generated=False,
+            topk_ids=rng.integers(0, 97, KEPT_CANDIDATES),
+            topk_probs=np.full(KEPT_CANDIDATES, 0.05, np.float32),
             internals={"gates": gates, "cell": cell, "hidden": np.tanh(cell) * gates[:, 3]},
         )
 
@@ -376,8 +408,16 @@ def new_trace(arch: str, memory: dict | None = None):
 
     if arch == "gpt2":
         return Trace.for_model(ModelInfo(**GPT2_SMALL_INFO), memory=memory)
-    info = ModelInfo(name="lstm-2x512-synthetic", source="synthetic", architecture="lstm", num_layers=2,
-                     hidden_size=512, num_heads=0, vocab_size=97, context_size=None)
+    info = ModelInfo(
+        name="lstm-2x512-synthetic",
+        source="synthetic",
+        architecture="lstm",
+        num_layers=2,
+        hidden_size=512,
+        num_heads=0,
+        vocab_size=97,
+        context_size=None,
+    )
     return Trace.for_model(info)
 
 
@@ -408,7 +448,11 @@ def discover_panels():
             continue
         seen.add(cls)
         stack.extend(cls.__subclasses__())
-        if cls.__module__.startswith("memviz.ui.panels") and "render" in _own_methods(cls) and cls.name != "panel":
+        if (
+            cls.__module__.startswith("memviz.ui.panels")
+            and "render" in _own_methods(cls)
+            and cls.name != "panel"
+        ):
             found.append(cls)
     return found, "discovered Panel subclasses (PANEL_CLASSES empty)"
 
@@ -432,8 +476,9 @@ def _delete_now(app) -> None:
     gc.collect()
 
 
-def _main_window_steps(app, arch: str, make_records, T: int, steps: int, memory: dict | None,
-                       warmup: int = 0) -> list[float]:
+def _main_window_steps(
+    app, arch: str, make_records, T: int, steps: int, memory: dict | None, warmup: int = 0
+) -> list[float]:
     """The app's own path: the worker's `stepped` signal, then MainWindow.redraw and the paint."""
     from PySide6.QtCore import QSettings
 
@@ -485,15 +530,29 @@ def bench_draw(quick: bool, ctx: dict) -> dict:
     classes, where = discover_panels()
     log(f"  panels ({where}): {', '.join(c.__name__ for c in classes) or 'none'}")
     sizes = [256] if quick else [256, 1024]
-    steps = 8 if quick else 120  # a p95 over 40 steps was the second-largest time: one hiccup of the machine decided it
+    steps = (
+        8 if quick else 120
+    )  # a p95 over 40 steps was the second-largest time: one hiccup of the machine decided it
     warmup = 2 if quick else 8  # steps drawn before the timed ones (first-use costs: caches, glyphs)
-    result = {"panels_from": where, "steps_timed": steps, "warmup_steps": warmup, "window": "1600x1000, 3 columns of panels", "cases": {},
-              "memory": "GPT-2 cases recall from a MemoryStore of 10,000 entries (k = 16)"}
+    result = {
+        "panels_from": where,
+        "steps_timed": steps,
+        "warmup_steps": warmup,
+        "window": "1600x1000, 3 columns of panels",
+        "cases": {},
+        "memory": "GPT-2 cases recall from a MemoryStore of 10,000 entries (k = 16)",
+    }
     store_folder = tempfile.TemporaryDirectory()
     entries = 10_000
     store_path = _make_store(Path(store_folder.name) / "draw.sqlite", entries, GPT2_SMALL_INFO["name"])
-    memory = {"store": str(store_path), "entries": entries, "model": GPT2_SMALL_INFO["name"], "k": 16,
-              "lambda": 0.25, "temperature": 1.0}
+    memory = {
+        "store": str(store_path),
+        "entries": entries,
+        "model": GPT2_SMALL_INFO["name"],
+        "k": 16,
+        "lambda": 0.25,
+        "temperature": 1.0,
+    }
 
     def gpt2_with_memory(T: int, start: int = 0):
         return gpt2_records(T, start=start, memory_entries=entries)
@@ -564,14 +623,20 @@ def bench_draw(quick: bool, ctx: dict) -> dict:
                 "all_panels_scrub": ms_stats(scrub),
                 "per_panel_new_step": {k: ms_stats(v) for k, v in per_panel.items()},
             }
-            case["target_met"] = (case["main_window_new_step"]["p95"] <= TARGETS["draw_p95_ms_max"]
-                                  and case["all_panels_new_step"]["p95"] <= TARGETS["draw_p95_ms_max"])
+            case["target_met"] = (
+                case["main_window_new_step"]["p95"] <= TARGETS["draw_p95_ms_max"]
+                and case["all_panels_new_step"]["p95"] <= TARGETS["draw_p95_ms_max"]
+            )
             key = f"{arch}_T{T}"
             result["cases"][key] = case
-            log(f"  {key}: MainWindow.redraw p50 {case['main_window_new_step']['p50']:.2f} ms, p95 "
-                f"{case['main_window_new_step']['p95']:.2f} ms")
-            log(f"  {key}: all panels p50 {case['all_panels_new_step']['p50']:.2f} ms, p95 "
-                f"{case['all_panels_new_step']['p95']:.2f} ms; scrub p95 {case['all_panels_scrub']['p95']:.2f} ms")
+            log(
+                f"  {key}: MainWindow.redraw p50 {case['main_window_new_step']['p50']:.2f} ms, p95 "
+                f"{case['main_window_new_step']['p95']:.2f} ms"
+            )
+            log(
+                f"  {key}: all panels p50 {case['all_panels_new_step']['p50']:.2f} ms, p95 "
+                f"{case['all_panels_new_step']['p95']:.2f} ms; scrub p95 {case['all_panels_scrub']['p95']:.2f} ms"
+            )
             for k, v in case["per_panel_new_step"].items():
                 log(f"      {k:24s} p50 {v['p50']:7.2f}  p95 {v['p95']:7.2f} ms")
     store_folder.cleanup()
@@ -614,8 +679,16 @@ class KeyBackend:
         from memviz.backends.base import ModelInfo
 
         self.keys = keys
-        self.info = ModelInfo(name=name, source="synthetic", architecture="synthetic", num_layers=1,
-                              hidden_size=keys.shape[1], num_heads=0, vocab_size=50257, context_size=None)
+        self.info = ModelInfo(
+            name=name,
+            source="synthetic",
+            architecture="synthetic",
+            num_layers=1,
+            hidden_size=keys.shape[1],
+            num_heads=0,
+            vocab_size=50257,
+            context_size=None,
+        )
         self._i = 0
 
     def encode(self, text: str):
@@ -667,8 +740,8 @@ def bench_memory(quick: bool, ctx: dict) -> dict:
     queries = dist.sample(n_queries, rng)
     result = {
         "index": f"memviz.memory.store: MemoryStore._new_index (IndexIDMap2; exact IndexFlatL2 up to "
-                 f"{store_module.EXACT_LIMIT} entries, then HNSW M={store_module.HNSW_M} "
-                 f"efConstruction={store_module.HNSW_EF_CONSTRUCTION} efSearch={store_module.HNSW_EF_SEARCH})",
+        f"{store_module.EXACT_LIMIT} entries, then HNSW M={store_module.HNSW_M} "
+        f"efConstruction={store_module.HNSW_EF_CONSTRUCTION} efSearch={store_module.HNSW_EF_SEARCH})",
         "keys": KeyDistribution.description,
         "faiss_threads": faiss.omp_get_max_threads(),
         "queries": n_queries,
@@ -700,15 +773,25 @@ def bench_memory(quick: bool, ctx: dict) -> dict:
         _, hnsw_i = hnsw.search(queries, k)
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(hnsw_i, exact_i, strict=True)]))
         row = {
-            "hnsw": {"query_ms": ms_stats(hnsw_q), "recall_at_10": round(recall, 4),
-                     "build_s": round(build_hnsw, 2), "build_entries_per_s": round(n / build_hnsw)},
-            "flat": {"query_ms": ms_stats(flat_q), "recall_at_10": 1.0,
-                     "build_s": round(build_flat, 3), "build_entries_per_s": round(n / max(build_flat, 1e-9))},
+            "hnsw": {
+                "query_ms": ms_stats(hnsw_q),
+                "recall_at_10": round(recall, 4),
+                "build_s": round(build_hnsw, 2),
+                "build_entries_per_s": round(n / build_hnsw),
+            },
+            "flat": {
+                "query_ms": ms_stats(flat_q),
+                "recall_at_10": 1.0,
+                "build_s": round(build_flat, 3),
+                "build_entries_per_s": round(n / max(build_flat, 1e-9)),
+            },
             "store_uses": "flat" if n <= store_module.EXACT_LIMIT else "hnsw",
         }
         result["sizes"][str(n)] = row
-        log(f"    HNSW p50 {row['hnsw']['query_ms']['p50']:.3f} ms p95 {row['hnsw']['query_ms']['p95']:.3f} ms "
-            f"recall@10 {recall:.3f}, build {n / build_hnsw:,.0f}/s; flat p50 {row['flat']['query_ms']['p50']:.2f} ms")
+        log(
+            f"    HNSW p50 {row['hnsw']['query_ms']['p50']:.3f} ms p95 {row['hnsw']['query_ms']['p95']:.3f} ms "
+            f"recall@10 {recall:.3f}, build {n / build_hnsw:,.0f}/s; flat p50 {row['flat']['query_ms']['p50']:.2f} ms"
+        )
         del flat, hnsw
         gc.collect()
 
@@ -742,17 +825,27 @@ def bench_memory(quick: bool, ctx: dict) -> dict:
             "disk_mb": round(db_mb, 1),
         }
         result["store_end_to_end"][str(n)] = row
-        log(f"  MemoryStore {n:,}: search p50 {row['search_ms']['p50']:.3f} ms (index alone "
+        log(
+            f"  MemoryStore {n:,}: search p50 {row['search_ms']['p50']:.3f} ms (index alone "
             f"{row['raw_index_search_ms']['p50']:.3f}), get {k} records p50 {row['get_records_ms']['p50']:.3f} ms "
-            f"(a {len(text):,}-character document), add {row['add_entries_per_s']:,}/s, {db_mb:.0f} MB on disk")
+            f"(a {len(text):,}-character document), add {row['add_entries_per_s']:,}/s, {db_mb:.0f} MB on disk"
+        )
     largest = result["sizes"][str(sizes[-1])]["hnsw"]
-    result["target"] = {"p50_ms_max_at_1M": TARGETS["memory_p50_ms_max_at_1M"], "recall_min": TARGETS["memory_recall10_min"]}
+    result["target"] = {
+        "p50_ms_max_at_1M": TARGETS["memory_p50_ms_max_at_1M"],
+        "recall_min": TARGETS["memory_recall10_min"],
+    }
     if "1000000" in result["sizes"]:
-        overhead = max(0.0, result["store_end_to_end"]["10000"]["search_ms"]["p50"]
-                       - result["store_end_to_end"]["10000"]["raw_index_search_ms"]["p50"])
+        overhead = max(
+            0.0,
+            result["store_end_to_end"]["10000"]["search_ms"]["p50"]
+            - result["store_end_to_end"]["10000"]["raw_index_search_ms"]["p50"],
+        )
         result["store_p50_ms_at_1M_estimated"] = round(largest["query_ms"]["p50"] + overhead, 4)
-        result["target_met"] = (result["store_p50_ms_at_1M_estimated"] <= TARGETS["memory_p50_ms_max_at_1M"]
-                                and largest["recall_at_10"] >= TARGETS["memory_recall10_min"])
+        result["target_met"] = (
+            result["store_p50_ms_at_1M_estimated"] <= TARGETS["memory_p50_ms_max_at_1M"]
+            and largest["recall_at_10"] >= TARGETS["memory_recall10_min"]
+        )
     else:
         result["target_met"] = None  # the 1M index is built in the full run only
     if not quick:
@@ -770,8 +863,11 @@ def bench_memory(quick: bool, ctx: dict) -> dict:
         _, hi = hnsw.search(q, k)
         times_q = _time_queries(lambda v: hnsw.search(v[None, :], k), q)
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(hi, ei, strict=True)]))
-        result["isotropic_100k_hnsw"] = {"query_ms": ms_stats(times_q), "recall_at_10": round(recall, 4),
-                                         "build_entries_per_s": round(len(x) / build)}
+        result["isotropic_100k_hnsw"] = {
+            "query_ms": ms_stats(times_q),
+            "recall_at_10": round(recall, 4),
+            "build_entries_per_s": round(len(x) / build),
+        }
         log(f"  isotropic 100k HNSW: p50 {ms_stats(times_q)['p50']:.3f} ms, recall@10 {recall:.3f}")
     return result
 
@@ -812,15 +908,26 @@ def bench_trace(quick: bool, ctx: dict) -> dict:
         session = ctx.get("gpt2_session")
         if session is not None and len(session.trace) >= T:
             real = session.trace
-            result["real_gpt2_small_trace"] = {"tokens": len(real), "nbytes_mb": round(real.nbytes / 2**20, 2)}
+            result["real_gpt2_small_trace"] = {
+                "tokens": len(real),
+                "nbytes_mb": round(real.nbytes / 2**20, 2),
+            }
             real.save(path)
             result["real_gpt2_small_trace"]["disk_mb"] = round(path.stat().st_size / 2**20, 2)
     result["target_mb_max"] = TARGETS["trace_ram_mb_max"]
-    result["target_met"] = max(result["trace_nbytes_mb"], result["tracemalloc_mb"]) <= TARGETS["trace_ram_mb_max"]
-    log(f"  {T}-token GPT-2 small trace: nbytes {result['trace_nbytes_mb']} MB, tracemalloc "
+    result["target_met"] = (
+        max(result["trace_nbytes_mb"], result["tracemalloc_mb"]) <= TARGETS["trace_ram_mb_max"]
+    )
+    log(
+        f"  {T}-token GPT-2 small trace: nbytes {result['trace_nbytes_mb']} MB, tracemalloc "
         f"{result['tracemalloc_mb']} MB, RSS +{result['rss_delta_mb']} MB ({attention_dtype}); disk "
         f"{result['disk_mb_random_attention']} MB (random attention)"
-        + (f", {result['real_gpt2_small_trace']['disk_mb']} MB (GPT-2 small run)" if "real_gpt2_small_trace" in result else ""))
+        + (
+            f", {result['real_gpt2_small_trace']['disk_mb']} MB (GPT-2 small run)"
+            if "real_gpt2_small_trace" in result
+            else ""
+        )
+    )
     return result
 
 
@@ -829,8 +936,14 @@ def bench_trace(quick: bool, ctx: dict) -> dict:
 # ------------------------------------------------------------------------------------------------
 def _probe(args: list[str], env: dict) -> dict:
     launch = time.time()
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("startup_probe.py")), *args, repr(launch)],
-                          capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("startup_probe.py")), *args, repr(launch)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"startup probe {args} failed: {proc.stderr.strip().splitlines()[-3:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -849,11 +962,18 @@ def make_stand_in_models(folder: Path) -> dict[str, Path]:
     torch.manual_seed(0)
     text = Path(__file__).read_text()
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([text], vocab_size=1000, min_frequency=1, special_tokens=["<|endoftext|>"],
-                            show_progress=False)
-    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                            unk_token="<|endoftext|>")
-    cfg = GPT2Config(n_layer=4, n_head=4, n_embd=256, n_positions=512, vocab_size=4096, bos_token_id=0, eos_token_id=0)
+    bpe.train_from_iterator(
+        [text], vocab_size=1000, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    tok = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    cfg = GPT2Config(
+        n_layer=4, n_head=4, n_embd=256, n_positions=512, vocab_size=4096, bos_token_id=0, eos_token_id=0
+    )
     gpt2 = folder / "stand-in-gpt2"
     GPT2LMHeadModel(cfg).save_pretrained(gpt2)
     tok.save_pretrained(gpt2)
@@ -881,8 +1001,10 @@ def bench_startup(quick: bool, ctx: dict) -> dict:
     result["window_median_s"] = round(visible, 3)
     result["target_s_max"] = TARGETS["window_s_max"]
     result["target_met"] = bool(visible <= TARGETS["window_s_max"])
-    log(f"  window visible {visible:.2f} s after launch (median of {repeats}: interpreter "
-        f"{result['window']['interpreter_s']['p50'] / 1e3:.2f} s, imports {result['window']['import_s']['p50'] / 1e3:.2f} s)")
+    log(
+        f"  window visible {visible:.2f} s after launch (median of {repeats}: interpreter "
+        f"{result['window']['interpreter_s']['p50'] / 1e3:.2f} s, imports {result['window']['import_s']['p50'] / 1e3:.2f} s)"
+    )
     names = bundled_names()
     result["bundled_models"] = names
     with tempfile.TemporaryDirectory() as folder:
@@ -893,8 +1015,10 @@ def bench_startup(quick: bool, ctx: dict) -> dict:
             stand_ins = make_stand_in_models(Path(folder))
             for arch, spec in specs.items():
                 if spec is None:
-                    specs[arch] = (str(stand_ins[arch]), "stand-in with the bundled shape, random weights "
-                                   "(bundled model not installed yet)")
+                    specs[arch] = (
+                        str(stand_ins[arch]),
+                        "stand-in with the bundled shape, random weights (bundled model not installed yet)",
+                    )
         result["model_ready"] = {}
         for arch, (spec, what) in specs.items():
             runs = [_probe(["model", spec], env) for _ in range(repeats)]
@@ -913,10 +1037,14 @@ def bench_startup(quick: bool, ctx: dict) -> dict:
             result["model_ready"][arch] = row
             in_app = ""
             if app_runs:
-                in_app = (f"; in the app: window {row['app_window_visible_s']['p50'] / 1e3:.2f} s, model loaded "
-                          f"{row['app_model_loaded_s'].get('p50', float('nan')) / 1e3:.2f} s")
-            log(f"  {arch}: load_backend + first step {row['backend_ready_s']['p50'] / 1e3:.2f} s after launch "
-                f"(first step {row['first_step_s']['p50']:.0f} ms){in_app} [{row['model']}: {what}]")
+                in_app = (
+                    f"; in the app: window {row['app_window_visible_s']['p50'] / 1e3:.2f} s, model loaded "
+                    f"{row['app_model_loaded_s'].get('p50', float('nan')) / 1e3:.2f} s"
+                )
+            log(
+                f"  {arch}: load_backend + first step {row['backend_ready_s']['p50'] / 1e3:.2f} s after launch "
+                f"(first step {row['first_step_s']['p50']:.0f} ms){in_app} [{row['model']}: {what}]"
+            )
     result["note"] = "all *_s figures are ms_stats of seconds-after-launch values, i.e. in milliseconds"
     return result
 
@@ -933,14 +1061,25 @@ SECTIONS = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, under a minute")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads (default: torch's own; the app's worker uses cores - 1)")
-    parser.add_argument("--memory-max", type=int, default=1_000_000, metavar="N",
-                        help="largest long-term memory size in the full run (default 1,000,000)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (default: torch's own; the app's worker uses cores - 1)",
+    )
+    parser.add_argument(
+        "--memory-max",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="largest long-term memory size in the full run (default 1,000,000)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         import faiss
@@ -955,10 +1094,18 @@ def main(argv=None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     if "incremental" in chosen and "gpt2" not in chosen:
         chosen.insert(chosen.index("incremental"), "gpt2")
-    results = {"quick": args.quick, "argv": sys.argv[1:], "machine": machine_info(), "start": machine_state(), "targets": TARGETS,
-               "sections": {}}
+    results = {
+        "quick": args.quick,
+        "argv": sys.argv[1:],
+        "machine": machine_info(),
+        "start": machine_state(),
+        "targets": TARGETS,
+        "sections": {},
+    }
     if results["start"]["training_processes"]:
-        log(f"warning: {results['start']['training_processes']} `memviz train` process(es) running: timings distorted")
+        log(
+            f"warning: {results['start']['training_processes']} `memviz train` process(es) running: timings distorted"
+        )
     log(f"load average {results['start']['load_average']}, {results['machine']['cpu_count']} CPUs")
     ctx: dict = {}
     t_start = perf()

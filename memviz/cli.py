@@ -55,7 +55,9 @@ def build_session(args: argparse.Namespace):
     from memviz.core.sampling import SamplingConfig
     from memviz.core.session import RecallSettings, Session
 
-    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    sampling = SamplingConfig(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
+    )
     recall = RecallSettings(k=args.knn_k, lam=args.knn_lambda, temperature=args.knn_temperature)
     backend = load_backend(args.model)
     memory = None
@@ -145,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            args = parser.parse_args(["gui"]) if "gui" in parser._subparsers._group_actions[0].choices else args
+            args = (
+                parser.parse_args(["gui"]) if "gui" in parser._subparsers._group_actions[0].choices else args
+            )
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 0
@@ -159,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a failure, not a user mistake: still one line, details on request
         if os.environ.get("MEMVIZ_DEBUG"):
             raise
-        print(f"memviz: error: {exc.__class__.__name__}: {exc} (set MEMVIZ_DEBUG=1 for details)", file=sys.stderr)
+        print(
+            f"memviz: error: {exc.__class__.__name__}: {exc} (set MEMVIZ_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -28,7 +28,9 @@ def read_text_file(path: str | Path) -> tuple[str, list[str]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
-        warnings.append(f"{path}: not valid UTF-8; {text.count(chr(0xFFFD))} undecodable byte(s) shown as \ufffd")
+        warnings.append(
+            f"{path}: not valid UTF-8; {text.count(chr(0xFFFD))} undecodable byte(s) shown as \ufffd"
+        )
     if not text.strip():
         raise MemvizError(f"{path}: empty text: nothing to read")
     return text, warnings

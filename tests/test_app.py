@@ -110,9 +110,15 @@ def test_launch_shows_the_shell(make_window):
     assert window.step_label.text() == "step 0 of 0"
     assert not window.transport.reset_action.isEnabled()
     assert window.editor.text()  # a sample prompt is ready to read
-    keys = {a.text(): a.shortcut().toString() for a in
-            (window.transport.play_action, window.transport.forward_action,
-             window.transport.back_action, window.transport.reset_action)}
+    keys = {
+        a.text(): a.shortcut().toString()
+        for a in (
+            window.transport.play_action,
+            window.transport.forward_action,
+            window.transport.back_action,
+            window.transport.reset_action,
+        )
+    }
     assert keys == {"Play": "Space", "Step forward": "Right", "Step back": "Left", "Reset": "Home"}
 
 
@@ -185,7 +191,11 @@ def test_lstm_strip_shows_the_trace(qtbot, make_window, lstm_dir):
         assert marks["value"] == pytest.approx(float(hidden[i]))
         color = marks["color"]
         expected = POSITIVE if hidden[i] >= 0 else NEGATIVE
-        assert (color.red(), color.green(), color.blue()) == (expected.red(), expected.green(), expected.blue())
+        assert (color.red(), color.green(), color.blue()) == (
+            expected.red(),
+            expected.green(),
+            expected.blue(),
+        )
         assert color.alphaF() == pytest.approx(min(1.0, abs(float(hidden[i]))) * 0.85, abs=1 / 255)
     assert strip.token_marks(len(trace) - 1)["current"]
     assert [strip.token_marks(i)["text"] for i in range(3)] == ["d", "e", "f"]
@@ -219,11 +229,9 @@ def test_gpt2_play_generate_and_attention_tint(qtbot, make_window, gpt2_dir):
     window.redraw()
     values = window.strip.values()
     np.testing.assert_array_equal(values[: n + 5], trace.attention_at(n + 4)[1, 2])
-    assert np.isnan(values[n + 5:]).all()  # tokens after the cursor: no attention, no tint
+    assert np.isnan(values[n + 5 :]).all()  # tokens after the cursor: no attention, no tint
     assert window.strip.token_color(n + 6) is None
-    np.testing.assert_array_equal(
-        values, signal_values(trace, window.view.state, "attention")
-    )
+    np.testing.assert_array_equal(values, signal_values(trace, window.view.state, "attention"))
     assert window.context_label.text() == f"context {n + 10} / 128"
     assert window.step_label.text() == f"step {n + 5} of {n + 10}"
     assert window.rate_label.text().endswith("tok/s")
@@ -243,8 +251,9 @@ def test_theme_switch(qtbot, make_window, settings):
         window.set_theme("neon")
 
 
-def test_docks_follow_panel_classes_and_layout_is_remembered(qtbot, make_window, monkeypatch, lstm_dir, gpt2_dir,
-                                                             settings):
+def test_docks_follow_panel_classes_and_layout_is_remembered(
+    qtbot, make_window, monkeypatch, lstm_dir, gpt2_dir, settings
+):
     monkeypatch.setattr(panel_registry, "PANEL_CLASSES", [RecordingPanel, LSTMOnlyPanel, GPT2OnlyPanel])
     window = make_window()
     load(qtbot, window, lstm_dir, text="abc")
@@ -344,7 +353,9 @@ def test_warnings_and_stop_reasons_reach_the_status_bar(qtbot, make_window, gpt2
     load(qtbot, window, lstm_dir, text="ab\u00e9\u00e9")  # characters outside the vocabulary
     play_to_end(qtbot, window)
     assert any("vocabulary" in m for m in window.messages)
-    load(qtbot, window, gpt2_dir, text="The quick brown fox jumps over the lazy dog. " * 40)  # 128-token window: cut
+    load(
+        qtbot, window, gpt2_dir, text="The quick brown fox jumps over the lazy dog. " * 40
+    )  # 128-token window: cut
     play_to_end(qtbot, window)
     assert any("context window" in m for m in window.messages)
     window.generate_bar.count.setValue(5)
@@ -430,9 +441,11 @@ def test_ui_stays_responsive_while_generating(qtbot, make_window, monkeypatch, g
     assert steps == 300
     gaps = np.diff(ticks)
     max_gap_ms = 1000 * float(gaps.max())
-    print(f"\n[{panels} panels] max UI timer gap during generation of {steps} tokens: {max_gap_ms:.1f} ms "
-          f"(median {1000 * float(np.median(gaps)):.1f} ms, {len(ticks)} ticks, "
-          f"{window.render_count - renders} redraws)")
+    print(
+        f"\n[{panels} panels] max UI timer gap during generation of {steps} tokens: {max_gap_ms:.1f} ms "
+        f"(median {1000 * float(np.median(gaps)):.1f} ms, {len(ticks)} ticks, "
+        f"{window.render_count - renders} redraws)"
+    )
     # The model runs off the UI thread: the timer never stalls for the run (a model stepped on the UI
     # thread stalls it for seconds). Bounds leave room for a loaded 2-core machine (CI, training).
     assert float(np.percentile(gaps, 95)) * 1000 < 250
@@ -492,7 +505,9 @@ def test_click_outside_tokens_does_nothing(qtbot, make_window, lstm_dir):
     load(qtbot, window, lstm_dir, text="abc")
     play_to_end(qtbot, window)
     window.redraw()
-    qtbot.mouseClick(window.strip, Qt.LeftButton, pos=QPoint(window.strip.width() - 5, window.strip.height() - 5))
+    qtbot.mouseClick(
+        window.strip, Qt.LeftButton, pos=QPoint(window.strip.width() - 5, window.strip.height() - 5)
+    )
     assert window.view.state.cursor == 2
 
 
@@ -515,7 +530,9 @@ def test_right_click_on_a_panel_opens_its_export_menu(qtbot, make_window, lstm_d
 
     QTimer.singleShot(200, read_and_close)
     point = QPoint(10, 10)
-    QApplication.sendEvent(viewport, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, point, viewport.mapToGlobal(point)))
+    QApplication.sendEvent(
+        viewport, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, point, viewport.mapToGlobal(point))
+    )
     assert shown and shown[0][:2] == ["Export...", "Copy figure"]
 
 

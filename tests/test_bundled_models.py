@@ -54,7 +54,6 @@ def test_reads_python_docs_it_never_saw(name):
     assert bits_per_char(backend, text) < 2.5
 
 
-
 def test_gpt2_copies_from_its_context():
     """Induction: on a random token sequence repeated, the repeat costs far less than the first copy
     (the working-memory demonstration; a model without induction heads pays about the same twice)."""

@@ -49,7 +49,18 @@ def load_plain(path: Path) -> dict[str, np.ndarray]:
 def test_trace_lstm_matches_pytorch(lstm_dir, tmp_path, capsys):
     out = tmp_path / "lstm-run"  # no suffix: written exactly here, not at lstm-run.npz
     code, stdout, err = run_cli(
-        capsys, "trace", "--model", lstm_dir, "--text", TEXT, "--generate", "6", "--temperature", "0", "--out", out
+        capsys,
+        "trace",
+        "--model",
+        lstm_dir,
+        "--text",
+        TEXT,
+        "--generate",
+        "6",
+        "--temperature",
+        "0",
+        "--out",
+        out,
     )
     assert code == 0, err
     assert err == ""
@@ -92,8 +103,22 @@ def test_trace_lstm_matches_pytorch(lstm_dir, tmp_path, capsys):
 def test_trace_gpt2_matches_transformers(gpt2_dir, tmp_path, capsys):
     out = tmp_path / "gpt2.memviz"
     code, stdout, err = run_cli(
-        capsys, "trace", "--model", gpt2_dir, "--text", TEXT, "--generate", "4", "--seed", "3",
-        "--temperature", "0.9", "--top-k", "20", "--out", out,
+        capsys,
+        "trace",
+        "--model",
+        gpt2_dir,
+        "--text",
+        TEXT,
+        "--generate",
+        "4",
+        "--seed",
+        "3",
+        "--temperature",
+        "0.9",
+        "--top-k",
+        "20",
+        "--out",
+        out,
     )
     assert code == 0, err
     assert err == ""
@@ -101,7 +126,13 @@ def test_trace_gpt2_matches_transformers(gpt2_dir, tmp_path, capsys):
     manifest = json.loads(str(arrays["manifest"][()]))
     assert manifest["model"]["architecture"] == "gpt2"
     assert (manifest["model"]["num_layers"], manifest["model"]["num_heads"]) == (3, 4)
-    assert manifest["sampling"] == {"strategy": "sample", "temperature": 0.9, "top_k": 20, "top_p": 1.0, "seed": 3}
+    assert manifest["sampling"] == {
+        "strategy": "sample",
+        "temperature": 0.9,
+        "top_k": 20,
+        "top_p": 1.0,
+        "seed": 3,
+    }
     ids = arrays["token_ids"].tolist()
     T = len(ids)
     assert arrays["generated"].sum() == 4 and manifest["prompt_tokens"] == T - 4
@@ -125,8 +156,20 @@ def test_trace_gpt2_matches_transformers(gpt2_dir, tmp_path, capsys):
 def test_trace_is_reproducible_with_a_seed(lstm_dir, tmp_path, capsys):
     runs = []
     for name in ("a.memviz", "b.memviz"):
-        code, _, err = run_cli(capsys, "trace", "--model", lstm_dir, "--text", "fox", "--generate", "20",
-                               "--seed", "9", "--out", tmp_path / name)
+        code, _, err = run_cli(
+            capsys,
+            "trace",
+            "--model",
+            lstm_dir,
+            "--text",
+            "fox",
+            "--generate",
+            "20",
+            "--seed",
+            "9",
+            "--out",
+            tmp_path / name,
+        )
         assert code == 0, err
         runs.append(load_plain(tmp_path / name)["token_ids"].tolist())
     assert runs[0] == runs[1]
@@ -137,7 +180,11 @@ def test_python_dash_m_memviz(lstm_dir, tmp_path):
     env.pop("MEMVIZ_DEBUG", None)
     result = subprocess.run(
         [sys.executable, "-m", "memviz", "trace", "--model", str(lstm_dir), "--text", TEXT, "--out", "run"],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -146,7 +193,11 @@ def test_python_dash_m_memviz(lstm_dir, tmp_path):
     assert len(arrays["token_ids"]) == len(TEXT)
     result = subprocess.run(
         [sys.executable, "-m", "memviz", "trace", "--model", str(lstm_dir), "--text", "", "--out", "x"],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert_user_error(result.returncode, result.stderr, "empty")
 
@@ -206,8 +257,13 @@ def test_corrupt_or_missing_weights(lstm_copy, gpt2_copy, tmp_path, capsys, whic
 @pytest.mark.parametrize("which", ["lstm", "gpt2"])
 @pytest.mark.parametrize(
     ("broken", "says"),
-    [("{ not json", "config.json"), ("[1, 2]", "config.json"), ("", "config.json"),
-     ('{"model_type": "memviz-lstm"}', "vocab_size"), ('{"model_type": "bert"}', "model_type")],
+    [
+        ("{ not json", "config.json"),
+        ("[1, 2]", "config.json"),
+        ("", "config.json"),
+        ('{"model_type": "memviz-lstm"}', "vocab_size"),
+        ('{"model_type": "bert"}', "model_type"),
+    ],
 )
 def test_broken_config(lstm_copy, gpt2_copy, tmp_path, capsys, which, broken, says):
     folder = lstm_copy if which == "lstm" else gpt2_copy
@@ -243,6 +299,7 @@ def test_pickled_checkpoint_is_refused_not_unpickled(lstm_copy, gpt2_copy, tmp_p
     assert not marker.exists()
 
     with pytest.MonkeyPatch.context() as mp:
+
         def refuse(*args, **kwargs):
             raise AssertionError("memviz tried to unpickle a file")
 
@@ -257,21 +314,29 @@ def test_pickled_checkpoint_is_refused_not_unpickled(lstm_copy, gpt2_copy, tmp_p
 
 
 def test_empty_text(lstm_dir, tmp_path, capsys):
-    assert_user_error(*run_cli(capsys, "trace", "--model", lstm_dir, "--text", "", "--out", tmp_path / "o")[::2], "empty")
+    assert_user_error(
+        *run_cli(capsys, "trace", "--model", lstm_dir, "--text", "", "--out", tmp_path / "o")[::2], "empty"
+    )
     (tmp_path / "empty.txt").write_text("")
-    code, _, err = run_cli(capsys, "trace", "--model", lstm_dir, "--text-file", tmp_path / "empty.txt", "--out", tmp_path / "o")
+    code, _, err = run_cli(
+        capsys, "trace", "--model", lstm_dir, "--text-file", tmp_path / "empty.txt", "--out", tmp_path / "o"
+    )
     assert_user_error(code, err, "empty")
     assert not (tmp_path / "o").exists()
 
 
 def test_missing_text_or_text_file(lstm_dir, tmp_path, capsys):
     assert_user_error(*run_cli(capsys, "trace", "--model", lstm_dir, "--out", tmp_path / "o")[::2])
-    code, _, err = run_cli(capsys, "trace", "--model", lstm_dir, "--text-file", tmp_path / "nope.txt", "--out", tmp_path / "o")
+    code, _, err = run_cli(
+        capsys, "trace", "--model", lstm_dir, "--text-file", tmp_path / "nope.txt", "--out", tmp_path / "o"
+    )
     assert_user_error(code, err, "nope.txt")
 
 
 def test_output_folder_does_not_exist(lstm_dir, tmp_path, capsys):
-    code, _, err = run_cli(capsys, *trace_args(lstm_dir, tmp_path)[:-1], tmp_path / "no" / "such" / "o.memviz")
+    code, _, err = run_cli(
+        capsys, *trace_args(lstm_dir, tmp_path)[:-1], tmp_path / "no" / "such" / "o.memviz"
+    )
     assert_user_error(code, err, "does not exist")
 
 
@@ -293,10 +358,21 @@ def test_output_folder_read_only(lstm_dir, tmp_path, capsys):
     assert list(folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("option", [("--temperature", "-0.5"), ("--temperature", "nan"), ("--top-p", "0"),
-                                    ("--top-k", "-1"), ("--generate", "-1"), ("--temperature", "warm")])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--temperature", "-0.5"),
+        ("--temperature", "nan"),
+        ("--top-p", "0"),
+        ("--top-k", "-1"),
+        ("--generate", "-1"),
+        ("--temperature", "warm"),
+    ],
+)
 def test_invalid_sampling_options(lstm_dir, tmp_path, capsys, option):
-    assert_user_error(*run_cli(capsys, *trace_args(lstm_dir, tmp_path, *option))[::2], option[0].lstrip("-")[:4])
+    assert_user_error(
+        *run_cli(capsys, *trace_args(lstm_dir, tmp_path, *option))[::2], option[0].lstrip("-")[:4]
+    )
     assert not (tmp_path / "out.memviz").exists()
 
 
@@ -305,7 +381,9 @@ def test_non_utf8_text_file_is_read_with_a_warning(lstm_dir, gpt2_dir, tmp_path,
     text_file = tmp_path / "latin1.txt"
     text_file.write_bytes("caf\u00e9 na\u00efve fox".encode("latin-1"))
     model = lstm_dir if which == "lstm" else gpt2_dir
-    code, out, err = run_cli(capsys, "trace", "--model", model, "--text-file", text_file, "--out", tmp_path / "o")
+    code, out, err = run_cli(
+        capsys, "trace", "--model", model, "--text-file", text_file, "--out", tmp_path / "o"
+    )
     assert code == 0, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("memviz: warning: ") and "UTF-8" in lines[0]
@@ -340,8 +418,18 @@ def test_text_longer_than_the_window(tmp_path, capsys):
 
     folder = make_gpt2_dir(tmp_path / "short", layers=2, heads=2, embd=16, positions=16)
     capsys.readouterr()  # transformers' own progress bars while the model was made
-    code, out, err = run_cli(capsys, "trace", "--model", folder, "--text", TEXT * 3, "--generate", "3",
-                             "--out", tmp_path / "long.memviz")
+    code, out, err = run_cli(
+        capsys,
+        "trace",
+        "--model",
+        folder,
+        "--text",
+        TEXT * 3,
+        "--generate",
+        "3",
+        "--out",
+        tmp_path / "long.memviz",
+    )
     assert code == 0, err
     lines = err.splitlines()
     assert len(lines) == 2 and all(line.startswith("memviz: warning: ") for line in lines)

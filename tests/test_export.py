@@ -34,8 +34,23 @@ def traces(tmp_path_factory, lstm_dir, gpt2_dir) -> dict[str, Path]:
     assert main(["memory", "add", "--store", str(store), "--model", str(lstm_dir), str(document)]) == 0
     for arch, model, memory in (("lstm", lstm_dir, ["--memory", str(store)]), ("gpt2", gpt2_dir, [])):
         path = folder / f"{arch}.memviz"
-        assert main(["trace", "--model", str(model), "--text", "The quick brown fox jumps", "--generate", "4",
-                     *memory, "--out", str(path)]) == 0
+        assert (
+            main(
+                [
+                    "trace",
+                    "--model",
+                    str(model),
+                    "--text",
+                    "The quick brown fox jumps",
+                    "--generate",
+                    "4",
+                    *memory,
+                    "--out",
+                    str(path),
+                ]
+            )
+            == 0
+        )
         out[arch] = path
     return out
 
@@ -112,7 +127,9 @@ def test_pdf_renders_and_is_not_blank(app, traces, tmp_path, cls):
         pytest.skip("pdftoppm (poppler-utils) is not installed")
     trace = load(traces, cls)
     out = render.export_figure(trace, cls, ViewState(cursor=len(trace) - 1, theme="talk"), tmp_path / "f.pdf")
-    subprocess.run(["pdftoppm", "-png", "-r", "96", "-singlefile", str(out), str(tmp_path / "page")], check=True)
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "96", "-singlefile", str(out), str(tmp_path / "page")], check=True
+    )
     page = tmp_path / "page.png"
     from PIL import Image
 
@@ -157,7 +174,9 @@ def test_svg_strokes_do_not_rely_on_vector_effect(app, traces, tmp_path):
     for group in root.iter(SVG + "g"):
         m = render._matrix(group)
         if m and (m[0], m[3]) != (1.0, 1.0):
-            assert not [c for c in group if c.get("vector-effect") == "non-scaling-stroke" and c.tag != SVG + "image"]
+            assert not [
+                c for c in group if c.get("vector-effect") == "non-scaling-stroke" and c.tag != SVG + "image"
+            ]
 
 
 def test_unknown_panel_lists_valid_ones():
@@ -173,8 +192,16 @@ def test_gif_has_one_frame_per_step(app, traces, tmp_path):
 
     trace = load(traces, TinyPanel)
     seen = []
-    out = export_animation(trace, TinyPanel, ViewState(theme="talk"), tmp_path / "a.gif", start=2, stop=7,
-                           progress=lambda done, total: seen.append((done, total)), size=(400, 300))
+    out = export_animation(
+        trace,
+        TinyPanel,
+        ViewState(theme="talk"),
+        tmp_path / "a.gif",
+        start=2,
+        stop=7,
+        progress=lambda done, total: seen.append((done, total)),
+        size=(400, 300),
+    )
     with Image.open(out) as gif:
         assert gif.n_frames == 6
     assert seen[-1] == (6, 6)
@@ -186,20 +213,43 @@ def test_animation_cancel_removes_the_file(app, traces, tmp_path):
     trace = load(traces, TinyPanel)
     calls = []
     with pytest.raises(Cancelled):
-        export_animation(trace, TinyPanel, ViewState(), tmp_path / "a.gif", size=(300, 200),
-                         cancel=lambda: len(calls) >= 2, progress=lambda d, t: calls.append(d))
+        export_animation(
+            trace,
+            TinyPanel,
+            ViewState(),
+            tmp_path / "a.gif",
+            size=(300, 200),
+            cancel=lambda: len(calls) >= 2,
+            progress=lambda d, t: calls.append(d),
+        )
     assert not (tmp_path / "a.gif").exists()
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 def test_mp4_has_one_frame_per_step(app, traces, tmp_path):
     trace = load(traces, TinyPanel)
-    out = export_animation(trace, TinyPanel, ViewState(), tmp_path / "a.mp4", start=0, stop=4, size=(401, 301))
+    out = export_animation(
+        trace, TinyPanel, ViewState(), tmp_path / "a.mp4", start=0, stop=4, size=(401, 301)
+    )
     probe = shutil.which("ffprobe")
     if probe:
         frames = subprocess.run(
-            [probe, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-             "stream=nb_read_frames", "-of", "csv=p=0", str(out)], capture_output=True, text=True, check=True,
+            [
+                probe,
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         assert int(frames) == 5
     assert out.stat().st_size > 1000
@@ -225,7 +275,9 @@ def test_csv_attention_and_topk_equal_trace(traces, tmp_path):
     np.testing.assert_array_equal(as_float_array(rows, 2), trace.attention_matrix(2, 1).astype(np.float64))
     header, rows = read_csv_values(export_csv(trace, tmp_path / "k.csv", series="topk", step=3))
     assert [int(r[1]) for r in rows] == list(trace.array("topk_ids")[3])
-    np.testing.assert_array_equal(np.array([float(r[-1]) for r in rows]), trace.array("topk_probs")[3].astype(np.float64))
+    np.testing.assert_array_equal(
+        np.array([float(r[-1]) for r in rows]), trace.array("topk_probs")[3].astype(np.float64)
+    )
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -242,10 +294,47 @@ def test_cli_export_from_saved_trace_without_the_model(tmp_path, lstm_dir, capsy
     assert names == expected
     if PANEL_CLASSES:
         name = next(iter(expected))
-        assert main(["export", "--trace", str(trace_path), "--panel", name, "--step", "3", "--theme", "dark",
-                     "--out", str(tmp_path / "one.png"), "--scale", "2"]) == 0
-        assert main(["export", "--trace", str(trace_path), "--panel", name, "--animate", "--from", "1", "--to", "4",
-                     "--format", "gif", "--out", str(tmp_path / "a.gif")]) == 0
+        assert (
+            main(
+                [
+                    "export",
+                    "--trace",
+                    str(trace_path),
+                    "--panel",
+                    name,
+                    "--step",
+                    "3",
+                    "--theme",
+                    "dark",
+                    "--out",
+                    str(tmp_path / "one.png"),
+                    "--scale",
+                    "2",
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "export",
+                    "--trace",
+                    str(trace_path),
+                    "--panel",
+                    name,
+                    "--animate",
+                    "--from",
+                    "1",
+                    "--to",
+                    "4",
+                    "--format",
+                    "gif",
+                    "--out",
+                    str(tmp_path / "a.gif"),
+                ]
+            )
+            == 0
+        )
         from PIL import Image
 
         with Image.open(tmp_path / "a.gif") as gif:
@@ -254,8 +343,26 @@ def test_cli_export_from_saved_trace_without_the_model(tmp_path, lstm_dir, capsy
 
 def test_cli_export_from_trace_options(tmp_path, lstm_dir):
     out = tmp_path / "u.csv"
-    assert main(["export", "--model", str(lstm_dir), "--text", "abc abc", "--format", "csv", "--series", "unit",
-                 "--unit", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(lstm_dir),
+                "--text",
+                "abc abc",
+                "--format",
+                "csv",
+                "--series",
+                "unit",
+                "--unit",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(read_csv_values(out)[1]) == 7
 
 
@@ -268,7 +375,10 @@ def test_cli_export_from_trace_options(tmp_path, lstm_dir):
         (["--all", "--out", "f.xyz"], None),
         (["--panel", "x", "--out", "f.bmp"], "give --format"),
         (["--all", "--animate", "--format", "png", "--out", "figs"], "--animate writes gif or mp4"),
-        (["--all", "--format", "gif", "--from", "5", "--to", "2", "--out", "figs"], "--to 2 is before --from 5"),
+        (
+            ["--all", "--format", "gif", "--from", "5", "--to", "2", "--out", "figs"],
+            "--to 2 is before --from 5",
+        ),
         (["--all", "--scale", "0", "--out", "figs"], "--scale must be more than 0"),
         (["--format", "csv", "--series", "attention", "--out", "a.csv"], "needs a GPT-2 trace"),
         (["--all", "--out", "no/such/folder/figs"], "does not exist"),

@@ -59,7 +59,9 @@ def test_kv_cache_stepping_equals_full_forward(gpt2_folder):
     assert T > 10
 
     inputs: list[tuple[int, ...]] = []
-    backend.model.transformer.wte.register_forward_pre_hook(lambda m, args: inputs.append(tuple(args[0].shape)))
+    backend.model.transformer.wte.register_forward_pre_hook(
+        lambda m, args: inputs.append(tuple(args[0].shape))
+    )
     outs = [backend.step(t) for t in ids]
     assert inputs == [(1, 1)] * T  # one token per step through the cache, never a re-run
 
@@ -127,7 +129,9 @@ def test_greedy_generation_equals_argmax_chain(gpt2_dir):
 
 @pytest.fixture(scope="module")
 def short_window_dir(tmp_path_factory):
-    return make_gpt2_dir(tmp_path_factory.mktemp("gpt2-short") / "short", layers=2, heads=2, embd=16, positions=16)
+    return make_gpt2_dir(
+        tmp_path_factory.mktemp("gpt2-short") / "short", layers=2, heads=2, embd=16, positions=16
+    )
 
 
 def test_long_text_is_cut_with_a_warning(short_window_dir):

@@ -14,7 +14,9 @@ def pixels(heatmap: Heatmap) -> np.ndarray:
     """The RGBA of every shown cell, read back through the QImage that is painted."""
     rows, cols = heatmap.image.cells
     image = heatmap.image.qimage
-    return np.array([[image.pixelColor(c, r).getRgb() for c in range(cols)] for r in range(rows)], dtype=np.uint8)
+    return np.array(
+        [[image.pixelColor(c, r).getRgb() for c in range(cols)] for r in range(rows)], dtype=np.uint8
+    )
 
 
 def expected(data: np.ndarray, levels, cmap: str) -> np.ndarray:
@@ -123,10 +125,20 @@ def test_axes_on_screen_are_pixmaps_of_their_pictures(qtbot, monkeypatch):
     axes = [item.plot.getAxis(side) for side in ("left", "bottom")]
     assert all(isinstance(axis, PixmapAxis) and axis._pixmaps for axis in axes)
     # only the usual two axes show: a PlotItem shows every axis it is given
-    assert [item.plot.getAxis(side).isVisible() for side in ("left", "bottom", "top", "right")] == [True, True, False, False]
+    assert [item.plot.getAxis(side).isVisible() for side in ("left", "bottom", "top", "right")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
     layout = pg.GraphicsLayout()
     static = add_static_plot(layout)
-    assert [static.getAxis(side).isVisible() for side in ("left", "bottom", "top", "right")] == [True, True, False, False]
+    assert [static.getAxis(side).isVisible() for side in ("left", "bottom", "top", "right")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
     monkeypatch.setattr(PixmapAxis, "use_pixmaps", False)
     replayed = shot()
     assert np.abs(blitted.astype(int) - replayed.astype(int)).max() <= 1
@@ -163,7 +175,9 @@ def test_axis_pixmaps_match_at_fractional_device_pixel_ratios(tmp_path):
     )
     for ratio in ("1.25", "1.5"):
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": ratio}
-        out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         shown_ratio, difference = out.stdout.split()
         assert float(shown_ratio) == float(ratio) and int(difference) <= 1

@@ -13,7 +13,9 @@ import numpy as np
 
 def _run(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **env_extra}
-    return subprocess.run([sys.executable, "-m", "memviz", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "memviz", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_model_id_loads_from_hugging_face_cache(gpt2_dir, tmp_path):

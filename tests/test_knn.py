@@ -89,7 +89,9 @@ class ExactIndex:
 
 
 def _run(lstm_dir, memory=None, recall=None, text="The quick brown fox"):
-    session = Session(load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=0), memory=memory, recall=recall)
+    session = Session(
+        load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=0), memory=memory, recall=recall
+    )
     session.feed(text)
     session.run()
     return session
@@ -103,8 +105,13 @@ def test_session_with_lambda_zero_equals_no_memory(lstm_dir):
     np.testing.assert_array_equal(recalled.trace.array("topk_probs"), plain.trace.array("topk_probs"))
     np.testing.assert_array_equal(recalled.trace.array("topk_ids"), plain.trace.array("topk_ids"))
     np.testing.assert_array_equal(recalled.last_distribution, plain.last_distribution)
-    assert recalled.trace.memory == {"store": "exact-test", "entries": len(keys) - 1, "k": 4, "lambda": 0.0,
-                                     "temperature": 1.0}
+    assert recalled.trace.memory == {
+        "store": "exact-test",
+        "entries": len(keys) - 1,
+        "k": 4,
+        "lambda": 0.0,
+        "temperature": 1.0,
+    }
     assert recalled.trace.array("memory_ids").shape == (len(plain.trace), 4)
 
 
@@ -114,7 +121,11 @@ def test_session_mixes_by_the_formula(lstm_dir):
     values = np.array(plain.trace.token_ids[1:] + [0])
     index = ExactIndex(keys, values)
     lam, temperature = 0.4, 0.5
-    session = Session(load_backend(str(lstm_dir)), memory=index, recall=RecallSettings(k=3, lam=lam, temperature=temperature))
+    session = Session(
+        load_backend(str(lstm_dir)),
+        memory=index,
+        recall=RecallSettings(k=3, lam=lam, temperature=temperature),
+    )
     session.feed("The quick brown fox")
     session.run()
     p_lm = plain.last_distribution

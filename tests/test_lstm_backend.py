@@ -153,7 +153,15 @@ def test_char_tokenizer_maps_unknown_and_counts():
     tok = CharTokenizer.from_text("abc ")
     assert tok.tokens[tok.unk] == "\ufffd"
     enc = tok.encode("a€bz c€")
-    assert enc.ids == [tok.index["a"], tok.unk, tok.index["b"], tok.unk, tok.index[" "], tok.index["c"], tok.unk]
+    assert enc.ids == [
+        tok.index["a"],
+        tok.unk,
+        tok.index["b"],
+        tok.unk,
+        tok.index[" "],
+        tok.index["c"],
+        tok.unk,
+    ]
     assert enc.unknown_count == 3
     assert tok.encode("abc").unknown_count == 0
     # The unknown token itself is in the vocabulary: reading it is not counted as unknown.
@@ -180,8 +188,12 @@ def test_checkpoint_round_trip_and_format(tmp_path):
     folder = make_lstm_dir(tmp_path / "m", layers=2, hidden=8, embedding=4, seed=3)
     config = json.loads((folder / "config.json").read_text())
     assert config == {
-        "model_type": "memviz-lstm", "vocab_size": config["vocab_size"], "embedding_dim": 4,
-        "hidden_size": 8, "num_layers": 2, "tokenizer": "char",
+        "model_type": "memviz-lstm",
+        "vocab_size": config["vocab_size"],
+        "embedding_dim": 4,
+        "hidden_size": 8,
+        "num_layers": 2,
+        "tokenizer": "char",
     }
     vocab = json.loads((folder / "vocab.json").read_text())
     assert len(vocab["tokens"]) == config["vocab_size"] and vocab["tokens"][vocab["unk"]] == "\ufffd"

@@ -19,8 +19,9 @@ DOC = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n" * 
 
 def memviz(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "memviz", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "memviz", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,16 @@ def store(tmp_path_factory, lstm_dir):
     (folder / "a.txt").write_text(DOC)
     (folder / "b.txt").write_text("lazy dog, quick fox.\n" * 5)
     path = folder / "mem.sqlite"
-    done = memviz("memory", "add", "--store", str(path), "--model", str(lstm_dir),
-                  str(folder / "a.txt"), str(folder / "b.txt"))
+    done = memviz(
+        "memory",
+        "add",
+        "--store",
+        str(path),
+        "--model",
+        str(lstm_dir),
+        str(folder / "a.txt"),
+        str(folder / "b.txt"),
+    )
     assert done.returncode == 0, done.stderr
     assert "entries/s" in done.stdout and "entries/s" in done.stderr  # the summary and the progress bar
     return path
@@ -47,8 +56,25 @@ def test_add_then_info(store):
 
 def test_trace_with_memory_records_retrievals(store, lstm_dir, tmp_path):
     out = tmp_path / "run.memviz"
-    rc = main(["trace", "--model", str(lstm_dir), "--text", "the lazy dog", "--memory", str(store),
-               "--knn-lambda", "0.5", "--knn-k", "5", "--knn-temperature", "0.5", "--out", str(out)])
+    rc = main(
+        [
+            "trace",
+            "--model",
+            str(lstm_dir),
+            "--text",
+            "the lazy dog",
+            "--memory",
+            str(store),
+            "--knn-lambda",
+            "0.5",
+            "--knn-k",
+            "5",
+            "--knn-temperature",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     trace = Trace.load(out)
     ids, scores = trace.array("memory_ids"), trace.array("memory_scores")
@@ -62,8 +88,17 @@ def test_trace_with_memory_records_retrievals(store, lstm_dir, tmp_path):
 
 
 def test_another_models_store_is_refused_in_one_line(store, gpt2_dir, tmp_path):
-    done = memviz("trace", "--model", str(gpt2_dir), "--text", "dog", "--memory", str(store),
-                  "--out", str(tmp_path / "x.memviz"))
+    done = memviz(
+        "trace",
+        "--model",
+        str(gpt2_dir),
+        "--text",
+        "dog",
+        "--memory",
+        str(store),
+        "--out",
+        str(tmp_path / "x.memviz"),
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("memviz: error: ")
     assert "'tiny-lstm'" in done.stderr and "'tiny-gpt2'" in done.stderr
@@ -74,10 +109,36 @@ def test_another_models_store_is_refused_in_one_line(store, gpt2_dir, tmp_path):
 def test_bad_input(tmp_path, lstm_dir, capsys):
     assert main(["memory", "info", "--store", str(tmp_path / "none.sqlite")]) == 2
     assert "no memory store there" in capsys.readouterr().err
-    assert main(["memory", "add", "--store", str(tmp_path / "s.sqlite"), "--model", str(lstm_dir),
-                 str(tmp_path / "missing.txt")]) == 2
+    assert (
+        main(
+            [
+                "memory",
+                "add",
+                "--store",
+                str(tmp_path / "s.sqlite"),
+                "--model",
+                str(lstm_dir),
+                str(tmp_path / "missing.txt"),
+            ]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "s.sqlite").exists()  # a bad file fails before a store is made
-    assert main(["trace", "--model", str(lstm_dir), "--text", "dog", "--memory", str(tmp_path / "none.sqlite"),
-                 "--out", str(tmp_path / "t.memviz")]) == 2
+    assert (
+        main(
+            [
+                "trace",
+                "--model",
+                str(lstm_dir),
+                "--text",
+                "dog",
+                "--memory",
+                str(tmp_path / "none.sqlite"),
+                "--out",
+                str(tmp_path / "t.memviz"),
+            ]
+        )
+        == 2
+    )
     assert "no memory store there" in capsys.readouterr().err

@@ -73,8 +73,12 @@ def test_exact_retrieval_matches_brute_force(small_store, lstm):
     ids, keys, values = all_keys(small_store)
     assert len(small_store) == len(ids) == len(SAMPLE_TEXT) - 1 + len(shuffled_text(1)) - 1
     rng = np.random.default_rng(0)
-    queries = np.concatenate([keys[rng.choice(len(keys), 10)] + rng.normal(0, 0.01, (10, keys.shape[1])),
-                              rng.normal(0, 0.3, (10, keys.shape[1]))]).astype(np.float32)
+    queries = np.concatenate(
+        [
+            keys[rng.choice(len(keys), 10)] + rng.normal(0, 0.01, (10, keys.shape[1])),
+            rng.normal(0, 0.3, (10, keys.shape[1])),
+        ]
+    ).astype(np.float32)
     k = 12
     for q in queries:
         got_ids, got_d, got_v = small_store.search(q, k)
@@ -126,11 +130,13 @@ def test_snippets_match_the_documents_in_every_document(small_store, monkeypatch
     small_store._documents.clear()
     small_store._document_chars = 0
     conn = sqlite3.connect(small_store.path)
-    expected = dict(conn.execute(
-        "SELECT e.id, substr(d.text, max(1, e.char_start + 1 - ?), min(e.char_start, ?) + (e.char_end - e.char_start) + ?) "
-        "FROM entries e JOIN documents d ON d.id = e.document_id",
-        (store_module.SNIPPET_BEFORE, store_module.SNIPPET_BEFORE, store_module.SNIPPET_AFTER),
-    ).fetchall())
+    expected = dict(
+        conn.execute(
+            "SELECT e.id, substr(d.text, max(1, e.char_start + 1 - ?), min(e.char_start, ?) + (e.char_end - e.char_start) + ?) "
+            "FROM entries e JOIN documents d ON d.id = e.document_id",
+            (store_module.SNIPPET_BEFORE, store_module.SNIPPET_BEFORE, store_module.SNIPPET_AFTER),
+        ).fetchall()
+    )
     conn.close()
     ids = np.array(sorted(expected))
     mixed = np.concatenate([ids[::7], ids[::-5]])  # both documents, back and forth
@@ -172,7 +178,9 @@ def test_memorisation_top1_at_lambda_one(tmp_path, model, k, temperature, reques
     nxt = np.array(with_memory.trace.token_ids[1:])
     top1 = (with_memory.trace.array("topk_ids")[:-1, 0] == nxt).mean()
     base = (without.trace.array("topk_ids")[:-1, 0] == nxt).mean()
-    print(f"{model} k={k} T={temperature}: memorisation top-1 {top1:.3f} (model alone {base:.3f}, {len(nxt)} tokens)")
+    print(
+        f"{model} k={k} T={temperature}: memorisation top-1 {top1:.3f} (model alone {base:.3f}, {len(nxt)} tokens)"
+    )
     assert top1 >= 0.9
     assert base < 0.5  # untrained: the model alone cannot do it
     scores = with_memory.trace.array("memory_scores")
@@ -196,25 +204,37 @@ def test_remember_past_runs(tmp_path, lstm):
 # -- persistence, crashes, damage ------------------------------------------------------------------
 def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
 def test_persistence_across_processes(tmp_path, lstm_dir, lstm):
     path = tmp_path / "p.sqlite"
     text = shuffled_text(5, words=50)
-    add = _python("""
+    add = _python(
+        """
         import sys
         from memviz.backends.registry import load_backend
         from memviz.memory.store import MemoryStore
         b = load_backend(sys.argv[1])
         s = MemoryStore.open(sys.argv[2], backend=b, create=True)
         print(s.add_document(sys.argv[3], "doc", b).entries)
-    """, str(lstm_dir), str(path), text)
+    """,
+        str(lstm_dir),
+        str(path),
+        text,
+    )
     out, err = add.communicate(timeout=120)
     assert add.returncode == 0, err
     assert int(out) == len(text) - 1
-    query = _python("""
+    query = _python(
+        """
         import json, sys
         import numpy as np
         from memviz.backends.registry import load_backend
@@ -226,7 +246,11 @@ def test_persistence_across_processes(tmp_path, lstm_dir, lstm):
             key = b.step(t).memory_key
         ids, d, v = s.search(key, 3)
         print(json.dumps({"n": len(s), "ids": ids.tolist(), "values": v.tolist(), "d": d.tolist()}))
-    """, str(lstm_dir), str(path), text)
+    """,
+        str(lstm_dir),
+        str(path),
+        text,
+    )
     out, err = query.communicate(timeout=120)
     assert query.returncode == 0, err
     got = json.loads(out)
@@ -245,7 +269,8 @@ def test_kill_during_write_keeps_exactly_the_committed_batches(tmp_path, lstm_di
     store.close()
     assert path.with_name(path.name + ".faiss").exists()
     long_text = shuffled_text(6, words=20_000)
-    writer = _python("""
+    writer = _python(
+        """
         import sys, time
         from memviz.backends.registry import load_backend
         from memviz.memory.store import MemoryStore
@@ -256,7 +281,12 @@ def test_kill_during_write_keeps_exactly_the_committed_batches(tmp_path, lstm_di
             time.sleep(0.02)  # pace the writer so the kill lands mid-document
         s.add_document(open(sys.argv[3]).read(), "long", b, progress=progress, batch_size=int(sys.argv[4]))
         print("finished", flush=True)
-    """, str(lstm_dir), str(path), str(_write(tmp_path / "long.txt", long_text)), str(batch))
+    """,
+        str(lstm_dir),
+        str(path),
+        str(_write(tmp_path / "long.txt", long_text)),
+        str(batch),
+    )
     reported = 0
     for line in writer.stdout:
         reported = int(line.split()[0])

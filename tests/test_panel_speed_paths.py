@@ -25,8 +25,15 @@ def gpt2_trace(T: int, dtype=np.float32, tops=None, seed: int = 0) -> Trace:
     """A GPT-2 shaped trace: head (0, 0) looks only at key 0, head (1, 2) only at the previous token,
     the others at random keys; step t's best candidate has probability tops[t] when given."""
     rng = np.random.default_rng(seed)
-    model = {"name": "m", "source": "/x/m", "architecture": "gpt2", "num_layers": L, "hidden_size": 8,
-             "num_heads": A, "vocab_size": 50}
+    model = {
+        "name": "m",
+        "source": "/x/m",
+        "architecture": "gpt2",
+        "num_layers": L,
+        "hidden_size": 8,
+        "num_heads": A,
+        "vocab_size": 50,
+    }
     trace = Trace(model, attention_dtype=dtype)
     for t in range(T):
         row = rng.random((L, A, t + 1)) ** 8
@@ -37,8 +44,16 @@ def gpt2_trace(T: int, dtype=np.float32, tops=None, seed: int = 0) -> Trace:
         row /= row.sum(-1, keepdims=True)
         top = tops[t] if tops is not None else rng.uniform(0.2, 0.9)
         probs = np.linspace(top, top / 10, K).astype(np.float32)
-        trace.append(StepRecord(t, "<b>" if t % 5 == 2 else f"tok{t}" if t % 3 else "a" * (t % 17 + 1), False, rng.integers(0, 50, K),
-                                probs, {"attention_row": row}))
+        trace.append(
+            StepRecord(
+                t,
+                "<b>" if t % 5 == 2 else f"tok{t}" if t % 3 else "a" * (t % 17 + 1),
+                False,
+                rng.integers(0, 50, K),
+                probs,
+                {"attention_row": row},
+            )
+        )
     return trace
 
 
@@ -195,7 +210,9 @@ def test_distribution_texts_and_bars_are_the_trace(qtbot, theme):
     for text in [*ranks.texts, "W" * 10, "\u2423" * 10]:  # wide texts are elided to fit the axis
         assert ranks._cache.entry(text)[0].size().width() + ranks.TICK + 3 <= width
     assert [text for _, _, text, _ in panel.values.items] == [f"{p:.4f}" for p in panel.probs]
-    assert [(x, y) for x, y, _, _ in panel.values.items] == [(float(p), float(r)) for r, p in enumerate(panel.probs)]
+    assert [(x, y) for x, y, _, _ in panel.values.items] == [
+        (float(p), float(r)) for r, p in enumerate(panel.probs)
+    ]
     foreground = view.state.theme_obj.foreground
     assert {colour for *_, colour in panel.values.items} == {foreground}
     assert panel.plot.titleLabel.text == "next token after step 4 'tok4'"

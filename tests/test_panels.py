@@ -63,7 +63,9 @@ def test_registry_names_and_architectures():
     assert len(names) == len(set(names))
     assert {"gates", "state", "span", "attention", "heads", "head-distance", "distribution"} <= set(names)
     by_arch = {cls.name: cls.architectures for cls in PANEL_CLASSES}
-    assert by_arch["gates"] == ("lstm",) and by_arch["attention"] == ("gpt2",) and by_arch["distribution"] == ()
+    assert (
+        by_arch["gates"] == ("lstm",) and by_arch["attention"] == ("gpt2",) and by_arch["distribution"] == ()
+    )
 
 
 # -- LSTM ----------------------------------------------------------------------------------------
@@ -92,7 +94,11 @@ def test_gates_tooltip_and_click(qtbot, lstm_session):
     heatmap = panel.heatmaps[1]
     value = float(trace.array("gates")[7, 0, 1, 4])
     text = heatmap.tooltip_at(4, 7)
-    assert f"{value:.6f}" in text and "unit 4" in text and repr(trace.token_text[7])[1:-1].replace(" ", "\u2423") in text
+    assert (
+        f"{value:.6f}" in text
+        and "unit 4" in text
+        and repr(trace.token_text[7])[1:-1].replace(" ", "\u2423") in text
+    )
     hover(qtbot, panel.canvas, heatmap.scene_pos_of(4, 7))
     assert heatmap.last_tooltip == text
     click(qtbot, panel.canvas, heatmap.scene_pos_of(9, 3))
@@ -251,14 +257,18 @@ def test_every_panel_draws_in_both_themes(qtbot, lstm_session, gpt2_session, the
             trace = session.trace
             if not cls.supports(trace):
                 continue
-            view, panel = make_panel(qtbot, cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme)
+            view, panel = make_panel(
+                qtbot, cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme
+            )
             panel.apply_theme(view.state)
             image = panel.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)
             assert (image.width(), image.height()) == (900, 500)
             pixels = np.frombuffer(image.constBits(), np.uint32, count=900 * 500)
             assert len(np.unique(pixels)) > 5, cls.name  # something is drawn
             title = panel.figure_title(view.state)
-            assert cls.title in title and f"step {len(trace) // 2} " in title  # 0-based, as on the axes and --step
+            assert (
+                cls.title in title and f"step {len(trace) // 2} " in title
+            )  # 0-based, as on the axes and --step
             for heatmap in panel.findChildren(Heatmap) or []:
                 assert heatmap.colorbar is not None
 

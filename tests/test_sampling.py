@@ -22,8 +22,14 @@ def distribution(seed: int, n: int = 30) -> np.ndarray:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"temperature": -0.1}, {"temperature": -1}, {"temperature": float("nan")}, {"temperature": float("inf")},
-        {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}, {"top_p": -0.2},
+        {"temperature": -0.1},
+        {"temperature": -1},
+        {"temperature": float("nan")},
+        {"temperature": float("inf")},
+        {"top_k": -1},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"top_p": -0.2},
     ],
 )
 def test_invalid_settings_are_rejected(kwargs):
@@ -34,7 +40,11 @@ def test_invalid_settings_are_rejected(kwargs):
 def test_manifest_and_strategy():
     assert SamplingConfig(temperature=0).strategy == "greedy"
     assert SamplingConfig(temperature=0.8, top_k=5, top_p=0.9, seed=4).as_manifest() == {
-        "strategy": "sample", "temperature": 0.8, "top_k": 5, "top_p": 0.9, "seed": 4,
+        "strategy": "sample",
+        "temperature": 0.8,
+        "top_k": 5,
+        "top_p": 0.9,
+        "seed": 4,
     }
 
 
@@ -126,7 +136,9 @@ def test_top_k_of_is_best_first_with_ties_by_id():
 
 def test_seeded_generation_is_reproducible(lstm_dir):
     def run(seed: int) -> list[int]:
-        session = Session(load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=1.0, top_k=10, seed=seed))
+        session = Session(
+            load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=1.0, top_k=10, seed=seed)
+        )
         session.feed("The quick ")
         session.generate(30)
         session.run()

@@ -117,7 +117,9 @@ def test_same_seed_same_trace_file(lstm_dir, tmp_path):
     """A run is reproducible to the byte-identical arrays it saves."""
     paths = []
     for i in range(2):
-        session = Session(load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=1.2, top_p=0.9, seed=5))
+        session = Session(
+            load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=1.2, top_p=0.9, seed=5)
+        )
         session.feed("def ")
         session.generate(20)
         session.run()

@@ -16,7 +16,22 @@ from memviz.ui.view import ViewModel, ViewState
 @pytest.fixture(scope="module")
 def lstm_trace(tmp_path_factory, lstm_dir):
     path = tmp_path_factory.mktemp("session") / "run.memviz"
-    assert main(["trace", "--model", str(lstm_dir), "--text", "hello there", "--generate", "3", "--out", str(path)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--model",
+                str(lstm_dir),
+                "--text",
+                "hello there",
+                "--generate",
+                "3",
+                "--out",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -60,14 +75,19 @@ def test_export_uses_the_saved_view(tmp_path, lstm_trace, capsys):
     trace = Trace.load(lstm_trace)
     session = save_session(tmp_path / "s.memviz", trace, ViewState(cursor=2, layer=1, unit=4, theme="dark"))
     out = tmp_path / "u.csv"
-    assert main(["export", "--trace", str(session), "--format", "csv", "--series", "unit", "--out", str(out)]) == 0
+    assert (
+        main(["export", "--trace", str(session), "--format", "csv", "--series", "unit", "--out", str(out)])
+        == 0
+    )
     rows = out.read_text().splitlines()
     assert float(rows[1].split(",")[-2]) == float(trace.array("cell")[0, 1, 4])
 
 
 def test_bad_session_path_is_one_line(capsys, tmp_path):
     (tmp_path / "junk.memviz").write_text("not a zip")
-    assert main(["export", "--trace", str(tmp_path / "junk.memviz"), "--all", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["export", "--trace", str(tmp_path / "junk.memviz"), "--all", "--out", str(tmp_path / "o")]) == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("memviz: error: ") and err.count("\n") == 1
 

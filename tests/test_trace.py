@@ -16,8 +16,13 @@ from memviz.core.trace import FORMAT_VERSION, StepRecord, Trace
 from memviz.errors import MemvizError
 
 MODEL = {
-    "name": "m", "source": "/x/m", "architecture": "lstm", "num_layers": 2, "hidden_size": 3,
-    "num_heads": 0, "vocab_size": 50,
+    "name": "m",
+    "source": "/x/m",
+    "architecture": "lstm",
+    "num_layers": 2,
+    "hidden_size": 3,
+    "num_heads": 0,
+    "vocab_size": 50,
 }
 SAMPLING = {"strategy": "sample", "temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 11}
 
@@ -26,7 +31,12 @@ SAMPLING = {"strategy": "sample", "temperature": 0.7, "top_k": 5, "top_p": 0.9, 
 def traces(draw):
     arch = draw(st.sampled_from(["lstm", "gpt2"]))
     T = draw(st.integers(1, 12))
-    L, H, A, K = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 12))
+    L, H, A, K = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 4)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 12)),
+    )
     with_memory = draw(st.booleans())
     k = draw(st.integers(1, 4))
     attention_dtype = draw(st.sampled_from([np.float32, np.float16]))
@@ -36,9 +46,16 @@ def traces(draw):
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
     model = dict(MODEL, architecture=arch, num_layers=L, hidden_size=H, num_heads=A if arch == "gpt2" else 0)
-    memory = {"store": "s.db", "entries": 3, "k": k, "lambda": 0.25, "temperature": 1.0} if with_memory else None
-    trace = Trace(model, sampling=SAMPLING, memory=memory, prompt_tokens=draw(st.integers(0, T)),
-                  attention_dtype=attention_dtype)
+    memory = (
+        {"store": "s.db", "entries": 3, "k": k, "lambda": 0.25, "temperature": 1.0} if with_memory else None
+    )
+    trace = Trace(
+        model,
+        sampling=SAMPLING,
+        memory=memory,
+        prompt_tokens=draw(st.integers(0, T)),
+        attention_dtype=attention_dtype,
+    )
     for t in range(T):
         probs = np.sort(rng.random(K).astype(np.float32))[::-1]
         internals = {}
@@ -57,7 +74,9 @@ def traces(draw):
                 "memory_ids": rng.integers(-1, 100, k).astype(np.int64),
                 "memory_scores": -rng.random(k).astype(np.float32),
             }
-        trace.append(StepRecord(ids[t], texts[t], generated[t], rng.integers(0, 50, K), probs, internals, mem))
+        trace.append(
+            StepRecord(ids[t], texts[t], generated[t], rng.integers(0, 50, K), probs, internals, mem)
+        )
     return trace
 
 
@@ -100,7 +119,9 @@ def test_round_trip(trace):
     assert {"memviz_version", "model", "sampling", "memory", "prompt_tokens"} <= set(manifest)
     assert arrays["token_ids"].dtype.kind == "i" and arrays["token_ids"].tolist() == trace.token_ids
     assert arrays["token_text"].dtype.kind == "U"
-    assert arrays["token_text"].tolist() == [t.rstrip("\0") for t in trace.token_text]  # numpy drops trailing NULs
+    assert arrays["token_text"].tolist() == [
+        t.rstrip("\0") for t in trace.token_text
+    ]  # numpy drops trailing NULs
     assert arrays["generated"].dtype == bool and arrays["generated"].tolist() == trace.generated
     assert arrays["topk_ids"].dtype.kind == "i" and arrays["topk_probs"].dtype == np.float32
     assert arrays["topk_ids"].shape == arrays["topk_probs"].shape and len(arrays["topk_ids"]) == T
@@ -182,8 +203,11 @@ def test_pickled_object_array_is_refused(tmp_path):
         np.savez(
             handle,
             manifest=np.array(json.dumps({"format_version": 1, "model": MODEL})),
-            token_ids=np.array([1]), token_text=np.array(["a"]), generated=np.array([False]),
-            topk_ids=obj, topk_probs=np.array([[1.0]], dtype=np.float32),
+            token_ids=np.array([1]),
+            token_text=np.array(["a"]),
+            generated=np.array([False]),
+            topk_ids=obj,
+            topk_probs=np.array([[1.0]], dtype=np.float32),
         )
     assert not marker.exists()
     with pytest.raises(MemvizError, match="pickle"):
@@ -209,8 +233,12 @@ def test_not_a_trace_is_refused(tmp_path):
     future = tmp_path / "f.memviz"
     with future.open("wb") as handle:
         np.savez(
-            handle, manifest=np.array(json.dumps({"format_version": 2})), token_ids=np.array([1]),
-            token_text=np.array(["a"]), generated=np.array([False]), topk_ids=np.array([[1]]),
+            handle,
+            manifest=np.array(json.dumps({"format_version": 2})),
+            token_ids=np.array([1]),
+            token_text=np.array(["a"]),
+            generated=np.array([False]),
+            topk_ids=np.array([[1]]),
             topk_probs=np.array([[1.0]], dtype=np.float32),
         )
     with pytest.raises(MemvizError, match="format"):
@@ -221,7 +249,9 @@ def test_attention_views(tmp_path):
     trace = Trace(dict(MODEL, architecture="gpt2", num_heads=1, num_layers=1))
     rows = [np.array([[[1.0]]]), np.array([[[0.25, 0.75]]]), np.array([[[0.5, 0.0, 0.5]]])]
     for t, row in enumerate(rows):
-        trace.append(StepRecord(t, str(t), False, np.arange(2), np.full(2, 0.5, np.float32), {"attention_row": row}))
+        trace.append(
+            StepRecord(t, str(t), False, np.arange(2), np.full(2, 0.5, np.float32), {"attention_row": row})
+        )
     expected = np.array([[1, 0, 0], [0.25, 0.75, 0], [0.5, 0, 0.5]], dtype=np.float32)
     np.testing.assert_array_equal(trace.attention_matrix(0, 0), expected)
     np.testing.assert_array_equal(trace.attention_matrix(0, 0, upto=2), expected[:2, :2])
@@ -236,11 +266,15 @@ def test_attention_matrix_grows_step_by_step():
     trace = Trace(dict(MODEL, architecture="gpt2", num_heads=2, num_layers=2))
     for t in range(150):  # past the cache's first capacities (64, 128)
         row = rng.random((2, 2, t + 1)).astype(np.float32)
-        trace.append(StepRecord(t, str(t), False, np.arange(2), np.full(2, 0.5, np.float32), {"attention_row": row}))
+        trace.append(
+            StepRecord(t, str(t), False, np.arange(2), np.full(2, 0.5, np.float32), {"attention_row": row})
+        )
         if t % 7 == 0 or t > 120:
             dense = trace.attention_tensor()
             np.testing.assert_array_equal(trace.attention_matrix(1, 0), dense[1, 0])
-            np.testing.assert_array_equal(trace.attention_matrix(1, 0, upto=t // 2 + 1), dense[1, 0, : t // 2 + 1, : t // 2 + 1])
+            np.testing.assert_array_equal(
+                trace.attention_matrix(1, 0, upto=t // 2 + 1), dense[1, 0, : t // 2 + 1, : t // 2 + 1]
+            )
     assert trace.attention_matrix(0, 1).shape == (150, 150)
 
 

@@ -20,8 +20,24 @@ from memviz.cli import main
 from memviz.core.session import Session
 
 LSTM_ARGS = ["--hidden", "16", "--layers", "2", "--batch-size", "4", "--seq-len", "16", "--threads", "1"]
-GPT2_ARGS = ["--layers", "1", "--heads", "2", "--hidden", "32", "--vocab-size", "300", "--context", "64",
-             "--seq-len", "32", "--batch-size", "2", "--threads", "1"]
+GPT2_ARGS = [
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--hidden",
+    "32",
+    "--vocab-size",
+    "300",
+    "--context",
+    "64",
+    "--seq-len",
+    "32",
+    "--batch-size",
+    "2",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +63,16 @@ def session_bits(backend, text: str) -> tuple[float, int]:
 
 def test_train_lstm_resume_and_eval(corpus, tmp_path, capsys):
     out = tmp_path / "lstm"
-    assert main(["train", "lstm", "--corpus", str(corpus), "--out", str(out), "--max-steps", "6", *LSTM_ARGS]) == 0
+    assert (
+        main(["train", "lstm", "--corpus", str(corpus), "--out", str(out), "--max-steps", "6", *LSTM_ARGS])
+        == 0
+    )
     assert json.loads((out / "training.json").read_text())["steps"] == 6
     first = load_backend(str(out))
-    assert main(["train", "lstm", "--corpus", str(corpus), "--out", str(out), "--max-steps", "10", *LSTM_ARGS]) == 0
+    assert (
+        main(["train", "lstm", "--corpus", str(corpus), "--out", str(out), "--max-steps", "10", *LSTM_ARGS])
+        == 0
+    )
     assert json.loads((out / "train_state.json").read_text())["step"] == 10  # resumed, not restarted
     backend = load_backend(str(out))
     assert backend.fingerprint() != first.fingerprint()
@@ -65,7 +87,10 @@ def test_train_lstm_resume_and_eval(corpus, tmp_path, capsys):
 
 def test_train_gpt2_and_eval(corpus, tmp_path, capsys):
     out = tmp_path / "gpt2"
-    assert main(["train", "gpt2", "--corpus", str(corpus), "--out", str(out), "--max-steps", "3", *GPT2_ARGS]) == 0
+    assert (
+        main(["train", "gpt2", "--corpus", str(corpus), "--out", str(out), "--max-steps", "3", *GPT2_ARGS])
+        == 0
+    )
     backend = load_backend(str(out))  # Hugging Face format: the real GPT-2 code path
     assert backend.info.architecture == "gpt2" and backend.info.context_size == 64
     text = "The quick brown fox jumps over the lazy dog."
@@ -76,7 +101,9 @@ def test_train_gpt2_and_eval(corpus, tmp_path, capsys):
     bits, _ = session_bits(backend, text)
     first_token_chars = len(backend.tokenizer.decode(backend.encode(text).ids[:1]))
     assert result["bits_per_char"] == pytest.approx(bits / (len(text) - first_token_chars), rel=1e-4)
-    assert np.isfinite(result["induction_first_copy_loss"]) and np.isfinite(result["induction_second_copy_loss"])
+    assert np.isfinite(result["induction_first_copy_loss"]) and np.isfinite(
+        result["induction_second_copy_loss"]
+    )
 
 
 def test_copy_rows_and_constant_lr(corpus, tmp_path):
@@ -84,8 +111,20 @@ def test_copy_rows_and_constant_lr(corpus, tmp_path):
     from memviz.train.loop import TrainConfig, lr_at
 
     out = tmp_path / "gpt2-copy"
-    args = ["train", "gpt2", "--corpus", str(corpus), "--out", str(out), *GPT2_ARGS,
-            "--random-copy-fraction", "0.5", "--copy-fraction", "0.25", "--constant-lr"]
+    args = [
+        "train",
+        "gpt2",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        *GPT2_ARGS,
+        "--random-copy-fraction",
+        "0.5",
+        "--copy-fraction",
+        "0.25",
+        "--constant-lr",
+    ]
     assert main([*args, "--max-steps", "2"]) == 0
     assert main([*args, "--max-steps", "4"]) == 0  # resumed, extended
     assert json.loads((out / "train_state.json").read_text())["step"] == 4
@@ -93,15 +132,31 @@ def test_copy_rows_and_constant_lr(corpus, tmp_path):
     assert lr_at(5, cfg) == pytest.approx(6e-4) and lr_at(999, cfg) == pytest.approx(1e-4, rel=1e-3)
     cfg.constant_lr = True
     assert lr_at(5, cfg) == pytest.approx(6e-4) and lr_at(500, cfg) == lr_at(999, cfg) == 1e-3
-    assert main([*args[:-3], "--random-copy-fraction", "0.9", "--copy-fraction", "0.5", "--max-steps", "5"]) != 0
+    assert (
+        main([*args[:-3], "--random-copy-fraction", "0.9", "--copy-fraction", "0.5", "--max-steps", "5"]) != 0
+    )
 
 
 def test_ctrl_c_saves_a_loadable_checkpoint(corpus, tmp_path):
     out = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [sys.executable, "-m", "memviz", "train", "lstm", "--corpus", str(corpus), "--out", str(out),
-         "--max-steps", "100000", *LSTM_ARGS],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "memviz",
+            "train",
+            "lstm",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(out),
+            "--max-steps",
+            "100000",
+            *LSTM_ARGS,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.time() + 120
     seen = ""

@@ -55,7 +55,10 @@ def load_gpt2(source: str, local: bool):
         raise _explain_load_failure(source, local, OSError("offline"))
     try:
         model = GPT2LMHeadModel.from_pretrained(
-            source, attn_implementation="eager", use_safetensors=True, dtype=torch.float32,
+            source,
+            attn_implementation="eager",
+            use_safetensors=True,
+            dtype=torch.float32,
             local_files_only=local_only,
         )
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
@@ -96,7 +99,9 @@ def _explain_load_failure(source: str, local: bool, exc: Exception) -> MemvizErr
     first = text.splitlines()[0] if text else exc.__class__.__name__
     if local:
         return CheckpointError(f"{source}: corrupt or incomplete GPT-2 folder ({first})")
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
+    offline = (
+        os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
+    )
     from memviz.backends.registry import bundled_names
 
     names = ", ".join(bundled_names()) or "none installed"

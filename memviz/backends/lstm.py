@@ -72,7 +72,9 @@ class LSTMConfig:
     @classmethod
     def from_json(cls, data: dict, where: Path) -> LSTMConfig:
         if data.get("model_type") != MODEL_TYPE:
-            raise CheckpointError(f"{where}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}")
+            raise CheckpointError(
+                f"{where}: model_type is {data.get('model_type')!r}, expected {MODEL_TYPE!r}"
+            )
         if data.get("tokenizer", "char") != "char":
             raise CheckpointError(f"{where}: unsupported tokenizer {data.get('tokenizer')!r} (only 'char')")
         try:
@@ -108,10 +110,16 @@ def load_lstm(folder: Path) -> tuple[LSTMLanguageModel, CharTokenizer, LSTMConfi
     config = LSTMConfig.from_json(read_json(folder / "config.json", "model configuration"), folder)
     vocab = read_json(folder / "vocab.json", "the character vocabulary")
     tokens, unk = vocab.get("tokens"), vocab.get("unk")
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or not isinstance(unk, int):
-        raise CheckpointError(f"{folder / 'vocab.json'}: expected {{\"tokens\": [str, ...], \"unk\": int}}")
+    if (
+        not isinstance(tokens, list)
+        or not all(isinstance(t, str) for t in tokens)
+        or not isinstance(unk, int)
+    ):
+        raise CheckpointError(f'{folder / "vocab.json"}: expected {{"tokens": [str, ...], "unk": int}}')
     if len(tokens) != config.vocab_size:
-        raise CheckpointError(f"{folder}: vocab.json has {len(tokens)} tokens, config.json says {config.vocab_size}")
+        raise CheckpointError(
+            f"{folder}: vocab.json has {len(tokens)} tokens, config.json says {config.vocab_size}"
+        )
     tokenizer = CharTokenizer(tokens, unk)
     state = load_safetensors(folder / "model.safetensors")
     model = LSTMLanguageModel(config.vocab_size, config.embedding_dim, config.hidden_size, config.num_layers)
@@ -120,7 +128,13 @@ def load_lstm(folder: Path) -> tuple[LSTMLanguageModel, CharTokenizer, LSTMConfi
     if expected != found:
         missing = sorted(set(expected) - set(found))
         wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-        detail = f"missing {missing[:3]}" if missing else f"wrong shape for {wrong[:3]}" if wrong else "unexpected tensors"
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"wrong shape for {wrong[:3]}"
+            if wrong
+            else "unexpected tensors"
+        )
         raise CheckpointError(f"{folder / 'model.safetensors'}: does not match config.json ({detail})")
     model.load_state_dict(state)
     model.eval()
@@ -137,8 +151,12 @@ class LSTMBackend:
         self.num_layers = lstm.num_layers
         self.hidden_size = lstm.hidden_size
         # Per layer: W_ih^T, W_hh^T and the summed bias, laid out for row-vector matmuls.
-        self._w_ih = [getattr(lstm, f"weight_ih_l{k}").detach().t().contiguous() for k in range(self.num_layers)]
-        self._w_hh = [getattr(lstm, f"weight_hh_l{k}").detach().t().contiguous() for k in range(self.num_layers)]
+        self._w_ih = [
+            getattr(lstm, f"weight_ih_l{k}").detach().t().contiguous() for k in range(self.num_layers)
+        ]
+        self._w_hh = [
+            getattr(lstm, f"weight_hh_l{k}").detach().t().contiguous() for k in range(self.num_layers)
+        ]
         self._bias = [
             (getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")).detach()
             for k in range(self.num_layers)

@@ -59,7 +59,9 @@ def load_backend(spec: str) -> Backend:
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise CheckpointError(f"{spec}: a model is a folder (config.json + model.safetensors), not a file")
+            raise CheckpointError(
+                f"{spec}: a model is a folder (config.json + model.safetensors), not a file"
+            )
         return _load_folder(path, path.resolve().name)
     looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
     if looks_like_path:

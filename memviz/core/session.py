@@ -141,7 +141,9 @@ class Session:
         room = self.capacity
         if len(ids) > room:
             window = self.backend.info.context_size
-            what = f"context window of {window} tokens" if window else f"limit of {self.max_tokens} tokens a run"
+            what = (
+                f"context window of {window} tokens" if window else f"limit of {self.max_tokens} tokens a run"
+            )
             warnings.append(f"text cut to {max(room, 0)} of {len(ids)} tokens: the model's {what} is full")
             ids = ids[: max(room, 0)]
         self._queue.extend(ids)
@@ -199,7 +201,10 @@ class Session:
             p_knn = knn_distribution(values, distances, len(p_lm), self.recall.temperature)
             probs = mix(p_lm, p_knn, self.recall.lam)
             scores = np.where(ids >= 0, -np.asarray(distances, dtype=np.float32), -np.inf)
-            memory = {"memory_ids": np.asarray(ids, dtype=np.int64), "memory_scores": scores.astype(np.float32)}
+            memory = {
+                "memory_ids": np.asarray(ids, dtype=np.int64),
+                "memory_scores": scores.astype(np.float32),
+            }
             memory["lm_topk_ids"], memory["lm_topk_probs"] = top_k_of(p_lm, KEPT_CANDIDATES)
             memory["knn_topk_ids"], memory["knn_topk_probs"] = top_k_of(p_knn, KEPT_CANDIDATES)
         topk_ids, topk_probs = top_k_of(probs, KEPT_CANDIDATES)

@@ -49,7 +49,14 @@ class StepRecord:
 
 class Trace:
     LSTM_KEYS = ("gates", "cell", "hidden")
-    MEMORY_KEYS = ("memory_ids", "memory_scores", "lm_topk_ids", "lm_topk_probs", "knn_topk_ids", "knn_topk_probs")
+    MEMORY_KEYS = (
+        "memory_ids",
+        "memory_scores",
+        "lm_topk_ids",
+        "lm_topk_probs",
+        "knn_topk_ids",
+        "knn_topk_probs",
+    )
 
     def __init__(
         self,
@@ -61,7 +68,9 @@ class Trace:
         extra_manifest: dict | None = None,
     ) -> None:
         self.model = dict(model)
-        self.sampling = dict(sampling or {"strategy": "greedy", "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0})
+        self.sampling = dict(
+            sampling or {"strategy": "greedy", "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+        )
         self.memory = memory
         self.prompt_tokens = prompt_tokens
         self.extra_manifest = dict(extra_manifest or {})
@@ -261,8 +270,16 @@ class Trace:
         T = len(arrays["token_ids"])
         if len(arrays["token_text"]) != T or len(arrays["generated"]) != T:
             raise MemvizError(f"{where}: token arrays have different lengths")
-        skip = {"manifest", "token_ids", "token_text", "token_text_length", "generated", "attention",
-                "vocab_ids", "vocab_text"}
+        skip = {
+            "manifest",
+            "token_ids",
+            "token_text",
+            "token_text_length",
+            "generated",
+            "attention",
+            "vocab_ids",
+            "vocab_text",
+        }
         for key, value in arrays.items():
             if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
                 continue
@@ -272,18 +289,29 @@ class Trace:
         if "attention" in arrays:
             attention = arrays["attention"]
             if attention.ndim != 4 or attention.shape[2:] != (T, T):
-                raise MemvizError(f"{where}: attention has shape {attention.shape}, expected [L, A, {T}, {T}]")
+                raise MemvizError(
+                    f"{where}: attention has shape {attention.shape}, expected [L, A, {T}, {T}]"
+                )
             trace._attention_dtype = attention.dtype
             trace.attention_rows = [np.ascontiguousarray(attention[:, :, t, : t + 1]) for t in range(T)]
         trace.token_ids = [int(x) for x in arrays["token_ids"]]
         trace.token_text = [str(x) for x in arrays["token_text"]]
         if "token_text_length" in arrays and len(arrays["token_text_length"]) == T:
             lengths = arrays["token_text_length"]
-            trace.token_text = [text.ljust(int(n), "\0") for text, n in zip(trace.token_text, lengths, strict=True)]
+            trace.token_text = [
+                text.ljust(int(n), "\0") for text, n in zip(trace.token_text, lengths, strict=True)
+            ]
         trace.generated = [bool(x) for x in arrays["generated"]]
-        if "vocab_ids" in arrays and "vocab_text" in arrays and len(arrays["vocab_ids"]) == len(arrays["vocab_text"]):
-            trace.vocab = {int(i): str(t) for i, t in zip(arrays["vocab_ids"], arrays["vocab_text"], strict=True)}
-        for token_id, text in zip(trace.token_ids, trace.token_text, strict=True):  # traces saved without vocab
+        if (
+            "vocab_ids" in arrays
+            and "vocab_text" in arrays
+            and len(arrays["vocab_ids"]) == len(arrays["vocab_text"])
+        ):
+            trace.vocab = {
+                int(i): str(t) for i, t in zip(arrays["vocab_ids"], arrays["vocab_text"], strict=True)
+            }
+        for token_id, text in zip(
+            trace.token_ids, trace.token_text, strict=True
+        ):  # traces saved without vocab
             trace.vocab.setdefault(token_id, text)
         return trace
-

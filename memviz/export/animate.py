@@ -64,15 +64,25 @@ class _GifSink:
         from PIL import Image
 
         frame = Image.frombytes("RGB", (width, height), rgb)
-        self.frames.append(frame.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
+        self.frames.append(
+            frame.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        )
 
     def close(self) -> None:
         if not self.frames:
             raise MemvizError("no frames to write")
         first, rest = self.frames[0], self.frames[1:]
         # disposal 1 and no optimisation: every step stays its own frame, even if two look alike
-        first.save(self.path, format="GIF", save_all=True, append_images=rest, duration=self.duration, loop=0,
-                   optimize=False, disposal=1)
+        first.save(
+            self.path,
+            format="GIF",
+            save_all=True,
+            append_images=rest,
+            duration=self.duration,
+            loop=0,
+            optimize=False,
+            disposal=1,
+        )
         self.frames = []
 
     def abort(self) -> None:
@@ -83,8 +93,10 @@ class _Mp4Sink:
     def __init__(self, path: Path, fps: float) -> None:
         exe = ffmpeg_executable()
         if exe is None:
-            raise MemvizError("MP4 needs ffmpeg: install imageio-ffmpeg (pip install imageio-ffmpeg) or ffmpeg; "
-                              "or export --format gif")
+            raise MemvizError(
+                "MP4 needs ffmpeg: install imageio-ffmpeg (pip install imageio-ffmpeg) or ffmpeg; "
+                "or export --format gif"
+            )
         self.path = path
         self.fps = fps
         self.exe = exe
@@ -94,11 +106,34 @@ class _Mp4Sink:
     def _start(self, width: int, height: int) -> None:
         self.size = (width, height)
         command = [
-            self.exe, "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{self.fps:g}", "-i", "-",
-            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # yuv420p needs even sides
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "medium", "-crf", "18",
-            "-movflags", "+faststart", str(self.path),
+            self.exe,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{self.fps:g}",
+            "-i",
+            "-",
+            "-vf",
+            "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # yuv420p needs even sides
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-preset",
+            "medium",
+            "-crf",
+            "18",
+            "-movflags",
+            "+faststart",
+            str(self.path),
         ]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -178,8 +213,9 @@ class AnimationJob:
         self.sink = _GifSink(self.out, fps) if fmt == "gif" else _Mp4Sink(self.out, fps)
         self.state = state
         self.scale = scale
-        self.renderer = FigureRenderer(cls, trace, replace(state, cursor=self.steps[0], follow=False), size=size,
-                                      exact_fit=False)
+        self.renderer = FigureRenderer(
+            cls, trace, replace(state, cursor=self.steps[0], follow=False), size=size, exact_fit=False
+        )
         self.done = 0
         self.closed = False
 
@@ -231,7 +267,9 @@ def export_animation(
     cancel: Callable[[], bool] | None = None,
 ) -> Path:
     """Write the animation; `progress(done, total)` after each frame; `cancel()` true stops it (Cancelled)."""
-    job = AnimationJob(trace, panel, state, out, fmt=fmt, start=start, stop=stop, fps=fps, scale=scale, size=size)
+    job = AnimationJob(
+        trace, panel, state, out, fmt=fmt, start=start, stop=stop, fps=fps, scale=scale, size=size
+    )
     try:
         while True:
             if cancel is not None and cancel():

@@ -27,23 +27,30 @@ def register(subparsers) -> None:
     from memviz.cli import add_trace_options
 
     p = subparsers.add_parser(
-        "export", help="render panels to PNG/SVG/PDF, animate to GIF/MP4, or write a series as CSV",
+        "export",
+        help="render panels to PNG/SVG/PDF, animate to GIF/MP4, or write a series as CSV",
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("--trace", metavar="FILE", help="a saved trace or session (.memviz); no model is loaded")
     add_trace_options(p, required=False)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--panel", metavar="NAME", help="the panel to draw (see --list-panels)")
-    which.add_argument("--all", action="store_true", help="every panel that shows this trace, into the folder --out")
+    which.add_argument(
+        "--all", action="store_true", help="every panel that shows this trace, into the folder --out"
+    )
     which.add_argument("--list-panels", action="store_true", help="print the panels for this trace and stop")
     p.add_argument("--step", type=int, help="the step shown, from 0 (default: the last)")
     p.add_argument("--layer", type=int)
     p.add_argument("--head", type=int)
     p.add_argument("--unit", type=int)
     p.add_argument("--format", choices=ALL_FORMATS, help="default: from the --out file name")
-    p.add_argument("--scale", type=float, default=1.0, help="PNG/GIF/MP4 pixels per figure pixel (2 = retina)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="PNG/GIF/MP4 pixels per figure pixel (2 = retina)"
+    )
     p.add_argument("--size", metavar="WxH", help="figure size in pixels at 96 dpi (default 1280x720)")
-    p.add_argument("--theme", choices=("dark", "talk"), help="talk: light background, larger fonts, for slides")
+    p.add_argument(
+        "--theme", choices=("dark", "talk"), help="talk: light background, larger fonts, for slides"
+    )
     p.add_argument("--animate", action="store_true", help="one frame per step (GIF or MP4)")
     p.add_argument("--from", dest="start", type=int, metavar="A", help="first step of the animation")
     p.add_argument("--to", dest="stop", type=int, metavar="B", help="last step of the animation (included)")
@@ -157,8 +164,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         if args.all or args.panel:
             raise MemvizError("CSV takes --series (unit, attention, topk), not --panel/--all")
-        out = export_csv(trace, args.out, series=args.series, layer=state.layer, head=state.head, unit=state.unit,
-                         step=args.step if args.series != "attention" else args.step)
+        out = export_csv(
+            trace,
+            args.out,
+            series=args.series,
+            layer=state.layer,
+            head=state.head,
+            unit=state.unit,
+            step=args.step if args.series != "attention" else args.step,
+        )
         print(f"wrote {out}")
         return 0
 
@@ -184,8 +198,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         if animate:
             from memviz.export.animate import export_animation
 
-            export_animation(trace, cls, state, out, fmt=fmt, start=args.start, stop=args.stop, fps=args.fps,
-                             scale=args.scale, size=size)
+            export_animation(
+                trace,
+                cls,
+                state,
+                out,
+                fmt=fmt,
+                start=args.start,
+                stop=args.stop,
+                fps=args.fps,
+                scale=args.scale,
+                size=size,
+            )
         else:
             render.export_figure(trace, cls, state, out, fmt=fmt, scale=args.scale, size=size)
         print(f"wrote {out}")

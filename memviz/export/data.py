@@ -24,7 +24,9 @@ GATE_NAMES = ("i", "f", "g", "o")
 
 def _check(name: str, value: int, upper: int, what: str) -> int:
     if not 0 <= value < upper:
-        raise MemvizError(f"--{name} {value} is out of range: {what} (0..{upper - 1})" if upper else f"--{name}: {what}")
+        raise MemvizError(
+            f"--{name} {value} is out of range: {what} (0..{upper - 1})" if upper else f"--{name}: {what}"
+        )
     return value
 
 
@@ -34,7 +36,9 @@ def _value(x) -> str:
 
 def unit_rows(trace: Trace, layer: int, unit: int) -> list[list]:
     if not trace.has("cell"):
-        raise MemvizError(f"a unit series needs an LSTM trace; this is a {trace.architecture or 'unknown'} trace")
+        raise MemvizError(
+            f"a unit series needs an LSTM trace; this is a {trace.architecture or 'unknown'} trace"
+        )
     cell = trace.array("cell")  # [T, L, H]
     _check("layer", layer, cell.shape[1], f"the model has {cell.shape[1]} layers")
     _check("unit", unit, cell.shape[2], f"the layer has {cell.shape[2]} units")
@@ -56,11 +60,17 @@ def unit_rows(trace: Trace, layer: int, unit: int) -> list[list]:
 
 def attention_rows(trace: Trace, layer: int, head: int, step: int | None = None) -> list[list]:
     if not trace.has("attention"):
-        raise MemvizError(f"an attention series needs a GPT-2 trace; this is a {trace.architecture or 'unknown'} trace")
+        raise MemvizError(
+            f"an attention series needs a GPT-2 trace; this is a {trace.architecture or 'unknown'} trace"
+        )
     L, A = trace.attention_at(0).shape[:2]
     _check("layer", layer, L, f"the model has {L} layers")
     _check("head", head, A, f"the model has {A} heads")
-    n = len(trace) if step is None else _check("step", step, len(trace), f"this trace has {len(trace)} steps") + 1
+    n = (
+        len(trace)
+        if step is None
+        else _check("step", step, len(trace), f"this trace has {len(trace)} steps") + 1
+    )
     matrix = trace.attention_matrix(layer, head, upto=n)
     header = ["query_step", "query_token"] + [f"{k}:{trace.token_text[k]}" for k in range(n)]
     rows: list[list] = [header]
@@ -80,7 +90,9 @@ def topk_rows(trace: Trace, step: int) -> list[list]:
     return rows
 
 
-def series_rows(trace: Trace, series: str, layer: int = 0, head: int = 0, unit: int = 0, step: int | None = None):
+def series_rows(
+    trace: Trace, series: str, layer: int = 0, head: int = 0, unit: int = 0, step: int | None = None
+):
     if series == "unit":
         return unit_rows(trace, layer, unit)
     if series == "attention":

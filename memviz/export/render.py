@@ -100,7 +100,10 @@ def format_from_path(path: str | os.PathLike, allowed: Iterable[str] = FORMATS) 
     suffix = {"jpeg": "jpg"}.get(suffix, suffix)
     allowed = tuple(allowed)
     if suffix not in allowed:
-        raise MemvizError(f"{path}: cannot tell the format from the name; end it with " + ", ".join("." + f for f in allowed))
+        raise MemvizError(
+            f"{path}: cannot tell the format from the name; end it with "
+            + ", ".join("." + f for f in allowed)
+        )
     return suffix
 
 
@@ -131,10 +134,14 @@ class FigureRenderer:
         self.state = state
         self.view = ViewModel(state)
         self.panel = panel_cls(self.view)
-        self.panel.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)  # never a window, on any platform
+        self.panel.setAttribute(
+            Qt.WidgetAttribute.WA_DontShowOnScreen, True
+        )  # never a window, on any platform
         from memviz.ui.panels.heatmap import heatmaps_of
 
-        for heatmap in heatmaps_of(self.panel):  # a still figure ends at its data; an animation keeps one frame
+        for heatmap in heatmaps_of(
+            self.panel
+        ):  # a still figure ends at its data; an animation keeps one frame
             heatmap.exact_fit = exact_fit
         self.panel.set_trace(trace)
         self.panel.apply_theme(state)
@@ -231,7 +238,9 @@ class FigureRenderer:
         painter.setPen(QColor(theme.foreground))
         painter.setFont(self.title_font())
         painter.drawText(
-            QRect(12, 0, width - 24, title_h), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), self.title()
+            QRect(12, 0, width - 24, title_h),
+            int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+            self.title(),
         )
         painter.restore()
         body = self.body_widget()
@@ -306,8 +315,12 @@ class FigureRenderer:
         writer.setResolution(DPI)
         writer.setCreator("memviz")
         writer.setTitle(self.title())
-        page = QPageSize(QSizeF(width * 72 / DPI, height * 72 / DPI), QPageSize.Unit.Point, "memviz figure",
-                         QPageSize.SizeMatchPolicy.ExactMatch)
+        page = QPageSize(
+            QSizeF(width * 72 / DPI, height * 72 / DPI),
+            QPageSize.Unit.Point,
+            "memviz figure",
+            QPageSize.SizeMatchPolicy.ExactMatch,
+        )
         writer.setPageLayout(QPageLayout(page, QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
         painter = QPainter()
         if not painter.begin(writer):
@@ -416,7 +429,9 @@ def postprocess_svg(path: Path) -> None:
                 continue
             for image in group.findall(svg + "image"):
                 _sharpen_image(image, m)
-            strokes = [c for c in group if c.get("vector-effect") == "non-scaling-stroke" and _bake(c, m, svg)]
+            strokes = [
+                c for c in group if c.get("vector-effect") == "non-scaling-stroke" and _bake(c, m, svg)
+            ]
             if not strokes:
                 continue
             twin = ET.Element(group.tag, {k: v for k, v in group.attrib.items() if k != "transform"})
@@ -437,7 +452,7 @@ def _bake(shape, m: tuple[float, ...], svg: str) -> bool:
     def pairs(text: str) -> str:
         return _PAIR.sub(lambda g: "{:.3f},{:.3f}".format(*point(float(g.group(1)), float(g.group(2)))), text)
 
-    tag = shape.tag[len(svg):] if shape.tag.startswith(svg) else shape.tag
+    tag = shape.tag[len(svg) :] if shape.tag.startswith(svg) else shape.tag
     if tag == "path":
         data = shape.get("d", "")
         if re.search(r"[A-Za-z]", re.sub(r"[MLCZ]", "", data)):  # only Qt's absolute M, L, C, Z are mapped
@@ -449,7 +464,12 @@ def _bake(shape, m: tuple[float, ...], svg: str) -> bool:
         x, y = float(shape.get("x", 0)), float(shape.get("y", 0))
         x0, y0 = point(x, y)
         x1, y1 = point(x + float(shape.get("width", 0)), y + float(shape.get("height", 0)))
-        for key, value in (("x", min(x0, x1)), ("y", min(y0, y1)), ("width", abs(x1 - x0)), ("height", abs(y1 - y0))):
+        for key, value in (
+            ("x", min(x0, x1)),
+            ("y", min(y0, y1)),
+            ("width", abs(x1 - x0)),
+            ("height", abs(y1 - y0)),
+        ):
             shape.set(key, f"{value:.3f}")
     else:
         return False
@@ -470,7 +490,7 @@ def _sharpen_image(image, m: tuple[float, ...], max_pixels: int = 16_000_000) ->
         return
     shown_w = abs(m[0]) * float(image.get("width", 0)) + abs(m[2]) * float(image.get("height", 0))
     shown_h = abs(m[1]) * float(image.get("width", 0)) + abs(m[3]) * float(image.get("height", 0))
-    with Image.open(io.BytesIO(base64.b64decode(href[len(prefix):]))) as picture:
+    with Image.open(io.BytesIO(base64.b64decode(href[len(prefix) :]))) as picture:
         picture.load()
         w, h = picture.size
         factor = math.ceil(max(shown_w / max(w, 1), shown_h / max(h, 1)))
@@ -481,7 +501,10 @@ def _sharpen_image(image, m: tuple[float, ...], max_pixels: int = 16_000_000) ->
         big = picture.resize((w * factor, h * factor), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     big.save(buffer, "PNG", optimize=True)
-    image.set(href_key if image.get(href_key) else "href", prefix + base64.b64encode(buffer.getvalue()).decode("ascii"))
+    image.set(
+        href_key if image.get(href_key) else "href",
+        prefix + base64.b64encode(buffer.getvalue()).decode("ascii"),
+    )
 
 
 # -- one call ------------------------------------------------------------------------------------
@@ -523,6 +546,8 @@ def export_all(
     if not panels:
         raise MemvizError(f"no panel shows {trace.architecture or 'this'} traces")
     return [
-        export_figure(trace, cls, state, folder / f"{safe_file_name(cls.name)}.{fmt}", fmt=fmt, scale=scale, size=size)
+        export_figure(
+            trace, cls, state, folder / f"{safe_file_name(cls.name)}.{fmt}", fmt=fmt, scale=scale, size=size
+        )
         for cls in panels
     ]

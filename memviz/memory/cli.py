@@ -10,7 +10,9 @@ from memviz.errors import MemvizError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("memory", help="long-term memory stores: add documents, show what a store holds")
+    p = subparsers.add_parser(
+        "memory", help="long-term memory stores: add documents, show what a store holds"
+    )
     sub = p.add_subparsers(dest="memory_command", parser_class=type(p))
     p.set_defaults(func=lambda _args: (p.print_help(), 0)[1])
 
@@ -51,16 +53,23 @@ def cmd_add(args: argparse.Namespace) -> int:
     total_added = 0
     try:
         for name, text in texts:
-            bar = tqdm(desc=Path(name).name, unit=" entries", unit_scale=True, disable=args.quiet,
-                       file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                desc=Path(name).name,
+                unit=" entries",
+                unit_scale=True,
+                disable=args.quiet,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
 
             def progress(done: int, total: int, bar=bar) -> None:
                 bar.total = total
                 bar.update(done - bar.n)
 
             try:
-                result = store.add_document(text, Path(name).name, backend, progress=progress,
-                                            batch_size=args.batch_size)
+                result = store.add_document(
+                    text, Path(name).name, backend, progress=progress, batch_size=args.batch_size
+                )
             finally:
                 bar.close()
             total_added += result.entries

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def knn_distribution(values: np.ndarray, distances: np.ndarray, vocab_size: int, temperature: float) -> np.ndarray:
+def knn_distribution(
+    values: np.ndarray, distances: np.ndarray, vocab_size: int, temperature: float
+) -> np.ndarray:
     """p_kNN over the vocabulary from neighbours' next tokens and squared-L2 distances."""
     p = np.zeros(vocab_size, dtype=np.float64)
     valid = values >= 0

@@ -281,7 +281,9 @@ class MemoryStore:
     def _sync_index(self, initial: bool = False) -> None:
         """Bring the in-memory index up to the database (after another process wrote, or on open)."""
         with self._lock:
-            count, _max_id = self._conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM entries").fetchone()
+            count, _max_id = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM entries"
+            ).fetchone()
             index = self._index if not initial else self._load_saved_index()
             if index is not None:
                 ids = self._index_ids(index)
@@ -306,13 +308,17 @@ class MemoryStore:
             return True
         picks = np.unique(ids[np.linspace(0, ids.size - 1, min(samples, ids.size)).astype(np.int64)])
         marks = ",".join("?" * len(picks))
-        rows = dict(self._conn.execute(f"SELECT id, key FROM entries WHERE id IN ({marks})",
-                                       [int(i) for i in picks]).fetchall())
+        rows = dict(
+            self._conn.execute(
+                f"SELECT id, key FROM entries WHERE id IN ({marks})", [int(i) for i in picks]
+            ).fetchall()
+        )
         try:
             for i in picks:
                 stored = rows.get(int(i))
-                if stored is None or not np.array_equal(index.reconstruct(int(i)),
-                                                        np.frombuffer(stored, dtype=np.float32)):
+                if stored is None or not np.array_equal(
+                    index.reconstruct(int(i)), np.frombuffer(stored, dtype=np.float32)
+                ):
                     return False
         except RuntimeError:
             return False
@@ -323,7 +329,9 @@ class MemoryStore:
         cursor = self._conn.execute("SELECT id, key FROM entries WHERE id > ? ORDER BY id", (after,))
         while rows := cursor.fetchmany(8192):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            keys = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.key_dim)
+            keys = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+                len(rows), self.key_dim
+            )
             index.add_with_ids(keys, ids)
             added += len(rows)
         return added
@@ -382,7 +390,9 @@ class MemoryStore:
         """The k nearest memories: ids (-1 = none), squared-L2 distances, next tokens; nearest first."""
         query = np.ascontiguousarray(np.asarray(key, dtype=np.float32).reshape(1, -1))
         if query.shape[1] != self.key_dim:
-            raise MemvizError(f"memory key has {query.shape[1]} values; this store holds keys of {self.key_dim}")
+            raise MemvizError(
+                f"memory key has {query.shape[1]} values; this store holds keys of {self.key_dim}"
+            )
         with self._lock:
             if self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
                 self._sync_index()  # another process (or connection) wrote
@@ -442,7 +452,9 @@ class MemoryStore:
             self._document_chars -= len(dropped)
         return text
 
-    def records(self, document_id: int | None = None, offset: int = 0, limit: int = 100) -> list[MemoryRecord]:
+    def records(
+        self, document_id: int | None = None, offset: int = 0, limit: int = 100
+    ) -> list[MemoryRecord]:
         """A page of records in storage order (optionally of one document)."""
         with self._lock:
             if document_id is None:
@@ -461,7 +473,9 @@ class MemoryStore:
         wanted = [int(i) for i in ids]
         with self._lock:
             marks = ",".join("?" * len(wanted))
-            rows = dict(self._conn.execute(f"SELECT id, key FROM entries WHERE id IN ({marks})", wanted).fetchall())
+            rows = dict(
+                self._conn.execute(f"SELECT id, key FROM entries WHERE id IN ({marks})", wanted).fetchall()
+            )
         return np.stack([np.frombuffer(rows[i], dtype=np.float32) for i in wanted])
 
     def documents(self) -> list[DocumentInfo]:
@@ -515,7 +529,9 @@ class MemoryStore:
         texts = [backend.token_text(i) for i in ids]
         return self._write(ids, texts, keys, name, "file", progress, cancelled, batch_size)
 
-    def remember_run(self, session, name: str | None = None, batch_size: int = BATCH_SIZE) -> AddResult | None:
+    def remember_run(
+        self, session, name: str | None = None, batch_size: int = BATCH_SIZE
+    ) -> AddResult | None:
         """Store a finished run's keys (the opt-in "remember past runs"). None when too short."""
         self._check_backend(session.backend)
         trace = session.trace
@@ -528,7 +544,9 @@ class MemoryStore:
         name = name or time.strftime("run %Y-%m-%d %H:%M:%S")
         return self._write(ids, texts, keys, name, "run", None, None, batch_size)
 
-    def _write(self, ids, texts, keys: Iterator[np.ndarray], name, source, progress, cancelled, batch_size) -> AddResult:
+    def _write(
+        self, ids, texts, keys: Iterator[np.ndarray], name, source, progress, cancelled, batch_size
+    ) -> AddResult:
         start_time = time.perf_counter()
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum([len(t) for t in texts], out=offsets[1:])
@@ -554,7 +572,9 @@ class MemoryStore:
                     was_cancelled = True
                     break
         with self._lock:
-            self._conn.execute("UPDATE documents SET complete = ? WHERE id = ?", (int(not was_cancelled), document_id))
+            self._conn.execute(
+                "UPDATE documents SET complete = ? WHERE id = ?", (int(not was_cancelled), document_id)
+            )
             self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             self.save_index()
         return AddResult(document_id, done, time.perf_counter() - start_time, was_cancelled)
@@ -562,12 +582,22 @@ class MemoryStore:
     def _commit_batch(self, document_id, first, batch, ids, texts, offsets) -> None:
         keys = np.stack(batch)
         if keys.shape[1] != self.key_dim:
-            raise MemvizError(f"model keys have {keys.shape[1]} values; this store holds keys of {self.key_dim}")
+            raise MemvizError(
+                f"model keys have {keys.shape[1]} values; this store holds keys of {self.key_dim}"
+            )
         rows = []
         for j in range(len(batch)):
             p = first + j + 1  # the value's position
             rows.append(
-                (keys[j].tobytes(), int(ids[p]), texts[p], document_id, p, int(offsets[p]), int(offsets[p + 1]))
+                (
+                    keys[j].tobytes(),
+                    int(ids[p]),
+                    texts[p],
+                    document_id,
+                    p,
+                    int(offsets[p]),
+                    int(offsets[p + 1]),
+                )
             )
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -663,7 +693,9 @@ def _gpt2_keys(model, ids: list[int], window: int | None) -> Iterator[np.ndarray
     import torch
 
     captured = {}
-    hook = model.transformer.h[-1].ln_2.register_forward_hook(lambda _m, _i, out: captured.__setitem__("k", out))
+    hook = model.transformer.h[-1].ln_2.register_forward_hook(
+        lambda _m, _i, out: captured.__setitem__("k", out)
+    )
     try:
         for start, first_new, length in _chunks(len(ids), window):
             with torch.inference_mode():

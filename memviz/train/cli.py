@@ -23,15 +23,26 @@ def register(sub) -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=4096, help="GPT-2 BPE vocabulary")
     p.add_argument("--context", type=int, default=512, help="GPT-2 context window")
-    p.add_argument("--copy-fraction", type=float, default=0.0,
-                   help="GPT-2: share of training sequences that repeat a span (teaches in-context copying)")
-    p.add_argument("--random-copy-fraction", type=float, default=0.0,
-                   help="GPT-2: share of training sequences that repeat random tokens (teaches induction heads)")
+    p.add_argument(
+        "--copy-fraction",
+        type=float,
+        default=0.0,
+        help="GPT-2: share of training sequences that repeat a span (teaches in-context copying)",
+    )
+    p.add_argument(
+        "--random-copy-fraction",
+        type=float,
+        default=0.0,
+        help="GPT-2: share of training sequences that repeat random tokens (teaches induction heads)",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--constant-lr", action="store_true",
-                   help="hold the learning rate after warmup instead of the cosine decay")
+    p.add_argument(
+        "--constant-lr",
+        action="store_true",
+        help="hold the learning rate after warmup instead of the cosine decay",
+    )
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
@@ -50,23 +61,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.architecture == "lstm":
         from memviz.train.lstm import train_lstm
 
-        cfg = TrainConfig(max_steps=args.max_steps, minutes=args.minutes, lr=args.lr or 3e-3,
-                          batch_size=args.batch_size or 64, seq_len=args.seq_len or 128,
-                          seed=args.seed, threads=args.threads, constant_lr=args.constant_lr)
+        cfg = TrainConfig(
+            max_steps=args.max_steps,
+            minutes=args.minutes,
+            lr=args.lr or 3e-3,
+            batch_size=args.batch_size or 64,
+            seq_len=args.seq_len or 128,
+            seed=args.seed,
+            threads=args.threads,
+            constant_lr=args.constant_lr,
+        )
         result = train_lstm(args.corpus, out, cfg, hidden=args.hidden or 256, layers=args.layers or 2)
     else:
         from memviz.train.gpt2 import train_gpt2
 
-        cfg = TrainConfig(max_steps=args.max_steps, minutes=args.minutes, lr=args.lr or 2e-3,
-                          batch_size=args.batch_size or 16, seq_len=args.seq_len or 256,
-                          seed=args.seed, threads=args.threads, constant_lr=args.constant_lr)
-        result = train_gpt2(args.corpus, out, cfg, layers=args.layers or 4, heads=args.heads,
-                            embd=args.hidden or 256, vocab_size=args.vocab_size, positions=args.context,
-                            copy_fraction=args.copy_fraction, random_copy_fraction=args.random_copy_fraction)
+        cfg = TrainConfig(
+            max_steps=args.max_steps,
+            minutes=args.minutes,
+            lr=args.lr or 2e-3,
+            batch_size=args.batch_size or 16,
+            seq_len=args.seq_len or 256,
+            seed=args.seed,
+            threads=args.threads,
+            constant_lr=args.constant_lr,
+        )
+        result = train_gpt2(
+            args.corpus,
+            out,
+            cfg,
+            layers=args.layers or 4,
+            heads=args.heads,
+            embd=args.hidden or 256,
+            vocab_size=args.vocab_size,
+            positions=args.context,
+            copy_fraction=args.copy_fraction,
+            random_copy_fraction=args.random_copy_fraction,
+        )
     result["machine"] = f"{platform.processor() or platform.machine()}, {args.threads or 'default'} thread(s)"
     result["finished"] = time.strftime("%Y-%m-%d %H:%M")
     (out / "training.json").write_text(json.dumps(result, indent=2))
-    print(f"saved {out}: {result['steps']} steps, {result['train_seconds'] / 60:.1f} min, loss {result['loss']:.3f}")
+    print(
+        f"saved {out}: {result['steps']} steps, {result['train_seconds'] / 60:.1f} min, loss {result['loss']:.3f}"
+    )
     return 0
 
 
@@ -79,7 +115,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backend = load_backend(args.model)
     text, _ = read_text_file(args.text_file)
     start = time.perf_counter()
-    result = {"model": backend.info.name, "characters": len(text), "bits_per_char": bits_per_char(backend, text)}
+    result = {
+        "model": backend.info.name,
+        "characters": len(text),
+        "bits_per_char": bits_per_char(backend, text),
+    }
     if isinstance(backend, GPT2Backend):
         first, second = induction_losses(backend)
         result["induction_first_copy_loss"] = first

@@ -54,7 +54,9 @@ def bits_per_char(backend, text: str) -> float:
 
 
 @torch.inference_mode()
-def induction_losses(backend: GPT2Backend, length: int = 100, trials: int = 16, seed: int = 0) -> tuple[float, float]:
+def induction_losses(
+    backend: GPT2Backend, length: int = 100, trials: int = 16, seed: int = 0
+) -> tuple[float, float]:
     """Mean loss (nats/token) on the first and second copy of a random token sequence repeated twice.
 
     A model with induction heads copies from its context: the second copy's loss falls far below the first.

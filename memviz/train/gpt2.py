@@ -22,17 +22,31 @@ def train_tokenizer(text: str, vocab_size: int, out: Path):
     if (out / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(out)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([text[i : i + 100_000] for i in range(0, len(text), 100_000)],
-                            vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT])
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT, unk_token=EOT)
+    bpe.train_from_iterator(
+        [text[i : i + 100_000] for i in range(0, len(text), 100_000)],
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOT],
+    )
+    tokenizer = GPT2TokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT, unk_token=EOT
+    )
     tokenizer.model_max_length = 10**9  # the model's window, not the tokenizer, limits a run
     tokenizer.save_pretrained(out)
     return tokenizer
 
 
 def train_gpt2(
-    corpus_path: str, out: Path, cfg: TrainConfig, layers: int = 4, heads: int = 4, embd: int = 256,
-    vocab_size: int = 4096, positions: int = 512, copy_fraction: float = 0.0, random_copy_fraction: float = 0.0,
+    corpus_path: str,
+    out: Path,
+    cfg: TrainConfig,
+    layers: int = 4,
+    heads: int = 4,
+    embd: int = 256,
+    vocab_size: int = 4096,
+    positions: int = 512,
+    copy_fraction: float = 0.0,
+    random_copy_fraction: float = 0.0,
 ) -> dict:
     """`copy_fraction` of each batch's sequences are a span of real text (8 to S/2 tokens) repeated: they
     reward copying from the context. `random_copy_fraction` of them are a span of uniformly random tokens
@@ -52,9 +66,16 @@ def train_gpt2(
         model = GPT2LMHeadModel.from_pretrained(out, use_safetensors=True)
     else:
         config = GPT2Config(
-            n_layer=layers, n_head=heads, n_embd=embd, vocab_size=len(tokenizer), n_positions=positions,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            n_layer=layers,
+            n_head=heads,
+            n_embd=embd,
+            vocab_size=len(tokenizer),
+            n_positions=positions,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
         )
         model = GPT2LMHeadModel(config)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -83,7 +104,8 @@ def train_gpt2(
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95),
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
     )
 
     def save_model():

@@ -22,7 +22,9 @@ class TrainConfig:
     minutes: float = 60.0
     lr: float = 2e-3
     warmup: int = 100
-    constant_lr: bool = False  # after warmup: hold lr (a phase that must keep learning) instead of cosine decay
+    constant_lr: bool = (
+        False  # after warmup: hold lr (a phase that must keep learning) instead of cosine decay
+    )
     batch_size: int = 32
     seq_len: int = 128
     checkpoint_every: int = 200
@@ -77,7 +79,9 @@ def load_state(out: Path, model: torch.nn.Module, optimizer) -> dict | None:
     return json.loads((out / "train_state.json").read_text())
 
 
-def train_loop(model, optimizer, batches, cfg: TrainConfig, out: Path, save_model, units: str = "tok") -> dict:
+def train_loop(
+    model, optimizer, batches, cfg: TrainConfig, out: Path, save_model, units: str = "tok"
+) -> dict:
     """Run steps of `loss = batches(step)` until the budget; checkpoint, resume, Ctrl-C save.
 
     `batches(step)` returns (loss, tokens_in_batch). `save_model()` writes the loadable checkpoint.
@@ -112,8 +116,10 @@ def train_loop(model, optimizer, batches, cfg: TrainConfig, out: Path, save_mode
             bar.total = cfg.max_steps
             bar.write(f"step budget: {cfg.max_steps} steps in about {cfg.minutes:g} minutes", file=sys.stderr)
         bar.update(1)
-        bar.set_postfix_str(f"loss {smoothed:.3f}  {tokens_seen / seconds:,.0f} {units}/s  lr {lr_at(step, cfg):.2e}",
-                            refresh=False)
+        bar.set_postfix_str(
+            f"loss {smoothed:.3f}  {tokens_seen / seconds:,.0f} {units}/s  lr {lr_at(step, cfg):.2e}",
+            refresh=False,
+        )
         log = {"loss": smoothed, "train_seconds": elapsed_before + seconds}
         if step % cfg.checkpoint_every == 0 or interrupt.requested or step == cfg.max_steps:
             model.eval()

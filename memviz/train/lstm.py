@@ -25,7 +25,9 @@ def build_tokenizer(text: str, out: Path) -> CharTokenizer:
     return CharTokenizer(["\ufffd", *chars], unk=0)
 
 
-def train_lstm(corpus_path: str, out: Path, cfg: TrainConfig, hidden: int = 256, layers: int = 2, embedding: int = 64) -> dict:
+def train_lstm(
+    corpus_path: str, out: Path, cfg: TrainConfig, hidden: int = 256, layers: int = 2, embedding: int = 64
+) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -81,7 +81,9 @@ class ExportActions(QObject):
         self.save_session_action = self._action("Save session...", self.save_session_dialog, "Ctrl+S")
         self.open_session_action = self._action("Open session...", self.open_session_dialog)
         self.export_all_action = self._action("Export all panels...", self.export_all_dialog, "Ctrl+E")
-        self.export_animation_action = self._action("Export animation...", lambda: self.export_animation_dialog())
+        self.export_animation_action = self._action(
+            "Export animation...", lambda: self.export_animation_dialog()
+        )
         self.export_csv_action = self._action("Export data (CSV)...", lambda: self.export_csv_dialog())
         w.add_file_action(None)
         for action in (self.save_session_action, self.open_session_action):
@@ -149,7 +151,9 @@ class ExportActions(QObject):
         return max(200, panel.width()), max(150, panel.height())
 
     def _save_name(self, title: str, filter_: str, default_ext: str, name: str) -> str | None:
-        path, chosen = QFileDialog.getSaveFileName(self.window, title, str(Path(self.last_folder) / name), filter_)
+        path, chosen = QFileDialog.getSaveFileName(
+            self.window, title, str(Path(self.last_folder) / name), filter_
+        )
         if not path:
             return None
         path = with_suffix(path, chosen, default_ext)
@@ -158,8 +162,9 @@ class ExportActions(QObject):
 
     # -- figures -------------------------------------------------------------------------------
     def export_figure(self, panel, path: str | Path, scale: float = 1.0) -> Path:
-        return render.export_figure(self._trace(), type(panel), self._state(), path, scale=scale,
-                                    size=self._size_of(panel))
+        return render.export_figure(
+            self._trace(), type(panel), self._state(), path, scale=scale, size=self._size_of(panel)
+        )
 
     def export_figure_dialog(self, panel) -> None:
         try:
@@ -174,7 +179,9 @@ class ExportActions(QObject):
     def figure_image(self, panel):
         renderer = render.FigureRenderer(type(panel), self._trace(), self._state(), size=self._size_of(panel))
         try:
-            return renderer.image(self.window.devicePixelRatioF() if hasattr(self.window, "devicePixelRatioF") else 1)
+            return renderer.image(
+                self.window.devicePixelRatioF() if hasattr(self.window, "devicePixelRatioF") else 1
+            )
         finally:
             renderer.close()
 
@@ -196,7 +203,9 @@ class ExportActions(QObject):
             folder = QFileDialog.getExistingDirectory(self.window, "Export all panels into", self.last_folder)
             if not folder:
                 return
-            fmt, ok = QInputDialog.getItem(self.window, "Export all panels", "Format", ["png", "svg", "pdf"], 0, False)
+            fmt, ok = QInputDialog.getItem(
+                self.window, "Export all panels", "Format", ["png", "svg", "pdf"], 0, False
+            )
             if ok:
                 self.last_folder = folder
                 files = self.export_all(folder, fmt)
@@ -228,7 +237,9 @@ class ExportActions(QObject):
             form.addRow("from step", start)
             form.addRow("to step", stop)
             form.addRow("frames per second", fps)
-            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+            buttons = QDialogButtonBox(
+                QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+            )
             buttons.accepted.connect(dialog.accept)
             buttons.rejected.connect(dialog.reject)
             form.addRow(buttons)
@@ -246,10 +257,20 @@ class ExportActions(QObject):
 
         if self.job is not None:
             raise MemvizError("an animation is already being written")
-        job = AnimationJob(self._trace(), type(panel), self._state(), path, start=start, stop=stop, fps=fps,
-                           size=self._size_of(panel))
+        job = AnimationJob(
+            self._trace(),
+            type(panel),
+            self._state(),
+            path,
+            start=start,
+            stop=stop,
+            fps=fps,
+            size=self._size_of(panel),
+        )
         self.job = job
-        self.progress = QProgressDialog(f"Rendering {job.total} frames...", "Cancel", 0, job.total + 1, self.window)
+        self.progress = QProgressDialog(
+            f"Rendering {job.total} frames...", "Cancel", 0, job.total + 1, self.window
+        )
         self.progress.setWindowTitle("Export animation")
         self.progress.setWindowModality(Qt.WindowModality.WindowModal)
         self.progress.setMinimumDuration(300)
@@ -328,8 +349,9 @@ class ExportActions(QObject):
 
         trace, state = self._trace(), self._state()
         series = series or default_series(trace)
-        return export_csv(trace, path, series=series, layer=state.layer, head=state.head, unit=state.unit,
-                          step=state.cursor)
+        return export_csv(
+            trace, path, series=series, layer=state.layer, head=state.head, unit=state.unit, step=state.cursor
+        )
 
     def export_csv_dialog(self, panel=None) -> None:
         from memviz.export.data import default_series
@@ -341,10 +363,14 @@ class ExportActions(QObject):
             if panel is not None and "distribution" in panel.name:
                 series = "topk"
             elif len(choices) > 1:
-                labels = {"unit": "the selected unit over time", "attention": "the selected head's attention matrix",
-                          "topk": "the next-token distribution at this step"}
-                label, ok = QInputDialog.getItem(self.window, "Export data", "Series",
-                                                 [labels[c] for c in choices], 0, False)
+                labels = {
+                    "unit": "the selected unit over time",
+                    "attention": "the selected head's attention matrix",
+                    "topk": "the next-token distribution at this step",
+                }
+                label, ok = QInputDialog.getItem(
+                    self.window, "Export data", "Series", [labels[c] for c in choices], 0, False
+                )
                 if not ok:
                     return
                 series = choices[[labels[c] for c in choices].index(label)]

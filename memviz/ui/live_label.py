@@ -75,4 +75,8 @@ class LiveLabel(QLabel):
         if self.toolTip() != tip:
             self.setToolTip(tip)
         painter.setPen(self.palette().color(self.foregroundRole()))
-        painter.drawText(rect, int(self.alignment() | Qt.AlignmentFlag.AlignVCenter) | int(Qt.TextFlag.TextSingleLine), text)
+        painter.drawText(
+            rect,
+            int(self.alignment() | Qt.AlignmentFlag.AlignVCenter) | int(Qt.TextFlag.TextSingleLine),
+            text,
+        )

@@ -156,7 +156,9 @@ class MainWindow(QMainWindow):
         self.main_toolbar.setObjectName("mainToolBar")
         self.open_model_action = QAction("Model...", self)
         self.open_model_action.setShortcut(QKeySequence("Ctrl+M"))
-        self.open_model_action.setToolTip("Choose a model: bundled, recent, a folder or a Hugging Face id (Ctrl+M)")
+        self.open_model_action.setToolTip(
+            "Choose a model: bundled, recent, a folder or a Hugging Face id (Ctrl+M)"
+        )
         self.open_model_action.triggered.connect(self.show_model_picker)
         self.open_text_action = QAction("Open text...", self)
         self.open_text_action.setShortcut(QKeySequence.Open)
@@ -188,7 +190,9 @@ class MainWindow(QMainWindow):
         self.view_bar.addWidget(self.signal_combo)
         self.layer_spin = self._spin("Layer", "layer", "The layer shown by the panels and the strip")
         self.head_spin = self._spin("Head", "head", "The attention head (GPT-2)")
-        self.unit_spin = self._spin("Unit", "unit", "The selected unit (LSTM): tints the tokens, highlighted in panels")
+        self.unit_spin = self._spin(
+            "Unit", "unit", "The selected unit (LSTM): tints the tokens, highlighted in panels"
+        )
         self.addToolBar(self.view_bar)
 
     def _spin(self, label: str, field: str, tip: str) -> QSpinBox:
@@ -243,8 +247,12 @@ class MainWindow(QMainWindow):
         self._rebuild_panels_menu()
 
         self.run_menu = bar.addMenu("&Run")
-        for action in (self.transport.play_action, self.transport.forward_action, self.transport.back_action,
-                       self.transport.reset_action):
+        for action in (
+            self.transport.play_action,
+            self.transport.forward_action,
+            self.transport.back_action,
+            self.transport.reset_action,
+        ):
             self.run_menu.addAction(action)
         self.run_menu.addSeparator()
         self.run_menu.addAction(self.generate_bar.generate_action)
@@ -299,7 +307,9 @@ class MainWindow(QMainWindow):
         self._memory_store = store
         self._fed_text = None
         self.worker.memory_requested.emit(store, self.memory_controls.recall)
-        self.message("long-term memory off" if store is None else f"recalling from {store.path} (run restarted)")
+        self.message(
+            "long-term memory off" if store is None else f"recalling from {store.path} (run restarted)"
+        )
 
     # == worker ======================================================================================
     def _connect_worker(self) -> None:
@@ -440,7 +450,9 @@ class MainWindow(QMainWindow):
         }
         signals = available_signals(trace)
         if trace is not None and len(signals) > 1 and state.signal not in signals:
-            changes["signal"] = "attention" if "attention" in signals else "unit" if "unit" in signals else signals[1]
+            changes["signal"] = (
+                "attention" if "attention" in signals else "unit" if "unit" in signals else signals[1]
+            )
         self.view.update(**changes)
         for spin, top in ((self.layer_spin, layers), (self.head_spin, heads), (self.unit_spin, units)):
             blocked = spin.blockSignals(True)
@@ -458,8 +470,11 @@ class MainWindow(QMainWindow):
         self._sync_view_controls(self.view.state)
 
     def _sync_view_controls(self, state: ViewState) -> None:
-        for spin, value in ((self.layer_spin, state.layer), (self.head_spin, state.head),
-                            (self.unit_spin, state.unit)):
+        for spin, value in (
+            (self.layer_spin, state.layer),
+            (self.head_spin, state.head),
+            (self.unit_spin, state.unit),
+        ):
             if spin.value() != value:
                 blocked = spin.blockSignals(True)
                 spin.setValue(value)
@@ -477,7 +492,9 @@ class MainWindow(QMainWindow):
 
     def _rebuild_docks(self, trace: Trace | None) -> None:
         arch = trace.architecture if trace is not None else None
-        wanted = [cls for cls in panel_registry.panel_classes() if trace is not None and self._supports(cls, trace)]
+        wanted = [
+            cls for cls in panel_registry.panel_classes() if trace is not None and self._supports(cls, trace)
+        ]
         wanted_names = [cls.name for cls in wanted]
         if self._layout_arch is not None and self.docks:
             self._save_layout()
@@ -501,8 +518,11 @@ class MainWindow(QMainWindow):
             dock = QDockWidget(cls.title, self)
             dock.setObjectName(f"dock-{cls.name}")
             dock.setWidget(panel)
-            dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
-                             | QDockWidget.DockWidgetFloatable)
+            dock.setFeatures(
+                QDockWidget.DockWidgetMovable
+                | QDockWidget.DockWidgetClosable
+                | QDockWidget.DockWidgetFloatable
+            )
             dock.visibilityChanged.connect(lambda visible: visible and self.schedule_redraw())
             self.docks[cls.name] = dock
             self.panels[cls.name] = panel
@@ -660,8 +680,10 @@ class MainWindow(QMainWindow):
                 self.context_label.setText(f"context {T} / {size}")
             else:
                 self.context_label.setText(f"context {T} / {MAX_TOKENS} max")
-                self.context_label.setToolTip("An LSTM has no context window: its memory is the cell state. "
-                                              f"A run holds at most {MAX_TOKENS} tokens.")
+                self.context_label.setToolTip(
+                    "An LSTM has no context window: its memory is the cell state. "
+                    f"A run holds at most {MAX_TOKENS} tokens."
+                )
         else:
             self.context_label.setText(f"{T} tokens" if trace is not None else "")
 
@@ -682,7 +704,12 @@ class MainWindow(QMainWindow):
         self.generate_bar.generate_action.setEnabled(has_model)
         controls = getattr(self, "memory_controls", None)
         if controls is not None and controls.busy:  # adding documents uses the model: no stepping meanwhile
-            for action in (t.reset_action, t.forward_action, t.play_action, self.generate_bar.generate_action):
+            for action in (
+                t.reset_action,
+                t.forward_action,
+                t.play_action,
+                self.generate_bar.generate_action,
+            ):
                 action.setEnabled(False)
 
     def _ensure_fed(self) -> bool:
@@ -701,7 +728,7 @@ class MainWindow(QMainWindow):
             return True
         if text != self._fed_text:
             if text.startswith(self._fed_text):
-                self.worker.feed_requested.emit(text[len(self._fed_text):])
+                self.worker.feed_requested.emit(text[len(self._fed_text) :])
                 self._fed_text = text
             else:
                 self.message("the text was edited: Reset (Home) reads it again from the start")
@@ -807,12 +834,17 @@ class MainWindow(QMainWindow):
             return
         self._replay_timer.stop()
         self.view.update(follow=True)
-        self.worker.generate_requested.emit(self.generate_bar.tokens(), sampling,
-                                            self.transport.tokens_per_second())
+        self.worker.generate_requested.emit(
+            self.generate_bar.tokens(), sampling, self.transport.tokens_per_second()
+        )
 
     def _run_from_editor(self) -> None:
         self.strip.setFocus()
-        if self.info is not None and self._fed_text is not None and not self.editor.text().startswith(self._fed_text):
+        if (
+            self.info is not None
+            and self._fed_text is not None
+            and not self.editor.text().startswith(self._fed_text)
+        ):
             self.reset()
         self.set_playing(True)
 
@@ -834,8 +866,9 @@ class MainWindow(QMainWindow):
         self.schedule_redraw()
 
     def open_text_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a text", str(Path.home()),
-                                              "Text (*.txt *.md *.py *.rst);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a text", str(Path.home()), "Text (*.txt *.md *.py *.rst);;All files (*)"
+        )
         if path:
             self.editor.load_file(path)
 
@@ -852,7 +885,9 @@ class MainWindow(QMainWindow):
             self.load_model(folder)
 
     def open_trace_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a trace", str(Path.home()), "memviz traces (*.memviz)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a trace", str(Path.home()), "memviz traces (*.memviz)"
+        )
         if path:
             try:
                 self.open_trace(path)

@@ -61,7 +61,9 @@ class AddWorker(QObject):
                 name = Path(path).name
                 text, _warnings = read_text_file(path)
                 result = self.store.add_document(
-                    text, name, self.backend,
+                    text,
+                    name,
+                    self.backend,
                     progress=lambda d, t, name=name: self.progress.emit(name, d, t),
                     cancelled=lambda: self._cancelled,
                 )
@@ -149,12 +151,16 @@ class MemoryControls(QWidget):
     # -- API for the window ---------------------------------------------------------------------------
     @property
     def recall(self) -> RecallSettings:
-        return RecallSettings(k=self.k_spin.value(), lam=self.lambda_spin.value(),
-                              temperature=self.temperature_spin.value())
+        return RecallSettings(
+            k=self.k_spin.value(), lam=self.lambda_spin.value(), temperature=self.temperature_spin.value()
+        )
 
     def set_recall(self, recall: RecallSettings) -> None:
-        for spin, value in ((self.k_spin, recall.k), (self.lambda_spin, recall.lam),
-                            (self.temperature_spin, recall.temperature)):
+        for spin, value in (
+            (self.k_spin, recall.k),
+            (self.lambda_spin, recall.lam),
+            (self.temperature_spin, recall.temperature),
+        ):
             spin.blockSignals(True)
             spin.setValue(value)
             spin.blockSignals(False)
@@ -231,16 +237,18 @@ class MemoryControls(QWidget):
     # -- internals --------------------------------------------------------------------------------------
     def _pick(self, create: bool) -> None:
         if create:
-            path, _ = QFileDialog.getSaveFileName(self, "New memory store", "memory.sqlite",
-                                                  "Memory stores (*.sqlite)")
+            path, _ = QFileDialog.getSaveFileName(
+                self, "New memory store", "memory.sqlite", "Memory stores (*.sqlite)"
+            )
         else:
             path, _ = QFileDialog.getOpenFileName(self, "Open memory store", "", "Memory stores (*.sqlite)")
         if path:
             self.open_store(path, create=create)
 
     def _pick_documents(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add documents to memory", "",
-                                                "Text (*.txt *.md *.py *.rst);;All files (*)")
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add documents to memory", "", "Text (*.txt *.md *.py *.rst);;All files (*)"
+        )
         self.add_documents(paths)
 
     def _set_store(self, store) -> None:
@@ -257,7 +265,9 @@ class MemoryControls(QWidget):
 
     def _show_store(self) -> None:
         s = self.store
-        self.store_label.setText("memory off" if s is None else f"{s.path.name}: {len(s)} entries ({s.model_name})")
+        self.store_label.setText(
+            "memory off" if s is None else f"{s.path.name}: {len(s)} entries ({s.model_name})"
+        )
         self.store_label.setToolTip("" if s is None else str(s.path))
 
     def _sync_enabled(self, adding: bool = False) -> None:

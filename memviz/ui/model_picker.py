@@ -177,8 +177,14 @@ class ModelPicker(QDialog):
     def set_loading(self, spec: str | None) -> None:
         busy = spec is not None
         self.progress.setVisible(busy)
-        for widget in (self.bundled_list, self.recent_list, self.folder_button, self.hf_id,
-                       self.hf_button, self.load_button):
+        for widget in (
+            self.bundled_list,
+            self.recent_list,
+            self.folder_button,
+            self.hf_id,
+            self.hf_button,
+            self.load_button,
+        ):
             widget.setEnabled(not busy)
         self.status.setText(f"Loading {spec} ..." if busy else "")
 

@@ -19,7 +19,9 @@ class StaticTexts:
     """
 
     def __init__(self, limit: int = 4096) -> None:
-        self.limit = limit  # distinct texts kept (texts change from step to step: a bound, then a fresh start)
+        self.limit = (
+            limit  # distinct texts kept (texts change from step to step: a bound, then a fresh start)
+        )
         self._texts: dict[str, tuple[QStaticText, QFont]] = {}
         self.set_font(QFont())
 

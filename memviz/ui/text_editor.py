@@ -30,9 +30,7 @@ class TextEditor(QPlainTextEdit):
         super().__init__(parent)
         self.setObjectName("promptEditor")
         self.setAcceptDrops(True)
-        self.setPlaceholderText(
-            "Type or drop a text here. Ctrl+Enter reads it (or Esc, then Space to play)."
-        )
+        self.setPlaceholderText("Type or drop a text here. Ctrl+Enter reads it (or Esc, then Space to play).")
         self.setTabChangesFocus(False)
         self.path: Path | None = None
 

@@ -216,8 +216,6 @@ class TokenStrip(QWidget):
             color.setAlpha(alpha)
         return color
 
-
-
     # -- layout -------------------------------------------------------------------------------
     def _apply_font(self) -> None:
         theme = self.state.theme_obj
@@ -297,8 +295,11 @@ class TokenStrip(QWidget):
         painter.fillRect(event.rect(), QColor(theme.panel_background))
         if not self._rects:
             painter.setPen(QColor(theme.foreground))
-            painter.drawText(self.rect().adjusted(12, 12, -12, -12), Qt.AlignLeft | Qt.TextWordWrap,
-                             "No tokens yet. Load a model, type a text and press Space (or Play).")
+            painter.drawText(
+                self.rect().adjusted(12, 12, -12, -12),
+                Qt.AlignLeft | Qt.TextWordWrap,
+                "No tokens yet. Load a model, type a text and press Space (or Play).",
+            )
             painter.end()
             return
         exposed = event.rect()

@@ -21,8 +21,14 @@ from memviz.core.sampling import SamplingConfig
 
 #: speed choices: label -> tokens per second (0 = as fast as the model goes)
 SPEEDS: list[tuple[str, float]] = [
-    ("1 tok/s", 1), ("2 tok/s", 2), ("5 tok/s", 5), ("10 tok/s", 10), ("20 tok/s", 20),
-    ("50 tok/s", 50), ("100 tok/s", 100), ("max", 0),
+    ("1 tok/s", 1),
+    ("2 tok/s", 2),
+    ("5 tok/s", 5),
+    ("10 tok/s", 10),
+    ("20 tok/s", 20),
+    ("50 tok/s", 50),
+    ("100 tok/s", 100),
+    ("max", 0),
 ]
 DEFAULT_SPEED = 10.0
 
@@ -96,7 +102,9 @@ class GenerateBar(QToolBar):
         self.setObjectName("generateToolBar")
         self.generate_action = QAction("Generate", self)
         self.generate_action.setShortcut(QKeySequence("Ctrl+G"))
-        self.generate_action.setToolTip("Generate N tokens after the text with these sampling settings (Ctrl+G)")
+        self.generate_action.setToolTip(
+            "Generate N tokens after the text with these sampling settings (Ctrl+G)"
+        )
 
         self.count = QSpinBox()
         self.count.setRange(1, 50_000)
@@ -124,8 +132,13 @@ class GenerateBar(QToolBar):
         self.seed.setValue(0)
         self.seed.setToolTip("Random seed: the same seed gives the same tokens")
 
-        for label, widget in (("N", self.count), ("temp", self.temperature), ("top-k", self.top_k),
-                              ("top-p", self.top_p), ("seed", self.seed)):
+        for label, widget in (
+            ("N", self.count),
+            ("temp", self.temperature),
+            ("top-k", self.top_k),
+            ("top-p", self.top_p),
+            ("seed", self.seed),
+        ):
             self.addWidget(QLabel(f" {label} "))
             self.addWidget(widget)
         self.addAction(self.generate_action)

@@ -37,8 +37,15 @@ class AttentionPanel(GraphicsPanel):
             "Each row sums to 1; the outlined row is the current step. Click a row to go to that step."
         )
         self.heatmap = Heatmap(
-            cmap=colormaps.SEQUENTIAL, levels=(0.0, 1.0), x_label="key (attended to)", y_label="query (reading)",
-            invert_y=True, x_tokens=True, y_tokens=True, value_name="attention", grows=(True, True),
+            cmap=colormaps.SEQUENTIAL,
+            levels=(0.0, 1.0),
+            x_label="key (attended to)",
+            y_label="query (reading)",
+            invert_y=True,
+            x_tokens=True,
+            y_tokens=True,
+            value_name="attention",
+            grows=(True, True),
         )
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(cursor=row, follow=False))

@@ -15,8 +15,17 @@ import pyqtgraph as pg
 
 # ColorBrewer RdBu (11 classes), from negative (blue) to positive (red).
 _RDBU = [
-    "#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
-    "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f",
+    "#053061",
+    "#2166ac",
+    "#4393c3",
+    "#92c5de",
+    "#d1e5f0",
+    "#f7f7f7",
+    "#fddbc7",
+    "#f4a582",
+    "#d6604d",
+    "#b2182b",
+    "#67001f",
 ]
 
 SEQUENTIAL = "viridis"

@@ -85,8 +85,13 @@ class HeadDistancePanel(GraphicsPanel):
             "A head's working-memory span. Click a head to select it."
         )
         self.heatmap = Heatmap(
-            cmap="inferno", levels=(0.0, 1.0), x_label="head", y_label="layer",
-            title="mean attention distance (tokens back)", invert_y=True, value_name="distance",
+            cmap="inferno",
+            levels=(0.0, 1.0),
+            x_label="head",
+            y_label="layer",
+            title="mean attention distance (tokens back)",
+            invert_y=True,
+            value_name="distance",
         )
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(layer=row, head=col))
@@ -133,10 +138,18 @@ class HeadDistancePanel(GraphicsPanel):
         self.heatmap.set_highlight_cell((clamp(state.layer, layers), clamp(state.head, heads)))
         if self.distance.size <= MAX_LABELS:
             dark = self.distance < 0.55 * top  # light text on the dark end of the map
-            self.labels.set_items([
-                (head + 0.5, layer + 0.5, distance_text(self.distance[layer, head]), "#f0f0f0" if dark[layer, head] else "#111111")
-                for layer in range(layers) for head in range(heads)
-            ])
+            self.labels.set_items(
+                [
+                    (
+                        head + 0.5,
+                        layer + 0.5,
+                        distance_text(self.distance[layer, head]),
+                        "#f0f0f0" if dark[layer, head] else "#111111",
+                    )
+                    for layer in range(layers)
+                    for head in range(heads)
+                ]
+            )
         self.note.setText(f"queries 0..{token_label(trace.token_text, t)}")
 
     def _style_labels(self) -> None:

@@ -79,7 +79,9 @@ class Raster(pg.GraphicsObject):
         if pixels is not self.pixels or self.qimage is None:
             self.pixels = pixels
             height, width = pixels.shape
-            self.qimage = QImage(pixels, width, height, pixels.strides[0], QImage.Format.Format_ARGB32_Premultiplied)
+            self.qimage = QImage(
+                pixels, width, height, pixels.strides[0], QImage.Format.Format_ARGB32_Premultiplied
+            )
         if rect != self.rect:
             self.prepareGeometryChange()
             self.rect = QRectF(rect)
@@ -242,7 +244,9 @@ class HeadGridPanel(GraphicsPanel):
         heights, threshold = self.heights[:, None, :, :], threshold[None, :, None, None]
         np.greater_equal(heights, threshold, out=bars, casting="unsafe")  # 1 where filled, else 0
         bars *= self._fill  # 1 -> the fill colour; 0 stays transparent
-        self.image.set_pixels(self._pixels.reshape(layers * height, heads * width), QRectF(0, 0, heads, layers))
+        self.image.set_pixels(
+            self._pixels.reshape(layers * height, heads * width), QRectF(0, 0, heads, layers)
+        )
 
     def _resized(self) -> None:
         if self.shape != (0, 0) and self._fit_raster() and self.rows.size:

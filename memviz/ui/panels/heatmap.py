@@ -184,8 +184,12 @@ class PixmapAxis(pg.AxisItem):
 
     def paint(self, p, opt, widget) -> None:
         transform = p.worldTransform()
-        if (self.picture is None or not self.use_pixmaps or p.paintEngine().type() != QPaintEngine.Type.Raster
-                or transform.type().value > QTransform.TransformationType.TxTranslate.value):
+        if (
+            self.picture is None
+            or not self.use_pixmaps
+            or p.paintEngine().type() != QPaintEngine.Type.Raster
+            or transform.type().value > QTransform.TransformationType.TxTranslate.value
+        ):
             super().paint(p, opt, widget)  # makes the picture when there is none, and replays it
             return
         rect = self.boundingRect().adjusted(-2, -2, 2, 2)  # line ends reach a little past the rectangle
@@ -194,7 +198,14 @@ class PixmapAxis(pg.AxisItem):
         # and the picture is drawn into it at the remaining sub-pixel offset
         corner = transform.map(rect.topLeft())
         x, y = math.floor(corner.x() * ratio), math.floor(corner.y() * ratio)
-        key = (corner.x() - x / ratio, corner.y() - y / ratio, rect.width(), rect.height(), ratio, p.renderHints())
+        key = (
+            corner.x() - x / ratio,
+            corner.y() - y / ratio,
+            rect.width(),
+            rect.height(),
+            ratio,
+            p.renderHints(),
+        )
         entry = self._pixmaps.get(id(self.picture))
         if entry is None or entry[0] is not self.picture or entry[1] != key:
             pixmap = QPixmap(math.ceil((rect.width() + 1) * ratio), math.ceil((rect.height() + 1) * ratio))
@@ -394,7 +405,9 @@ class Heatmap(pg.GraphicsLayout):
             axes["bottom"] = TokenAxis("bottom")
         if y_tokens:
             axes["left"] = TokenAxis("left")
-        self.plot: pg.PlotItem = self.addPlot(row=0, col=0, axisItems=pixmap_axes(**axes), title=title or None)
+        self.plot: pg.PlotItem = self.addPlot(
+            row=0, col=0, axisItems=pixmap_axes(**axes), title=title or None
+        )
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", x_label)
@@ -471,8 +484,10 @@ class Heatmap(pg.GraphicsLayout):
     def _follow(self) -> None:
         rows, cols = self.data.shape if self.data.ndim == 2 else (0, 0)
         stable = not self.exact_fit
-        extent = (stable_extent(rows) if stable and self.grows[0] else rows,
-                  stable_extent(cols) if stable and self.grows[1] else cols)
+        extent = (
+            stable_extent(rows) if stable and self.grows[0] else rows,
+            stable_extent(cols) if stable and self.grows[1] else cols,
+        )
         if extent != self._extent and rows and cols:
             self._extent = extent
             self.plot.getViewBox().setRange(xRange=(0, extent[1]), yRange=(0, extent[0]), padding=0.0)

@@ -33,8 +33,14 @@ class GatesPanel(GraphicsPanel):
         self.heatmaps: list[Heatmap] = []
         for index, (letter, label, cmap, levels) in enumerate(GATES):
             heatmap = Heatmap(
-                cmap=cmap, levels=levels, x_label="step", y_label="unit", title=f"{letter}: {label}",
-                x_tokens=True, value_name=letter, grows=(False, True),
+                cmap=cmap,
+                levels=levels,
+                x_label="step",
+                y_label="unit",
+                title=f"{letter}: {label}",
+                x_tokens=True,
+                value_name=letter,
+                grows=(False, True),
             )
             heatmap.tooltip_fn = self._tooltip(index)
             heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))

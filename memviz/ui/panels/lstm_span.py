@@ -97,13 +97,21 @@ class SpanPanel(GraphicsPanel):
         self.finish_controls()
         self.setToolTip(EXPLAIN)
         self.heatmap = Heatmap(
-            cmap="inferno", levels=(0.0, 1.0), x_label="written at step s", y_label="unit",
-            title="retention: prod f from s+1 to now", x_tokens=True, value_name="kept", grows=(False, True),
+            cmap="inferno",
+            levels=(0.0, 1.0),
+            x_label="written at step s",
+            y_label="unit",
+            title="retention: prod f from s+1 to now",
+            x_tokens=True,
+            value_name="kept",
+            grows=(False, True),
         )
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
         self.canvas.ci.addItem(self.heatmap, row=0, col=0)
-        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, title="effective memory length", axisItems=pixmap_axes())
+        self.plot: pg.PlotItem = self.canvas.ci.addPlot(
+            row=1, col=0, title="effective memory length", axisItems=pixmap_axes()
+        )
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "unit")
@@ -173,6 +181,8 @@ class SpanPanel(GraphicsPanel):
         if hasattr(self, "heatmap"):
             self.heatmap.apply_theme(theme)
             style_plot(self.plot, theme)
-            self.plot.setTitle("effective memory length (steps)", color=theme.foreground, size=f"{theme.font_size}pt")
+            self.plot.setTitle(
+                "effective memory length (steps)", color=theme.foreground, size=f"{theme.font_size}pt"
+            )
             self.bars.setOpts(brush="#7f9fc7" if theme.is_dark else "#4e79a7")
             self.selected_bar.setOpts(brush=theme.accent)

@@ -62,15 +62,23 @@ class StatePanel(GraphicsPanel):
         self.heatmaps: dict[str, Heatmap] = {}
         for index, (key, letter, label) in enumerate(STATES):
             heatmap = Heatmap(
-                cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), x_label="step", y_label="unit",
-                title=label, x_tokens=True, value_name=letter, grows=(False, True),
+                cmap=colormaps.DIVERGING,
+                levels=(-1.0, 1.0),
+                x_label="step",
+                y_label="unit",
+                title=label,
+                x_tokens=True,
+                value_name=letter,
+                grows=(False, True),
             )
             heatmap.tooltip_fn = self._tooltip(letter)
             heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
             self.canvas.ci.addItem(heatmap, row=0, col=index)
             self.heatmaps[key] = heatmap
         self.axis = TokenAxis("bottom")
-        self.plot: pg.PlotItem = self.canvas.ci.addPlot(row=1, col=0, colspan=2, axisItems=pixmap_axes(bottom=self.axis))
+        self.plot: pg.PlotItem = self.canvas.ci.addPlot(
+            row=1, col=0, colspan=2, axisItems=pixmap_axes(bottom=self.axis)
+        )
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "step")
@@ -151,7 +159,9 @@ class StatePanel(GraphicsPanel):
             self.plot.setXRange(0, extent, padding=0.0)
         self.cursor_line.setPos(t + 0.5)
         theme = state.theme_obj
-        self.plot.setTitle(f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt")
+        self.plot.setTitle(
+            f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt"
+        )
         self.note.setText(f"layer {layer}  unit {unit}  step {token_label(trace.token_text, t)}")
 
     def apply_theme(self, state: ViewState) -> None:

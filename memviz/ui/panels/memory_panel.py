@@ -195,8 +195,13 @@ class MemoryPanel(Panel):
         self.columns = []
         for title, key in (("model  p_LM", "lm_topk"), ("memory  p_kNN", "knn_topk"), ("mix  p", "topk")):
             if trace.has(f"{key}_ids"):
-                self.columns.append((title, trace.array(f"{key}_ids")[t][:CANDIDATES],
-                                     trace.array(f"{key}_probs")[t][:CANDIDATES]))
+                self.columns.append(
+                    (
+                        title,
+                        trace.array(f"{key}_ids")[t][:CANDIDATES],
+                        trace.array(f"{key}_probs")[t][:CANDIDATES],
+                    )
+                )
         self.next_id = trace.token_ids[t + 1] if t + 1 < len(trace) else None
         self.needs_shaping = self._texts_need_shaping()
         self.canvas.item.update()
@@ -224,16 +229,23 @@ class MemoryPanel(Panel):
         p.setPen(fg)
         tf = QFontMetricsF(title_font)
         if trace is None or self.step < 0:
-            p.drawText(QRectF(0, 0, w, h), Qt.AlignmentFlag.AlignCenter, "no recall yet: run with a memory store")
+            p.drawText(
+                QRectF(0, 0, w, h), Qt.AlignmentFlag.AlignCenter, "no recall yet: run with a memory store"
+            )
             return
         memory = trace.memory or {}
         token = _token(trace.token_text[self.step], 20)
         store_name = Path(str(memory.get("store", "?"))).name
-        head = (f"recalled at step {self.step} '{token}'   k={memory.get('k', '?')}  "
-                f"\u03bb={memory.get('lambda', '?')}  T={memory.get('temperature', '?')}   "
-                f"{store_name} ({memory.get('entries', '?')} entries)")
-        p.drawText(QRectF(pad, pad, w - 2 * pad, tf.height()), Qt.AlignmentFlag.AlignLeft,
-                   tf.elidedText(head, Qt.TextElideMode.ElideRight, w - 2 * pad))
+        head = (
+            f"recalled at step {self.step} '{token}'   k={memory.get('k', '?')}  "
+            f"\u03bb={memory.get('lambda', '?')}  T={memory.get('temperature', '?')}   "
+            f"{store_name} ({memory.get('entries', '?')} entries)"
+        )
+        p.drawText(
+            QRectF(pad, pad, w - 2 * pad, tf.height()),
+            Qt.AlignmentFlag.AlignLeft,
+            tf.elidedText(head, Qt.TextElideMode.ElideRight, w - 2 * pad),
+        )
         y = pad + tf.height() + 4
         lower_h = min(max(0.38 * h, (CANDIDATES + 2) * QFontMetricsF(small).height() + 8), 0.55 * h)
         self._draw_rows(p, QRectF(pad, y, w - 2 * pad, h - y - lower_h - pad), font, small, fg, dim)
@@ -250,7 +262,9 @@ class MemoryPanel(Panel):
             texts += [self.token_text(int(i)) for i in ids]
         return any(needs_shaping(text) for text in texts)
 
-    def _draw_rows(self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor) -> None:
+    def _draw_rows(
+        self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor
+    ) -> None:
         theme = self.state.theme_obj
         fm, sm = QFontMetricsF(font), QFontMetricsF(small)
         if not self.rows:
@@ -281,15 +295,26 @@ class MemoryPanel(Panel):
             p.setFont(font)
             if rec is None:
                 p.setPen(dim)
-                _line(p, fm, text_x, mid, fm.elidedText(f"memory #{entry_id} (no store open for its text)",
-                                                        Qt.TextElideMode.ElideRight, text_w))
+                _line(
+                    p,
+                    fm,
+                    text_x,
+                    mid,
+                    fm.elidedText(
+                        f"memory #{entry_id} (no store open for its text)",
+                        Qt.TextElideMode.ElideRight,
+                        text_w,
+                    ),
+                )
                 continue
             tok = _visible(rec.token) or "\u2205"
             tok_w = fm.horizontalAdvance(tok) + 4
             room = max(0.0, text_w - tok_w)
             after_w = min(fm.horizontalAdvance(_visible(rec.after)), room * 0.35)
             before = fm.elidedText(_visible(rec.before), Qt.TextElideMode.ElideLeft, room - after_w)
-            after = fm.elidedText(_visible(rec.after), Qt.TextElideMode.ElideRight, room - fm.horizontalAdvance(before))
+            after = fm.elidedText(
+                _visible(rec.after), Qt.TextElideMode.ElideRight, room - fm.horizontalAdvance(before)
+            )
             x = text_x
             p.setPen(dim)
             _line(p, fm, x, mid, before)
@@ -308,23 +333,38 @@ class MemoryPanel(Panel):
         if len(self.rows) > fits:
             p.setFont(small)
             p.setPen(dim)
-            _line(p, sm, area.right(), area.top() + (fits + 0.5) * row_h, f"+{len(self.rows) - fits} more", right=True)
+            _line(
+                p,
+                sm,
+                area.right(),
+                area.top() + (fits + 0.5) * row_h,
+                f"+{len(self.rows) - fits} more",
+                right=True,
+            )
 
-    def _draw_columns(self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor) -> None:
+    def _draw_columns(
+        self, p: QPainter, area: QRectF, font: QFont, small: QFont, fg: QColor, dim: QColor
+    ) -> None:
         theme = self.state.theme_obj
         if not self.columns:
             return
         sm = QFontMetricsF(small)
         gap = 14.0
         col_w = (area.width() - gap * (len(self.columns) - 1)) / len(self.columns)
-        colors = (["#6f8fb7", "#7fa86f", "#b58fc7"] if theme.is_dark else ["#9fb7d6", "#8cbf7a", "#c9a6d9"])
+        colors = ["#6f8fb7", "#7fa86f", "#b58fc7"] if theme.is_dark else ["#9fb7d6", "#8cbf7a", "#c9a6d9"]
         accent = QColor(theme.accent)
-        p.fillRect(QRectF(area.left(), area.top() - 4.5, area.width(), 1.0), dim)  # a rule (drawLine antialiased: 0.2 ms)
+        p.fillRect(
+            QRectF(area.left(), area.top() - 4.5, area.width(), 1.0), dim
+        )  # a rule (drawLine antialiased: 0.2 ms)
         for c, (title, ids, probs) in enumerate(self.columns):
             left = area.left() + c * (col_w + gap)
             p.setFont(font)
             p.setPen(fg)
-            p.drawText(QRectF(left, area.top(), col_w, QFontMetricsF(font).height()), Qt.AlignmentFlag.AlignLeft, title)
+            p.drawText(
+                QRectF(left, area.top(), col_w, QFontMetricsF(font).height()),
+                Qt.AlignmentFlag.AlignLeft,
+                title,
+            )
             top = area.top() + QFontMetricsF(font).height() + 2
             row_h = max(10.0, (area.bottom() - top) / max(1, CANDIDATES))
             label_w = min(sm.horizontalAdvance("M" * 9), col_w * 0.35)
@@ -337,7 +377,9 @@ class MemoryPanel(Panel):
                 y = top + r * row_h
                 actual = self.next_id is not None and int(tid) == int(self.next_id)
                 p.setPen(accent if actual else fg)
-                label = sm.elidedText(_token(self.token_text(int(tid))), Qt.TextElideMode.ElideRight, label_w - 4)
+                label = sm.elidedText(
+                    _token(self.token_text(int(tid))), Qt.TextElideMode.ElideRight, label_w - 4
+                )
                 _line(p, sm, left + label_w - 4, y + row_h / 2, label, right=True)
                 bar = QRectF(left + label_w, y + row_h * 0.15, max(1.0, bar_room * float(prob)), row_h * 0.7)
                 p.fillRect(bar, accent if actual else QColor(colors[c % 3]))
