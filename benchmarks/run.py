@@ -425,21 +425,22 @@ def new_trace(arch: str, memory: dict | None = None):
 # Drawing
 # ------------------------------------------------------------------------------------------------
 def discover_panels():
-    """PANEL_CLASSES, or (while it is still empty) every concrete Panel subclass in memviz.ui.panels."""
+    """PANEL_CLASSES, or (while it is still empty) every concrete Panel subclass in memviz.panels."""
     import importlib
     import pkgutil
 
-    import memviz.ui.panels as pkg
-    from memviz.ui.panels.base import Panel
+    import memviz.panels as pkg
+    from memviz.panels.base import Panel
+    from memviz.panels.registry import panel_classes
 
-    registered = list(pkg.panel_classes())
+    registered = list(panel_classes())
     if registered:
         return registered, "PANEL_CLASSES"
     for info in pkgutil.iter_modules(pkg.__path__):
         try:
-            importlib.import_module(f"memviz.ui.panels.{info.name}")
+            importlib.import_module(f"memviz.panels.{info.name}")
         except Exception as exc:  # a panel being written right now may not import yet
-            log(f"  (skipping memviz.ui.panels.{info.name}: {exc.__class__.__name__}: {exc})")
+            log(f"  (skipping memviz.panels.{info.name}: {exc.__class__.__name__}: {exc})")
     found, seen = [], set()
     stack = list(Panel.__subclasses__())
     while stack:
@@ -449,7 +450,7 @@ def discover_panels():
         seen.add(cls)
         stack.extend(cls.__subclasses__())
         if (
-            cls.__module__.startswith("memviz.ui.panels")
+            cls.__module__.startswith("memviz.panels")
             and "render" in _own_methods(cls)
             and cls.name != "panel"
         ):
@@ -517,7 +518,8 @@ def bench_draw(quick: bool, ctx: dict) -> dict:
     from PySide6.QtCore import qInstallMessageHandler
     from PySide6.QtWidgets import QGridLayout, QWidget
 
-    from memviz.ui.view import ViewModel, ViewState
+    from memviz.core.view import ViewState
+    from memviz.panels.view_model import ViewModel
 
     def quiet(mode, context, message):  # the offscreen platform's "does not support ..." notes
         if "does not support" not in message:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtWidgets import QApplication
 
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.view_model import ViewModel
 
 
 def make_panel(qtbot, cls, trace, **state):

@@ -15,9 +15,9 @@ from PySide6.QtGui import QAction, QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from memviz.errors import MemvizError  # noqa: E402
-from memviz.ui import panels as panel_registry  # noqa: E402
+from memviz.panels import registry as panel_registry  # noqa: E402
+from memviz.panels.base import Panel  # noqa: E402
 from memviz.ui.main_window import MainWindow  # noqa: E402
-from memviz.ui.panels.base import Panel  # noqa: E402
 from memviz.ui.token_strip import NEGATIVE, POSITIVE, signal_values  # noqa: E402
 
 TEXT = "def f(x): return x + 1\n"

@@ -12,12 +12,12 @@ import pytest
 
 from memviz.cli import main
 from memviz.core.trace import Trace
+from memviz.core.view import ViewState
 from memviz.export import render
 from memviz.export.animate import export_animation
 from memviz.export.data import as_float_array, export_csv, read_csv_values
-from memviz.ui.panels import PANEL_CLASSES
-from memviz.ui.panels.base import Panel
-from memviz.ui.view import ViewState
+from memviz.panels.base import Panel
+from memviz.panels.registry import PANEL_CLASSES
 
 SVG = "{http://www.w3.org/2000/svg}"
 

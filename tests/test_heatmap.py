@@ -6,8 +6,8 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 
-from memviz.ui.panels import colormaps
-from memviz.ui.panels.heatmap import Heatmap, add_static_plot, stable_extent
+from memviz.panels import colormaps
+from memviz.panels.heatmap import Heatmap, add_static_plot, stable_extent
 
 
 def pixels(heatmap: Heatmap) -> np.ndarray:
@@ -81,9 +81,9 @@ def test_still_figures_end_at_the_data_and_animations_keep_stable_frames(qtbot, 
     from memviz.backends.registry import load_backend
     from memviz.core.sampling import SamplingConfig
     from memviz.core.session import Session
+    from memviz.core.view import ViewState
     from memviz.export.render import FigureRenderer
-    from memviz.ui.panels.attention import AttentionPanel
-    from memviz.ui.view import ViewState
+    from memviz.panels.attention import AttentionPanel
 
     session = Session(load_backend(str(gpt2_dir)), sampling=SamplingConfig(temperature=0.0))
     session.feed("The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n" * 4)
@@ -103,7 +103,7 @@ def test_axes_on_screen_are_pixmaps_of_their_pictures(qtbot, monkeypatch):
     pyqtgraph's own replay of the picture (up to 1 level of antialiasing rounding)."""
     from PySide6.QtGui import QImage
 
-    from memviz.ui.panels.heatmap import PixmapAxis
+    from memviz.panels.heatmap import PixmapAxis
 
     widget = pg.GraphicsLayoutWidget()
     qtbot.addWidget(widget)
@@ -157,8 +157,8 @@ def test_axis_pixmaps_match_at_fractional_device_pixel_ratios(tmp_path):
         "from PySide6.QtGui import QImage\n"
         "from PySide6.QtWidgets import QApplication\n"
         "app = QApplication([])\n"
-        "from memviz.ui.panels import colormaps\n"
-        "from memviz.ui.panels.heatmap import Heatmap, PixmapAxis\n"
+        "from memviz.panels import colormaps\n"
+        "from memviz.panels.heatmap import Heatmap, PixmapAxis\n"
         "widget = pg.GraphicsLayoutWidget(); widget.resize(421, 317)\n"
         "item = Heatmap(cmap=colormaps.DIVERGING, levels=(-1.0, 1.0), x_label='key', y_label='query')\n"
         "widget.ci.addItem(item); item.set_data(np.linspace(-1, 1, 37 * 53).reshape(37, 53)); widget.show()\n"

@@ -8,10 +8,11 @@ from PySide6.QtGui import QImage
 
 from memviz.backends.registry import load_backend
 from memviz.core.session import RecallSettings, Session
+from memviz.core.view import ViewState
 from memviz.memory.store import MemoryStore
-from memviz.ui.panels import PANEL_CLASSES
-from memviz.ui.panels.memory_panel import MemoryPanel
-from memviz.ui.view import ViewModel, ViewState
+from memviz.panels.memory_panel import MemoryPanel
+from memviz.panels.registry import PANEL_CLASSES
+from memviz.panels.view_model import ViewModel
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_text_is_shaped_unless_every_text_is_ascii(qtbot, run, gpt2_dir, tmp_pat
     letters unjoined."""
     from PySide6.QtGui import QFont
 
-    from memviz.ui.fonts import needs_shaping, unshaped
+    from memviz.panels.fonts import needs_shaping, unshaped
 
     assert not needs_shaping("The fox\u2423jumps \u23ce \u2026 \ufffd caf\u00e9 \u03b1\u03b2 \u0436")
     assert needs_shaping("\u0645\u0631\u062d\u0628\u0627")  # Arabic

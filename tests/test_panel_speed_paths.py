@@ -14,9 +14,9 @@ from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QImage
 
 from memviz.core.trace import StepRecord, Trace
-from memviz.ui.panels.distribution import X_RANGES, X_ROOM, DistributionPanel, x_range_for
-from memviz.ui.panels.head_grid import HeadGridPanel, binned_max
-from memviz.ui.panels.heatmap import show_token
+from memviz.panels.distribution import X_RANGES, X_ROOM, DistributionPanel, x_range_for
+from memviz.panels.head_grid import HeadGridPanel, binned_max
+from memviz.panels.heatmap import show_token
 
 L, A, K = 3, 4, 6
 

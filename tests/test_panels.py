@@ -11,16 +11,17 @@ from PySide6.QtGui import QImage
 from memviz.backends.registry import load_backend
 from memviz.core.sampling import SamplingConfig
 from memviz.core.session import Session
-from memviz.ui.panels import PANEL_CLASSES
-from memviz.ui.panels.attention import AttentionPanel
-from memviz.ui.panels.distribution import DistributionPanel
-from memviz.ui.panels.head_distance import HeadDistancePanel, distance_text
-from memviz.ui.panels.head_grid import HeadGridPanel, binned_max
-from memviz.ui.panels.heatmap import Heatmap
-from memviz.ui.panels.lstm_gates import GatesPanel
-from memviz.ui.panels.lstm_span import SpanPanel
-from memviz.ui.panels.lstm_state import StatePanel
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.attention import AttentionPanel
+from memviz.panels.distribution import DistributionPanel
+from memviz.panels.head_distance import HeadDistancePanel, distance_text
+from memviz.panels.head_grid import HeadGridPanel, binned_max
+from memviz.panels.heatmap import Heatmap
+from memviz.panels.lstm_gates import GatesPanel
+from memviz.panels.lstm_span import SpanPanel
+from memviz.panels.lstm_state import StatePanel
+from memviz.panels.registry import PANEL_CLASSES
+from memviz.panels.view_model import ViewModel
 
 TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n"
 

@@ -9,8 +9,9 @@ import pytest
 
 from memviz.cli import main
 from memviz.core.trace import Trace
+from memviz.core.view import ViewState
 from memviz.export.session_file import load_session, save_session, saved_view
-from memviz.ui.view import ViewModel, ViewState
+from memviz.panels.view_model import ViewModel
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ class StubWindow:
 
 
 def _panel_cls():
-    from memviz.ui.panels import PANEL_CLASSES
+    from memviz.panels.registry import PANEL_CLASSES
 
     lstm = [c for c in PANEL_CLASSES if c.supports(Trace(model={"architecture": "lstm"}))]
     if lstm:

@@ -8,7 +8,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QHBoxLayout, QWidget  # noqa: E402
 
-from memviz.ui.live_label import ELIDED_MIN_WIDTH, LiveLabel  # noqa: E402
+from memviz.panels.live_label import ELIDED_MIN_WIDTH, LiveLabel  # noqa: E402
 
 
 def test_text_room_tooltip_and_accessible_name(qtbot):
@@ -38,7 +38,7 @@ def test_text_room_tooltip_and_accessible_name(qtbot):
 def test_static_texts_skip_shaping_only_where_no_text_needs_it(qtbot):
     from PySide6.QtGui import QFont
 
-    from memviz.ui.static_texts import StaticTexts
+    from memviz.panels.static_texts import StaticTexts
 
     texts = StaticTexts()
     number, number_font = texts.entry("0.0124")

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 
 from memviz.backends.base import Encoding, ModelInfo, StepOutput, weights_fingerprint
 from memviz.backends.checkpoint import read_json, refuse_pickle_only
+from memviz.backends.dtypes import attention_dtype_for
 from memviz.errors import CheckpointError, MemvizError
 
 
@@ -102,7 +103,7 @@ def _explain_load_failure(source: str, local: bool, exc: Exception) -> MemvizErr
     offline = (
         os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
     )
-    from memviz.backends.registry import bundled_names
+    from memviz.backends.bundled import bundled_names
 
     names = ", ".join(bundled_names()) or "none installed"
     if offline or "couldn't" in text.lower() or "resolve" in text.lower():
@@ -136,8 +137,6 @@ class GPT2Backend:
             context_size=cfg.n_positions,
         )
         self._fingerprint = weights_fingerprint(dict(model.state_dict()), extra=f"gpt2:{cfg.vocab_size}")
-        from memviz.core.trace import attention_dtype_for
-
         # Rows leave in the dtype the Trace keeps them in: torch converts to float16 in microseconds,
         # numpy takes milliseconds a step on attention's many float16-subnormal weights (issue 7).
         self._attention_half = attention_dtype_for(self.info) == np.float16

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from memviz.commands import add_trace_options, make_trace
 from memviz.errors import MemvizError
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
@@ -24,8 +25,6 @@ ALL_FORMATS = FIGURE_FORMATS + ANIMATION_FORMATS + ("csv",)
 
 
 def register(subparsers) -> None:
-    from memviz.cli import add_trace_options
-
     p = subparsers.add_parser(
         "export",
         help="render panels to PNG/SVG/PDF, animate to GIF/MP4, or write a series as CSV",
@@ -74,8 +73,6 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def load_input(args: argparse.Namespace):
     """(trace, saved view state or None)."""
-    from memviz.cli import make_trace
-
     if args.trace is not None:
         if args.model is not None or args.text is not None or args.text_file is not None:
             raise MemvizError("give either --trace FILE or --model with --text/--text-file, not both")
@@ -89,7 +86,7 @@ def load_input(args: argparse.Namespace):
 
 
 def view_state(args: argparse.Namespace, trace, saved):
-    from memviz.ui.view import ViewState
+    from memviz.core.view import ViewState
 
     n = len(trace)
     if n == 0:

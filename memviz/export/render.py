@@ -69,7 +69,7 @@ def process_events(rounds: int = 3) -> None:
 
 # -- panels --------------------------------------------------------------------------------------
 def all_panel_classes() -> list:
-    from memviz.ui.panels import panel_classes
+    from memviz.panels.registry import panel_classes
 
     return panel_classes()
 
@@ -127,7 +127,7 @@ class FigureRenderer:
     ) -> None:
         from PySide6.QtCore import Qt
 
-        from memviz.ui.view import ViewModel
+        from memviz.panels.view_model import ViewModel
 
         ensure_app()
         self.trace = trace
@@ -137,7 +137,7 @@ class FigureRenderer:
         self.panel.setAttribute(
             Qt.WidgetAttribute.WA_DontShowOnScreen, True
         )  # never a window, on any platform
-        from memviz.ui.panels.heatmap import heatmaps_of
+        from memviz.panels.heatmap import heatmaps_of
 
         for heatmap in heatmaps_of(
             self.panel

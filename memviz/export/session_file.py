@@ -22,7 +22,7 @@ SESSION_VERSION = 1
 @dataclass
 class SavedSession:
     trace: Trace
-    state: object  # memviz.ui.view.ViewState
+    state: object  # memviz.core.view.ViewState
     extra: dict = field(default_factory=dict)
     has_view: bool = True  # False when the file was a plain trace
 
@@ -32,8 +32,7 @@ def state_to_dict(state) -> dict:
 
 
 def state_from_dict(data: dict):
-    from memviz.ui.theme import THEMES
-    from memviz.ui.view import ViewState
+    from memviz.core.view import THEMES, ViewState
 
     known = {f.name: f for f in fields(ViewState)}
     values = {}
@@ -86,7 +85,7 @@ def saved_view(trace: Trace):
 
 def load_session(path: str | os.PathLike) -> SavedSession:
     """A session file, or a plain trace file (then the view starts at the last step)."""
-    from memviz.ui.view import ViewState
+    from memviz.core.view import ViewState
 
     trace = Trace.load(path)  # checks the file and the format, never unpickles
     saved = saved_view(trace)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from memviz.errors import MemvizError
+from memviz.errors import MemvizError, warn
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,6 @@ def cmd_add(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from memviz.backends.registry import load_backend
-    from memviz.cli import warn
     from memviz.memory.store import MemoryStore
     from memviz.textio import read_text_file
 

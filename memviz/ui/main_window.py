@@ -28,16 +28,16 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.trace import Trace
+from memviz.core.view import THEMES, ViewState
 from memviz.errors import MemvizError
-from memviz.ui import panels as panel_registry
-from memviz.ui.live_label import LiveLabel
+from memviz.panels import registry as panel_registry
+from memviz.panels.base import Panel
+from memviz.panels.live_label import LiveLabel
+from memviz.panels.view_model import ViewModel
 from memviz.ui.model_picker import ModelPicker, remember_model
-from memviz.ui.panels.base import Panel
 from memviz.ui.text_editor import DEFAULT_TEXT, TextEditor
-from memviz.ui.theme import THEMES
 from memviz.ui.token_strip import SIGNALS, TokenStripView, available_signals
 from memviz.ui.transport import GenerateBar, Transport
-from memviz.ui.view import ViewModel, ViewState
 from memviz.ui.worker import WorkerThread
 
 log = logging.getLogger(__name__)

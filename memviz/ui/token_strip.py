@@ -14,8 +14,9 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.static_texts import StaticTexts
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.static_texts import StaticTexts
+from memviz.panels.view_model import ViewModel
 
 #: signal name -> (label, scale kind). "sequential": [0, 1]; "diverging": signed around 0.
 SIGNALS: dict[str, tuple[str, str]] = {

@@ -9,7 +9,8 @@ from __future__ import annotations
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.view_model import ViewModel
 
 
 class Panel(QWidget):

@@ -1,30 +1,15 @@
-"""The view state shared by all panels: which step, layer, head and unit are selected.
+"""The live view state shared by all panels: which step, layer, head and unit are selected.
 
 Panels read it and ask to change it (a click on a unit or a head); they never call the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal
 
-from memviz.ui.theme import THEMES, Theme
-
-
-@dataclass(frozen=True)
-class ViewState:
-    cursor: int = -1  # the step shown; -1 = no step yet
-    layer: int = 0
-    head: int = 0
-    unit: int = 0  # selected LSTM unit (row of the cell/hidden heatmaps)
-    signal: str = "attention"  # what tints the token strip: "attention", "unit", "memory", "none"
-    follow: bool = True  # cursor follows the newest step while the model runs
-    theme: str = "dark"
-
-    @property
-    def theme_obj(self) -> Theme:
-        return THEMES[self.theme]
+from memviz.core.view import ViewState
 
 
 class ViewModel(QObject):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetricsF, QStaticText, QTransform
 
-from memviz.ui.fonts import needs_shaping, unshaped
+from memviz.panels.fonts import needs_shaping, unshaped
 
 
 class StaticTexts:

@@ -13,8 +13,9 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels import colormaps
-from memviz.ui.panels.heatmap import (
+from memviz.core.view import ViewState
+from memviz.panels import colormaps
+from memviz.panels.heatmap import (
     GraphicsPanel,
     Heatmap,
     TokenAxis,
@@ -24,7 +25,7 @@ from memviz.ui.panels.heatmap import (
     style_plot,
     token_label,
 )
-from memviz.ui.view import ViewModel, ViewState
+from memviz.panels.view_model import ViewModel
 
 STATES = (("cell", "c", "cell state c"), ("hidden", "h", "hidden state h"))
 

@@ -21,7 +21,8 @@ from PySide6.QtGui import QFont, QFontMetricsF
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels.heatmap import (
+from memviz.core.view import ViewState
+from memviz.panels.heatmap import (
     GraphicsPanel,
     Labels,
     PixmapAxis,
@@ -32,8 +33,8 @@ from memviz.ui.panels.heatmap import (
     style_plot,
     theme_font,
 )
-from memviz.ui.static_texts import StaticTexts
-from memviz.ui.view import ViewModel, ViewState
+from memviz.panels.static_texts import StaticTexts
+from memviz.panels.view_model import ViewModel
 
 LABEL_CHARS = 10  # candidate texts are shown up to this many characters
 X_ROOM = 1.18  # the probability axis reaches this far past the best candidate (room for its value)

@@ -27,9 +27,10 @@ from PySide6.QtGui import QCursor, QImage, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels.attention import attention_shape, shows_attention
-from memviz.ui.panels.heatmap import GraphicsPanel, add_static_plot, clamp, style_plot, token_label
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.attention import attention_shape, shows_attention
+from memviz.panels.heatmap import GraphicsPanel, add_static_plot, clamp, style_plot, token_label
+from memviz.panels.view_model import ViewModel
 
 MAX_POINTS = 96  # columns (bins) per cell at most
 MIN_POINTS = 8  # ... and at least, however small the window

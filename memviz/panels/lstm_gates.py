@@ -5,9 +5,10 @@ from __future__ import annotations
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels import colormaps
-from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels import colormaps
+from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
+from memviz.panels.view_model import ViewModel
 
 GATES = (
     ("i", "input gate", colormaps.SEQUENTIAL, (0.0, 1.0)),

@@ -20,10 +20,11 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter
 from PySide6.QtWidgets import QFrame, QGraphicsItem, QGraphicsScene, QGraphicsView, QVBoxLayout, QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.fonts import needs_shaping, unshaped
-from memviz.ui.panels.base import Panel
-from memviz.ui.panels.heatmap import candidate_text, theme_font
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.base import Panel
+from memviz.panels.fonts import needs_shaping, unshaped
+from memviz.panels.heatmap import candidate_text, theme_font
+from memviz.panels.view_model import ViewModel
 
 ROWS_MAX = 16
 CANDIDATES = 8

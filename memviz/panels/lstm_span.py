@@ -14,8 +14,9 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, clamp, pixmap_axes, style_plot, token_label
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, pixmap_axes, style_plot, token_label
+from memviz.panels.view_model import ViewModel
 
 EXPLAIN = (
     "Working-memory span. Top: for every unit (row) and every earlier step s (column), the fraction of "

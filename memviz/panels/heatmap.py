@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.trace import Trace
-from memviz.ui.live_label import LiveLabel
-from memviz.ui.panels import colormaps
-from memviz.ui.panels.base import Panel
-from memviz.ui.static_texts import StaticTexts
-from memviz.ui.theme import THEMES, Theme
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import THEMES, Theme, ViewState
+from memviz.panels import colormaps
+from memviz.panels.base import Panel
+from memviz.panels.live_label import LiveLabel
+from memviz.panels.static_texts import StaticTexts
+from memviz.panels.view_model import ViewModel
 
 
 def add_static_plot(layout: pg.GraphicsLayout) -> pg.PlotItem:

@@ -11,10 +11,11 @@ import numpy as np
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
-from memviz.ui.panels import colormaps
-from memviz.ui.panels.attention import attention_shape, shows_attention
-from memviz.ui.panels.heatmap import GraphicsPanel, Heatmap, Labels, clamp, theme_font, token_label
-from memviz.ui.view import ViewModel, ViewState
+from memviz.core.view import ViewState
+from memviz.panels import colormaps
+from memviz.panels.attention import attention_shape, shows_attention
+from memviz.panels.heatmap import GraphicsPanel, Heatmap, Labels, clamp, theme_font, token_label
+from memviz.panels.view_model import ViewModel
 
 MAX_LABELS = 256  # write the number in each cell up to this many heads
 

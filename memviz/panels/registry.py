@@ -1,0 +1,28 @@
+"""All panels, in the order the window docks them. Each is a view of the Trace."""
+
+from __future__ import annotations
+
+from memviz.panels.attention import AttentionPanel
+from memviz.panels.base import Panel
+from memviz.panels.distribution import DistributionPanel
+from memviz.panels.head_distance import HeadDistancePanel
+from memviz.panels.head_grid import HeadGridPanel
+from memviz.panels.lstm_gates import GatesPanel
+from memviz.panels.lstm_span import SpanPanel
+from memviz.panels.lstm_state import StatePanel
+from memviz.panels.memory_panel import MemoryPanel
+
+PANEL_CLASSES: list[type[Panel]] = [
+    GatesPanel,
+    StatePanel,
+    SpanPanel,
+    AttentionPanel,
+    HeadGridPanel,
+    HeadDistancePanel,
+    DistributionPanel,
+    MemoryPanel,
+]
+
+
+def panel_classes() -> list[type[Panel]]:
+    return list(PANEL_CLASSES)
