@@ -1,11 +1,28 @@
-"""Shared fixtures: real, small models built inside the tests (nothing is downloaded)."""
+"""Shared fixtures: real, small models built inside the tests (nothing is downloaded), sessions run
+on them, panels and windows shown on the offscreen platform.
+
+Test modules reach everything here through fixtures; no test module imports another. The plain
+functions (make_lstm_dir, make_gpt2_dir, SAMPLE_TEXT) stay importable while the last modules that
+import them directly are switched to the fixtures (lstm_dir_factory, gpt2_dir_factory, sample_text).
+Qt and the model code are imported inside the fixtures, so tests that need neither do not pay for them.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memviz.backends.base import Backend
+    from memviz.core.sampling import SamplingConfig
+    from memviz.core.session import Session
+    from memviz.core.trace import Trace
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,3 +84,148 @@ def lstm_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gpt2_dir(tmp_path_factory) -> Path:
     return make_gpt2_dir(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def sample_text() -> str:
+    """The text the tiny models' vocabularies are built from (every character of it is known)."""
+    return SAMPLE_TEXT
+
+
+@pytest.fixture(scope="session")
+def lstm_dir_factory() -> Callable[..., Path]:
+    """make_lstm_dir(folder, layers=3, hidden=32, embedding=16, seed=0): a tiny LSTM checkpoint."""
+    return make_lstm_dir
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir_factory() -> Callable[..., Path]:
+    """make_gpt2_dir(folder, layers=3, heads=4, embd=32, positions=128, seed=0): a tiny GPT-2."""
+    return make_gpt2_dir
+
+
+# -- sessions --------------------------------------------------------------------------------------
+RUN_TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n"
+
+
+def run_a_session(
+    model: Path | str | Backend,
+    text: str = RUN_TEXT,
+    generate: int = 0,
+    sampling: SamplingConfig | None = None,
+    **session_options: Any,
+) -> Session:
+    """A real Session on `model` (a folder, a name, or a loaded backend), fed `text`, generating
+    `generate` tokens (greedy unless `sampling` says otherwise), run to completion."""
+    from memviz.backends.registry import load_backend
+    from memviz.core.sampling import SamplingConfig
+    from memviz.core.session import Session
+
+    backend = load_backend(str(model)) if isinstance(model, (str, Path)) else model
+    session = Session(backend, sampling=sampling or SamplingConfig(temperature=0.0), **session_options)
+    session.feed(text)
+    if generate:
+        session.generate(generate)
+    session.run()
+    return session
+
+
+@pytest.fixture(scope="session")
+def run_session() -> Callable[..., Session]:
+    """run_session(model, text=RUN_TEXT, generate=0, sampling=None, **Session options) -> Session.
+
+    Session-scoped (it holds nothing), so module-scoped fixtures can run their sessions once."""
+    return run_a_session
+
+
+# -- panels ----------------------------------------------------------------------------------------
+def settle_panel(panel) -> None:
+    """Let the layout and the views' auto-ranges (applied at paint time) reach their final state."""
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(2):
+        QApplication.processEvents()
+        panel.grab()
+    QApplication.processEvents()
+
+
+@pytest.fixture
+def settle() -> Callable[[Any], None]:
+    """settle(panel): process events and paint until the panel's layout is final."""
+    return settle_panel
+
+
+@pytest.fixture
+def make_panel(qtbot) -> Callable[..., tuple[Any, Any]]:
+    """make_panel(cls, trace, **ViewState fields) -> (view model, panel): a shown 900 x 500 panel of
+    class `cls` on `trace`, rendered at ViewState(**state) and settled; it redraws on view changes."""
+    from memviz.core.view import ViewState
+    from memviz.panels.view_model import ViewModel
+
+    def make(cls, trace: Trace, **state: Any) -> tuple[ViewModel, Any]:
+        view = ViewModel(ViewState(**state))
+        panel = cls(view)
+        qtbot.addWidget(panel)
+        panel.set_trace(trace)
+        view.changed.connect(panel.render)
+        panel.resize(900, 500)
+        panel.show()
+        panel.render(view.state)
+        qtbot.waitExposed(panel)
+        settle_panel(panel)
+        return view, panel
+
+    return make
+
+
+def bar_heights_of(panel) -> np.ndarray:
+    """The filled pixel rows of every bar column of every cell, read back from the head grid's image
+    ([L, A, bins]); checks the margins are empty and each column is filled from its baseline up."""
+    import numpy as np
+
+    layers, heads = panel.shape
+    (width, height), (mx, my) = panel.cell_size, panel.margin
+    alpha = (panel.image.pixels >> 24).reshape(layers, height, heads, width) > 0  # ARGB32: alpha on top
+    bars = alpha[:, my : height - my, :, mx : mx + panel.bins]  # [L, levels, A, bins], top row first
+    assert bars.sum() == alpha.sum()  # nothing outside the bars' area
+    heights = bars.sum(axis=1)
+    rows = np.arange(panel.levels)[None, :, None, None]
+    np.testing.assert_array_equal(bars, rows >= panel.levels - heights[:, None])
+    return heights
+
+
+@pytest.fixture
+def head_grid_bar_heights() -> Callable[[Any], np.ndarray]:
+    """head_grid_bar_heights(panel) -> [L, A, bins]: what a HeadGridPanel's image draws, read back."""
+    return bar_heights_of
+
+
+# -- the window ------------------------------------------------------------------------------------
+@pytest.fixture
+def settings(tmp_path):
+    """The window's QSettings, in a file of this test's own (never the user's settings)."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "memviz.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def make_window(qtbot, settings) -> Iterator[Callable[..., Any]]:
+    """make_window(settings=None) -> MainWindow: shown, active (shortcuts act in the active window),
+    registered with qtbot, and shut down (worker thread stopped) when the test ends."""
+    from memviz.ui.main_window import MainWindow
+
+    windows: list[MainWindow] = []
+
+    def make(s=None) -> MainWindow:
+        window = MainWindow(settings=s or settings)
+        qtbot.addWidget(window)
+        window.show()
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.shutdown()
