@@ -890,7 +890,7 @@ def bench_trace(quick: bool, ctx: dict) -> dict:
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss1 = rss_bytes()
-    attention_dtype = str(trace.attention_rows[0].dtype)
+    attention_dtype = str(trace.attention_rows_at(0).dtype)
     result = {
         "tokens": T,
         "shape": "12 layers x 12 heads (GPT-2 small), synthetic random attention",

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 
 from memviz.core.trace import FORMAT_VERSION, StepRecord, Trace
 from memviz.errors import MemvizError
+from memviz.memory.store import MemoryRecord
+
+DATA = Path(__file__).parent / "data"
 
 MODEL = {
     "name": "m",
@@ -74,6 +77,12 @@ def traces(draw):
                 "memory_ids": rng.integers(-1, 100, k).astype(np.int64),
                 "memory_scores": -rng.random(k).astype(np.float32),
             }
+        if with_memory:  # as the Session saves them: once per retrieved id, any text
+            trace.add_memory_records(
+                MemoryRecord(int(i), int(i) + 1, texts[t], 0, f"doc {i}.txt", t, texts[t] + "\0", (0, 1))
+                for i in mem["memory_ids"]
+                if i >= 0
+            )
         trace.append(
             StepRecord(ids[t], texts[t], generated[t], rng.integers(0, 50, K), probs, internals, mem)
         )
@@ -86,10 +95,11 @@ def assert_same(a: Trace, b: Trace) -> None:
     assert a.token_text == b.token_text
     assert a.generated == b.generated
     assert a.manifest() == b.manifest()
-    assert set(a.columns) == set(b.columns)
-    for key in a.columns:
+    assert set(a.column_names) == set(b.column_names)
+    for key in a.column_names:
         np.testing.assert_array_equal(a.array(key), b.array(key))
         assert a.array(key).dtype == b.array(key).dtype
+    assert a.memory_records == b.memory_records
     assert a.has("attention") == b.has("attention")
     if a.has("attention"):
         np.testing.assert_array_equal(a.attention_tensor(), b.attention_tensor())
@@ -140,6 +150,16 @@ def test_round_trip(trace):
     if trace.memory:
         assert arrays["memory_ids"].dtype == np.int64 and arrays["memory_scores"].dtype == np.float32
         assert arrays["memory_ids"].shape == (T, trace.memory["k"])
+    if trace.memory_records:  # one 0-d JSON string, readable without memviz
+        assert arrays["memory_records"].ndim == 0
+        saved = json.loads(str(arrays["memory_records"][()]))
+        assert {int(i) for i in saved} == set(trace.memory_records)
+        for i, fields in saved.items():
+            assert MemoryRecord(int(i), **{**fields, "highlight": tuple(fields["highlight"])}) == (
+                trace.memory_record(int(i))
+            )
+    else:
+        assert "memory_records" not in arrays
 
 
 @settings(max_examples=25, deadline=None)
@@ -301,3 +321,30 @@ def test_candidate_texts_are_saved_so_a_trace_labels_them_without_the_model(tmp_
         assert trace.text_of(token_id) == backend.token_text(int(token_id))
     loaded = Trace.load(trace.save(tmp_path / "run.memviz"))
     assert loaded.vocab == trace.vocab and len(loaded.vocab) >= 20
+
+
+def test_a_format_1_file_from_before_memory_records_still_opens():
+    """tests/data/format1-gpt2-memory.memviz was written by memviz before traces kept memory records
+    (a synthetic GPT-2-shaped run with a memory: 6 tokens, 2 layers, 3 heads, k = 3, float16)."""
+    path = DATA / "format1-gpt2-memory.memviz"
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    assert "memory_records" not in arrays
+    trace = Trace.load(path)
+    assert len(trace) == trace.steps == 6 and trace.token_text[3] == " fox"
+    assert trace.attention_shape == (2, 3)
+    np.testing.assert_array_equal(trace.attention_tensor(), arrays["attention"])
+    for t in range(6):
+        np.testing.assert_array_equal(trace.attention_rows_at(t), arrays["attention"][:, :, t, : t + 1])
+    np.testing.assert_array_equal(trace.array("memory_ids"), arrays["memory_ids"])
+    assert trace.memory_records == {} and trace.memory_record(int(arrays["memory_ids"][1, 0])) is None
+    assert set(trace.column_names) >= {"topk_ids", "topk_probs", "memory_ids", "memory_scores"}
+
+
+def test_broken_memory_records_are_refused(tmp_path):
+    trace = Trace(MODEL, memory={"store": "s", "entries": 1, "k": 1, "lambda": 0.5, "temperature": 1.0})
+    trace.append(StepRecord(1, "a", False, np.arange(3), np.full(3, 0.3, np.float32)))
+    arrays = trace.to_arrays()
+    arrays["memory_records"] = np.array(json.dumps({"3": {"next_token": 1}}))  # fields missing
+    with pytest.raises(MemvizError, match="memory_records"):
+        Trace.from_arrays(arrays)

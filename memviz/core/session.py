@@ -25,7 +25,12 @@ MAX_TOKENS = 50_000
 
 
 class MemoryIndex(Protocol):
-    """What the Session needs of a long-term memory store."""
+    """What the Session needs of a long-term memory store.
+
+    A store may also have `get(ids) -> list[MemoryRecord | None]` (MemoryStore does): the Session then
+    saves in the Trace what the memory panel shows of each memory it retrieves, once per id, so a
+    saved trace draws its snippets without the store. An index without it records ids and scores only.
+    """
 
     def search(self, key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ids [k] (-1 = none), squared-L2 distances [k], next-token values [k]; nearest first."""
@@ -113,6 +118,8 @@ class Session:
         self.trace.sampling = sampling.as_manifest()
 
     def set_memory(self, memory: MemoryIndex | None, recall: RecallSettings | None = None) -> None:
+        if memory is not self.memory:
+            self.trace.memory_records.clear()  # ids from now on are another store's
         self.memory = memory
         if recall is not None:
             self.recall = recall
@@ -198,6 +205,7 @@ class Session:
         probs = p_lm
         if self.memory is not None:
             ids, distances, values = self.memory.search(out.memory_key, self.recall.k)
+            self._record_memories(ids)
             p_knn = knn_distribution(values, distances, len(p_lm), self.recall.temperature)
             probs = mix(p_lm, p_knn, self.recall.lam)
             scores = np.where(ids >= 0, -np.asarray(distances, dtype=np.float32), -np.inf)
@@ -226,6 +234,16 @@ class Session:
                 memory=memory,
             )
         )
+
+    def _record_memories(self, ids: np.ndarray) -> None:
+        """Save in the Trace, before the step is appended, the records of memories it sees first."""
+        get = getattr(self.memory, "get", None)
+        if get is None:
+            return
+        known = self.trace.memory_records
+        new = list(dict.fromkeys(int(i) for i in ids if i >= 0 and int(i) not in known))
+        if new:
+            self.trace.add_memory_records(record for record in get(new) if record is not None)
 
     def run(self, progress=None, cancelled=None) -> int:
         """Step until nothing is pending; returns the number of steps taken."""

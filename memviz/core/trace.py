@@ -2,7 +2,13 @@
 
 Saved as a `.memviz` file (format 1, see DESIGN.md): an `.npz` archive that opens without pickle.
 GPT-2 attention is held in RAM as one row per step ([L, A, t+1], the lower triangle only) and
-written as the dense [L, A, T, T] matrix the format specifies.
+written as the dense [L, A, T, T] matrix the format specifies. With a memory, the records of the
+memories a run retrieved (what the memory panel shows) are saved too (`memory_records`, 0-d JSON),
+so a figure never needs the store.
+
+Views (panels, export, the app, benchmarks) read a Trace only through its read API (see `Trace`):
+how the trace holds its data, attention above all, is its own business and will change (format 2
+keeps queries and keys and rebuilds attention rows on demand).
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import json
 import os
 import uuid
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,7 @@ from memviz.backends.base import ModelInfo
 from memviz.backends.dtypes import attention_dtype_for
 from memviz.core.columns import GrowableArray
 from memviz.errors import MemvizError
+from memviz.memory.store import MemoryRecord
 from memviz.paths import output_file
 
 FORMAT_VERSION = 1
@@ -40,6 +48,21 @@ class StepRecord:
 
 
 class Trace:
+    """The record of a run. Built by `append` (one StepRecord a step), read through this API only:
+
+    - `len(trace)` / `steps`: complete steps; `token_ids`, `token_text`, `generated` (lists, [T]);
+      `model`, `sampling`, `memory`, `prompt_tokens`, `manifest()`: what the run was.
+    - `has(key)`, `array(key)` ([T, ...] view of a per-step column: topk_ids/probs, gates, cell,
+      hidden, memory_ids/scores, ...), `column_names`, `text_of(token_id)`.
+    - Attention (GPT-2): `attention_shape` ((layers, heads) or None), `attention_rows_at(step)`
+      ([L, A, step+1]), `attention_row(step, layer, head)` ([step+1]), `attention_matrix(layer, head,
+      start=0, stop=None)` (queries start..stop-1 over keys 0..stop-1), `attention_tensor()` (the
+      format's dense [L, A, T, T]) and `mean_attention_distance(upto)`.
+    - Long-term memory: `memory_record(id)`, what the memory panel shows of a retrieved memory.
+
+    Everything else (fields with a leading underscore) may change with the storage.
+    """
+
     LSTM_KEYS = ("gates", "cell", "hidden")
     MEMORY_KEYS = (
         "memory_ids",
@@ -69,12 +92,14 @@ class Trace:
         self.token_ids: list[int] = []
         self.token_text: list[str] = []
         self.generated: list[bool] = []
-        self.columns: dict[str, GrowableArray] = {}
-        self.attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
+        self._columns: dict[str, GrowableArray] = {}
+        self._attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
         self._attention_dtype = attention_dtype
         # Text of every token id that appears among the candidates: saved traces label them without a model.
         self.vocab: dict[int, str] = {}
-        self._matrix_cache: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # (matrix, rows filled)
+        # Retrieved memories by id, as the store showed them when they were recalled (written by the
+        # Session before the step that first retrieves them is appended).
+        self.memory_records: dict[int, MemoryRecord] = {}
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -92,27 +117,42 @@ class Trace:
         arrays.update({k: record.internals[k] for k in self.LSTM_KEYS if k in record.internals})
         arrays.update(record.memory)
         for key, value in arrays.items():
-            column = self.columns.get(key)
+            column = self._columns.get(key)
             if column is None:
                 dtype = np.int64 if key.endswith("_ids") else np.float32
-                column = self.columns[key] = GrowableArray(np.shape(value), dtype)
+                column = self._columns[key] = GrowableArray(np.shape(value), dtype)
             column.append(value)
         row = record.internals.get("attention_row")
         if row is not None:
-            self.attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
+            self._attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
         self.vocab.setdefault(int(record.token_id), record.token_text)
         self.token_text.append(record.token_text)
         self.generated.append(bool(record.generated))
         self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
         return len(self.token_ids) - 1
 
+    def add_memory_records(self, records: Iterable[MemoryRecord]) -> None:
+        """Keep what the store holds of memories this run retrieved (the first record of an id wins)."""
+        for record in records:
+            self.memory_records.setdefault(int(record.id), record)
+
     # -- reading ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.token_ids)
 
+    @property
+    def steps(self) -> int:
+        """Complete steps recorded: len(trace)."""
+        return len(self.token_ids)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The per-step columns of this run, the keys `array` takes."""
+        return tuple(self._columns)
+
     def array(self, key: str) -> np.ndarray:
         """A per-step column ([T, ...]) as a zero-copy view; KeyError when this run has none."""
-        return self.columns[key].view()[: len(self)]
+        return self._columns[key].view()[: len(self)]
 
     def text_of(self, token_id: int) -> str | None:
         """A candidate token's text (None if this trace never saw it)."""
@@ -120,58 +160,83 @@ class Trace:
 
     def has(self, key: str) -> bool:
         if key == "attention":
-            return bool(self.attention_rows)
-        return key in self.columns
+            return bool(self._attention_rows)
+        return key in self._columns
 
-    def attention_at(self, t: int) -> np.ndarray:
-        """Step t's attention rows for every layer and head: [L, A, t+1]."""
-        return self.attention_rows[t]
+    @property
+    def attention_shape(self) -> tuple[int, int] | None:
+        """(layers, heads) of this run's attention; None for a model without attention. Before the
+        first step, a GPT-2 run's shape comes from its manifest."""
+        if self._attention_rows:
+            layers, heads = self._attention_rows[0].shape[:2]
+            return int(layers), int(heads)
+        if self.architecture == "gpt2":
+            return int(self.model.get("num_layers") or 0), int(self.model.get("num_heads") or 0)
+        return None
 
-    def attention_matrix(self, layer: int, head: int, upto: int | None = None) -> np.ndarray:
-        """Query x key attention of one head over the first `upto` steps: [T, T], zero above the diagonal.
+    def attention_rows_at(self, step: int) -> np.ndarray:
+        """Step `step`'s attention rows for every layer and head: [L, A, step+1], in the trace's
+        attention dtype (float16 or float32). Do not write into it."""
+        if not 0 <= step < len(self):
+            raise IndexError(f"step {step} is not in this trace ({len(self)} steps)")
+        return self._attention_rows[step]
 
-        Cached per head with room to grow (capacity doubles), so a new step only writes its own row:
-        re-allocating and copying the whole T x T matrix each step cost milliseconds at T = 1024.
+    def attention_at(self, step: int) -> np.ndarray:
+        """The old name of `attention_rows_at`."""
+        return self.attention_rows_at(step)
+
+    def attention_row(self, step: int, layer: int, head: int) -> np.ndarray:
+        """One head's attention of the query at `step` over keys 0..step: [step+1]."""
+        return self.attention_rows_at(step)[layer, head]
+
+    def attention_matrix(
+        self, layer: int, head: int, start: int = 0, stop: int | None = None, *, upto: int | None = None
+    ) -> np.ndarray:
+        """Queries start..stop-1 of one head over keys 0..stop-1: float32 [stop - start, stop], zero
+        above the diagonal (start = 0: the square query x key matrix). `stop` defaults to len(trace)
+        and is clipped to it; `upto` is its old name.
+
+        Built afresh at each call: a view that redraws while the run grows keeps its own copy and asks
+        for the new rows only (see memviz.panels.attention_cache).
         """
-        n = len(self) if upto is None else min(upto, len(self))
-        matrix, filled = self._matrix_cache.get((layer, head), (None, 0))
-        if matrix is None or filled < n:
-            if matrix is None or len(matrix) < n:
-                capacity = 1 << max(n - 1, 63).bit_length()  # a power of two: few regrowths in a long run
-                grown = np.zeros((capacity, capacity), dtype=np.float32)
-                if matrix is not None:
-                    grown[:filled, :filled] = matrix[:filled, :filled]
-                matrix = grown
-            for t in range(filled, n):
-                matrix[t, : t + 1] = self.attention_rows[t][layer, head]
-            filled = n
-            self._matrix_cache[(layer, head)] = (matrix, filled)
-        return matrix[:n, :n]
+        if upto is not None:
+            stop = upto if stop is None else min(stop, upto)
+        n = len(self) if stop is None else max(0, min(stop, len(self)))
+        start = max(0, min(start, n))
+        block = np.zeros((n - start, n), dtype=np.float32)
+        for t in range(start, n):
+            block[t - start, : t + 1] = self._attention_rows[t][layer, head]
+        return block
 
     def attention_tensor(self) -> np.ndarray:
         """The format's dense [L, A, T, T] attention."""
         T = len(self)
-        L, A = self.attention_rows[0].shape[:2]
-        dense = np.zeros((L, A, T, T), dtype=self.attention_rows[0].dtype)
-        for t, row in enumerate(self.attention_rows[:T]):
+        L, A = self._attention_rows[0].shape[:2]
+        dense = np.zeros((L, A, T, T), dtype=self._attention_rows[0].dtype)
+        for t, row in enumerate(self._attention_rows[:T]):
             dense[:, :, t, : t + 1] = row
         return dense
 
     def mean_attention_distance(self, upto: int | None = None) -> np.ndarray:
-        """Per layer and head: the mean over queries of the expected distance back (t - key)."""
+        """Per layer and head: the mean over queries 0..upto-1 of the expected distance back (t - key)."""
         n = len(self) if upto is None else min(upto, len(self))
         if n == 0:
             return np.zeros((0, 0))
         total = None
         for t in range(n):
-            row = self.attention_rows[t].astype(np.float32)
+            row = self._attention_rows[t].astype(np.float32)
             distance = row @ (t - np.arange(t + 1, dtype=np.float32))  # [L, A]
             total = distance if total is None else total + distance
         return total / n
 
+    def memory_record(self, entry_id: int) -> MemoryRecord | None:
+        """What this run saved of a retrieved memory (next token, its text, document, position,
+        snippet with the token's span); None for -1, an unknown id, or a trace saved without them."""
+        return self.memory_records.get(int(entry_id))
+
     @property
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self.columns.values()) + sum(r.nbytes for r in self.attention_rows)
+        return sum(c.nbytes for c in self._columns.values()) + sum(r.nbytes for r in self._attention_rows)
 
     def manifest(self) -> dict:
         return {
@@ -196,12 +261,14 @@ class Trace:
         if any(text.endswith("\0") for text in self.token_text):
             # numpy's str arrays drop trailing NULs: keep each text's length so they can be restored.
             arrays["token_text_length"] = np.array([len(text) for text in self.token_text], dtype=np.int64)
-        for key, column in self.columns.items():
+        for key, column in self._columns.items():
             arrays[key] = column.view()[:T]
         for key, dtype in (("topk_ids", np.int64), ("topk_probs", np.float32)):
             arrays.setdefault(key, np.zeros((T, KEPT_CANDIDATES), dtype=dtype))  # an empty trace: [0, K]
-        if self.attention_rows:
+        if self._attention_rows:
             arrays["attention"] = self.attention_tensor()
+        if self.memory_records:
+            arrays["memory_records"] = np.array(_records_json(self.memory_records))
         if self.vocab:
             ids = sorted(self.vocab)
             arrays["vocab_ids"] = np.array(ids, dtype=np.int64)
@@ -271,13 +338,14 @@ class Trace:
             "attention",
             "vocab_ids",
             "vocab_text",
+            "memory_records",
         }
         for key, value in arrays.items():
             if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
                 continue
             if len(value) != T:
                 raise MemvizError(f"{where}: '{key}' has {len(value)} steps, expected {T}")
-            trace.columns[key] = GrowableArray.from_array(value)
+            trace._columns[key] = GrowableArray.from_array(value)
         if "attention" in arrays:
             attention = arrays["attention"]
             if attention.ndim != 4 or attention.shape[2:] != (T, T):
@@ -285,7 +353,9 @@ class Trace:
                     f"{where}: attention has shape {attention.shape}, expected [L, A, {T}, {T}]"
                 )
             trace._attention_dtype = attention.dtype
-            trace.attention_rows = [np.ascontiguousarray(attention[:, :, t, : t + 1]) for t in range(T)]
+            trace._attention_rows = [np.ascontiguousarray(attention[:, :, t, : t + 1]) for t in range(T)]
+        if "memory_records" in arrays:  # traces saved before it was recorded have none: ids and scores only
+            trace.memory_records = _records_from_json(arrays["memory_records"], where)
         trace.token_ids = [int(x) for x in arrays["token_ids"]]
         trace.token_text = [str(x) for x in arrays["token_text"]]
         if "token_text_length" in arrays and len(arrays["token_text_length"]) == T:
@@ -307,3 +377,30 @@ class Trace:
         ):  # traces saved without vocab
             trace.vocab.setdefault(token_id, text)
         return trace
+
+
+# -- memory records in the file: one 0-d JSON string, {"<id>": {field: value}} -----------------------
+def _records_json(records: dict[int, MemoryRecord]) -> str:
+    return json.dumps(
+        {str(i): {k: v for k, v in asdict(r).items() if k != "id"} for i, r in sorted(records.items())}
+    )
+
+
+def _records_from_json(value: np.ndarray, where: str) -> dict[int, MemoryRecord]:
+    try:
+        raw = json.loads(str(value[()]))
+        return {
+            int(i): MemoryRecord(
+                id=int(i),
+                next_token=int(r["next_token"]),
+                token_text=str(r["token_text"]),
+                document_id=int(r["document_id"]),
+                document_name=str(r["document_name"]),
+                position=int(r["position"]),
+                snippet=str(r["snippet"]),
+                highlight=(int(r["highlight"][0]), int(r["highlight"][1])),
+            )
+            for i, r in raw.items()
+        }
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise MemvizError(f"{where}: broken memory_records") from None

@@ -63,7 +63,7 @@ def attention_rows(trace: Trace, layer: int, head: int, step: int | None = None)
         raise MemvizError(
             f"an attention series needs a GPT-2 trace; this is a {trace.architecture or 'unknown'} trace"
         )
-    L, A = trace.attention_at(0).shape[:2]
+    L, A = trace.attention_shape
     _check("layer", layer, L, f"the model has {L} layers")
     _check("head", head, A, f"the model has {A} heads")
     n = (
@@ -71,7 +71,7 @@ def attention_rows(trace: Trace, layer: int, head: int, step: int | None = None)
         if step is None
         else _check("step", step, len(trace), f"this trace has {len(trace)} steps") + 1
     )
-    matrix = trace.attention_matrix(layer, head, upto=n)
+    matrix = trace.attention_matrix(layer, head, stop=n)
     header = ["query_step", "query_token"] + [f"{k}:{trace.token_text[k]}" for k in range(n)]
     rows: list[list] = [header]
     for q in range(n):

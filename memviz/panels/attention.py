@@ -7,20 +7,19 @@ from PySide6.QtWidgets import QWidget
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels import colormaps
+from memviz.panels.attention_cache import AttentionCache
 from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
 from memviz.panels.view_model import ViewModel
 
 
 def attention_shape(trace: Trace) -> tuple[int, int]:
-    """(layers, heads) of a trace with attention."""
-    if trace.attention_rows:
-        return tuple(trace.attention_rows[0].shape[:2])
-    return int(trace.model.get("num_layers") or 0), int(trace.model.get("num_heads") or 0)
+    """(layers, heads) of a trace with attention; (0, 0) for one without."""
+    return trace.attention_shape or (0, 0)
 
 
 def shows_attention(trace: Trace | None) -> bool:
-    """A GPT-2 run, even before its first step (its shape comes from the manifest)."""
-    return trace is not None and (trace.has("attention") or trace.architecture == "gpt2")
+    """A run with attention, even before its first step (its shape comes from the manifest)."""
+    return trace is not None and trace.attention_shape is not None
 
 
 class AttentionPanel(GraphicsPanel):
@@ -54,6 +53,7 @@ class AttentionPanel(GraphicsPanel):
         self.layer = self.head = 0
         self.step = -1
         self._shown = (-1, -1, -1)  # layer, head and step on screen
+        self.matrices = AttentionCache()
         self.apply_theme(view.state)
 
     def _tooltip(self, row: int, col: int, value: float) -> str:
@@ -69,6 +69,7 @@ class AttentionPanel(GraphicsPanel):
         self.heatmap.set_data(self.heatmap.data[:0, :0])
         self.step = -1
         self._shown = (-1, -1, -1)
+        self.matrices = AttentionCache()
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -84,7 +85,7 @@ class AttentionPanel(GraphicsPanel):
         # rows of earlier steps never change: with the same head, only the new row and column are coloured
         same_head = self._shown[:2] == (layer, head)
         keep = (min(self._shown[2], t) + 1,) * 2 if same_head else None
-        self.heatmap.set_data(trace.attention_matrix(layer, head, upto=t + 1), keep=keep)
+        self.heatmap.set_data(self.matrices.matrix(trace, layer, head, stop=t + 1), keep=keep)
         self._shown = (layer, head, t)
         self.heatmap.set_highlight_row(t)
         self.note.setText(f"layer {layer}  head {head}  query {token_label(trace.token_text, t)}")

@@ -63,9 +63,9 @@ class DistanceSums:
 
     def mean(self, trace: Trace, upto: int) -> np.ndarray:
         if self.done < upto:
-            self._grow(upto, trace.attention_at(0).shape[:2])
+            self._grow(upto, attention_shape(trace))
             for t in range(self.done, upto):
-                row = as_float32(trace.attention_at(t), self._row[..., : t + 1])
+                row = as_float32(trace.attention_rows_at(t), self._row[..., : t + 1])
                 distance = row @ (t - np.arange(t + 1, dtype=np.float32))
                 self.cumulative[t] = distance if t == 0 else self.cumulative[t - 1] + distance
             self.done = upto

@@ -176,7 +176,7 @@ class HeadGridPanel(GraphicsPanel):
         layers, heads = self.shape
         t = clamp(state.cursor, len(trace))
         self.step = t
-        self.rows = trace.attention_at(t)
+        self.rows = trace.attention_rows_at(t)
         self._update_heights()
         self._draw()
         layer, head = clamp(state.layer, layers), clamp(state.head, heads)

@@ -6,8 +6,9 @@ each with its source snippet (the stored next token highlighted in its context) 
 Bottom, side by side: the model's distribution (p_LM), the memory's (p_kNN) and their mix
 (p = lambda * p_kNN + (1 - lambda) * p_LM), with the token that actually came next highlighted.
 
-Snippets come from an open MemoryStore (`set_store`); without one the panel opens the store named in
-the trace's manifest for reading, if it is there, and otherwise shows ids only.
+Everything drawn comes from the trace: the snippets are the records the Session saved with the run
+(`Trace.memory_record`), so an exported figure needs no store. A trace saved without them (before
+they were recorded) shows ids and scores, and says that its snippets were not saved.
 """
 
 from __future__ import annotations
@@ -101,9 +102,6 @@ class MemoryPanel(Panel):
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)
-        self.store = None
-        self._own_store = None  # a store this panel opened itself from the manifest
-        self._records: dict[int, list] = {}  # step -> records of its memories
         self._known: dict[int, str] = {}
         self.step = -1
         self.rows: list[tuple[int, float, float, object]] = []  # (id, score, relative weight, record)
@@ -129,39 +127,14 @@ class MemoryPanel(Panel):
 
     # -- data ---------------------------------------------------------------------------------------
     def set_store(self, store) -> None:
-        """An open MemoryStore to look records up in (None: none)."""
-        self.store = store
-        self._records.clear()
-        self.canvas.item.update()
+        """Kept for the window, which still hands the panel its store: a no-op, the panel reads the
+        trace only (its snippets were saved in it as the run recalled them)."""
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
-        self._records.clear()
         self._known = {}
         self.step = -1
         self.rows, self.columns = [], []
-        if self._own_store is not None:
-            self._own_store.close()
-            self._own_store = None
-
-    def _lookup_store(self):
-        if self.store is not None:
-            return self.store
-        if self._own_store is None and self.trace is not None and self.trace.memory:
-            path = self.trace.memory.get("store")
-            if path and Path(path).is_file():
-                try:
-                    from memviz.memory.store import MemoryStore
-
-                    self._own_store = MemoryStore.open(path, backend=None)
-                    if self._own_store.model_name != self.trace.model.get("name", self._own_store.model_name):
-                        self._own_store.close()
-                        self._own_store = False  # another model's store: do not show its records
-                except Exception:  # noqa: BLE001 - snippets are optional; the scores still show
-                    self._own_store = False
-            else:
-                self._own_store = False
-        return self._own_store or None
 
     def token_text(self, token_id: int) -> str:
         return candidate_text(self.trace, token_id, self._known)
@@ -181,15 +154,10 @@ class MemoryPanel(Panel):
         ids, scores = ids[valid], scores[valid]
         temperature = float((trace.memory or {}).get("temperature", 1.0)) or 1.0
         weights = np.exp((scores.astype(np.float64) - (scores[0] if len(scores) else 0.0)) / temperature)
-        records = self._records.get(t)
-        if records is None:
-            store = self._lookup_store()
-            records = store.get(ids) if store is not None and len(ids) else [None] * len(ids)
-            if store is not None:
-                for rec in records:
-                    if rec is not None:
-                        self._known.setdefault(rec.next_token, rec.token_text)
-            self._records[t] = records
+        records = [trace.memory_record(i) for i in ids]
+        for rec in records:
+            if rec is not None:
+                self._known.setdefault(rec.next_token, rec.token_text)
         self.rows = [
             (int(i), float(s), float(w), r) for i, s, w, r in zip(ids, scores, weights, records, strict=True)
         ][:ROWS_MAX]
@@ -302,7 +270,7 @@ class MemoryPanel(Panel):
                     text_x,
                     mid,
                     fm.elidedText(
-                        f"memory #{entry_id} (no store open for its text)",
+                        f"memory #{entry_id} (its snippet was not saved in this trace)",
                         Qt.TextElideMode.ElideRight,
                         text_w,
                     ),

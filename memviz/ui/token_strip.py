@@ -78,11 +78,11 @@ def signal_values(trace: Trace | None, state: ViewState, signal: str | None = No
                 out[: len(column)] = column[:, layer, unit]
         elif signal == "attention":
             t = min(state.cursor, T - 1)
-            if t >= 0 and trace.has("attention") and t < len(trace.attention_rows):
-                row = trace.attention_at(t)
-                layer = min(max(state.layer, 0), row.shape[0] - 1)
-                head = min(max(state.head, 0), row.shape[1] - 1)
-                out[: t + 1] = row[layer, head]
+            if t >= 0 and trace.has("attention"):
+                layers, heads = trace.attention_shape
+                layer = min(max(state.layer, 0), layers - 1)
+                head = min(max(state.head, 0), heads - 1)
+                out[: t + 1] = trace.attention_row(t, layer, head)
         elif signal == "memory":
             if trace.has("memory_scores"):
                 scores = trace.array("memory_scores")[:T].astype(np.float64)
