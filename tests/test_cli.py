@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_lstm_dir
 from transformers import GPT2LMHeadModel
 
 from memviz.backends.lstm import load_lstm
@@ -404,19 +403,17 @@ def test_model_is_a_file(tmp_path, capsys):
     assert_user_error(code, err, "folder")
 
 
-def test_mismatched_checkpoint(tmp_path, capsys):
+def test_mismatched_checkpoint(lstm_dir_factory, tmp_path, capsys):
     """Weights of one size, config of another: a clear error, not a PyTorch traceback."""
-    folder = make_lstm_dir(tmp_path / "m", layers=2, hidden=8, embedding=4)
-    other = make_lstm_dir(tmp_path / "other", layers=2, hidden=12, embedding=4)
+    folder = lstm_dir_factory(tmp_path / "m", layers=2, hidden=8, embedding=4)
+    other = lstm_dir_factory(tmp_path / "other", layers=2, hidden=12, embedding=4)
     shutil.copy(other / "model.safetensors", folder / "model.safetensors")
     assert_user_error(*run_cli(capsys, *trace_args(folder, tmp_path))[::2], "does not match")
 
 
-def test_text_longer_than_the_window(tmp_path, capsys):
+def test_text_longer_than_the_window(gpt2_dir_factory, tmp_path, capsys):
     """GPT-2's context window: the text is cut and generation stops there, with warnings, exit 0."""
-    from conftest import make_gpt2_dir
-
-    folder = make_gpt2_dir(tmp_path / "short", layers=2, heads=2, embd=16, positions=16)
+    folder = gpt2_dir_factory(tmp_path / "short", layers=2, heads=2, embd=16, positions=16)
     capsys.readouterr()  # transformers' own progress bars while the model was made
     code, out, err = run_cli(
         capsys,

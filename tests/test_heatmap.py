@@ -77,18 +77,14 @@ def test_view_follows_in_stable_steps_until_the_user_zooms(heatmap):
     assert vb.viewRange()[0] == [0, 320]
 
 
-def test_still_figures_end_at_the_data_and_animations_keep_stable_frames(qtbot, gpt2_dir):
-    from memviz.backends.registry import load_backend
-    from memviz.core.sampling import SamplingConfig
-    from memviz.core.session import Session
+def test_still_figures_end_at_the_data_and_animations_keep_stable_frames(
+    qtbot, run_session, gpt2_dir, sample_text
+):
     from memviz.core.view import ViewState
     from memviz.export.render import FigureRenderer
     from memviz.panels.attention import AttentionPanel
 
-    session = Session(load_backend(str(gpt2_dir)), sampling=SamplingConfig(temperature=0.0))
-    session.feed("The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n" * 4)
-    session.run()
-    trace = session.trace
+    trace = run_session(gpt2_dir, sample_text).trace
     t = 70  # 71 steps: a stable extent of 80
     assert len(trace) > t and stable_extent(t + 1) == 80
     for exact, extent in ((True, t + 1), (False, 80)):

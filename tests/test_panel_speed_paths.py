@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from panel_helpers import head_grid_bar_heights, make_panel, settle
 from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QImage
 
@@ -68,16 +67,16 @@ def columns_of_key(key: int, n: int, bins: int) -> np.ndarray:
 # -- head grid -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("T", [300, 20])  # rows longer than the columns of a cell, and shorter
-def test_head_grid_image_is_the_binned_attention(qtbot, dtype, T):
+def test_head_grid_image_is_the_binned_attention(make_panel, head_grid_bar_heights, dtype, T):
     trace = gpt2_trace(T, dtype)
     t = T - 1
-    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=t)
+    view, panel = make_panel(HeadGridPanel, trace, cursor=t)
     rows = trace.attention_at(t)
     np.testing.assert_array_equal(panel.rows, rows)
     assert panel.step == t and panel.shape == (L, A)
     bins, levels = panel.bins, panel.levels
     assert 8 <= bins <= 96 and levels >= 4
-    assert (T > bins) == (rows.shape[-1] > bins)
+    assert rows.shape[-1] == T and (T > bins) == (T == 300)  # both cases: more keys than columns, fewer
     drawn = head_grid_bar_heights(panel)
     assert drawn.shape == (L, A, bins)
     # every cell: the column(s) holding its most attended key are filled to that weight's height
@@ -99,9 +98,9 @@ def test_head_grid_image_is_the_binned_attention(qtbot, dtype, T):
     np.testing.assert_array_equal(drawn, np.maximum(np.rint(values * levels), values > 0))
 
 
-def test_head_grid_image_covers_the_grid_and_shows_on_screen(qtbot):
+def test_head_grid_image_covers_the_grid_and_shows_on_screen(make_panel):
     trace = gpt2_trace(200)
-    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=199)
+    view, panel = make_panel(HeadGridPanel, trace, cursor=199)
     assert panel.image.mapRectToView(panel.image.boundingRect()) == QRectF(0, 0, A, L)
     # head (0, 0) attends fully to key 0: its first bar column is drawn in the fill colour
     width, mx = panel.cell_size[0], panel.margin[0]
@@ -113,9 +112,9 @@ def test_head_grid_image_covers_the_grid_and_shows_on_screen(qtbot):
     assert image.pixelColor(empty).name() != "#dcdcdc"
 
 
-def test_head_grid_steps_change_only_the_image(qtbot):
+def test_head_grid_steps_change_only_the_image(make_panel, settle):
     trace = gpt2_trace(120)
-    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=60, layer=1, head=2)
+    view, panel = make_panel(HeadGridPanel, trace, cursor=60, layer=1, head=2)
     axes = {name: panel.plot.getAxis(name) for name in ("left", "bottom")}
     pictures = {name: axis.picture for name, axis in axes.items()}
     assert all(p is not None for p in pictures.values())
@@ -133,9 +132,9 @@ def test_head_grid_steps_change_only_the_image(qtbot):
     assert panel.selected.rect() == QRectF(2, 1, 1, 1)
 
 
-def test_head_grid_follows_resizes_and_the_talk_look(qtbot):
+def test_head_grid_follows_resizes_and_the_talk_look(make_panel, settle, head_grid_bar_heights):
     trace = gpt2_trace(300)
-    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=299)
+    view, panel = make_panel(HeadGridPanel, trace, cursor=299)
     small = panel.cell_size
     panel.resize(1400, 800)
     settle(panel)
@@ -164,11 +163,11 @@ def test_x_range_is_the_smallest_fixed_range_that_fits():
             assert end == 1.0
 
 
-def test_distribution_x_range_is_constant_within_a_band(qtbot):
+def test_distribution_x_range_is_constant_within_a_band(make_panel, settle):
     # steps 0-2: best candidate between 0.0424 and 0.0508 (range 0.06); 3: 0.3 (0.4); 4: 0.045 again
     tops = [0.043, 0.047, 0.0505, 0.3, 0.045, 0.9]
     trace = gpt2_trace(len(tops), tops=tops)
-    view, panel = make_panel(qtbot, DistributionPanel, trace, cursor=0)
+    view, panel = make_panel(DistributionPanel, trace, cursor=0)
     axis = panel.plot.getAxis("bottom")
     first_range = panel.plot.vb.viewRange()[0]
     first_picture = axis.picture
@@ -196,9 +195,9 @@ def test_distribution_x_range_is_constant_within_a_band(qtbot):
 
 
 @pytest.mark.parametrize("theme", ["dark", "talk"])
-def test_distribution_texts_and_bars_are_the_trace(qtbot, theme):
+def test_distribution_texts_and_bars_are_the_trace(make_panel, theme):
     trace = gpt2_trace(8)
-    view, panel = make_panel(qtbot, DistributionPanel, trace, theme=theme, cursor=4)
+    view, panel = make_panel(DistributionPanel, trace, theme=theme, cursor=4)
     t = 4
     np.testing.assert_array_equal(panel.probs, trace.array("topk_probs")[t])
     np.testing.assert_array_equal(panel.ids, trace.array("topk_ids")[t])

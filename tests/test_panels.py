@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from panel_helpers import head_grid_bar_heights, make_panel
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 
-from memviz.backends.registry import load_backend
-from memviz.core.sampling import SamplingConfig
-from memviz.core.session import Session
 from memviz.core.view import ViewState
 from memviz.panels.attention import AttentionPanel
 from memviz.panels.distribution import DistributionPanel
@@ -25,24 +21,32 @@ from memviz.panels.view_model import ViewModel
 
 TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n"
 
-
-def run(folder, text: str = TEXT, generate: int = 0):
-    backend = load_backend(str(folder))
-    session = Session(backend, sampling=SamplingConfig(temperature=0.0))
-    session.feed(text)
-    session.generate(generate)
-    session.run()
-    return session
-
-
-@pytest.fixture(scope="module")
-def lstm_session(lstm_dir):
-    return run(lstm_dir)
+#: how many heatmaps each panel shows (each with its colour bar); a new panel says how many it has
+HEATMAPS = {
+    "gates": 4,
+    "state": 2,
+    "span": 1,
+    "attention": 1,
+    "heads": 0,
+    "head-distance": 1,
+    "distribution": 0,
+    "memory": 0,
+}
 
 
 @pytest.fixture(scope="module")
-def gpt2_session(gpt2_dir):
-    return run(gpt2_dir, text=TEXT * 3, generate=6)
+def lstm_session(run_session, lstm_dir):
+    return run_session(lstm_dir, TEXT)
+
+
+@pytest.fixture(scope="module")
+def gpt2_session(run_session, gpt2_dir):
+    return run_session(gpt2_dir, TEXT * 3, generate=6)
+
+
+def heatmaps_of(panel) -> list[Heatmap]:
+    """The panel's heatmaps: pyqtgraph items in its canvas's scene, not QObject children."""
+    return [item for item in panel.canvas.scene().items() if isinstance(item, Heatmap)]
 
 
 def viewport_point(canvas, scene_pos) -> QPoint:
@@ -70,10 +74,11 @@ def test_registry_names_and_architectures():
 
 
 # -- LSTM ----------------------------------------------------------------------------------------
-def test_gates_images_are_the_trace_gates(qtbot, lstm_session):
+def test_gates_images_are_the_trace_gates(qtbot, make_panel, lstm_session):
     trace = lstm_session.trace
     gates = trace.array("gates")
-    view, panel = make_panel(qtbot, GatesPanel, trace, cursor=20, layer=1)
+    view, panel = make_panel(GatesPanel, trace, cursor=20, layer=1)
+    assert len(panel.heatmaps) == 4  # i, f, g, o
     for g, heatmap in enumerate(panel.heatmaps):
         np.testing.assert_array_equal(heatmap.data, gates[:21, 1, g].T)
         assert heatmap.image.cells == (gates.shape[3], 21)
@@ -89,9 +94,9 @@ def test_gates_images_are_the_trace_gates(qtbot, lstm_session):
     assert panel.heatmaps[0].data.shape == (gates.shape[3], 6)
 
 
-def test_gates_tooltip_and_click(qtbot, lstm_session):
+def test_gates_tooltip_and_click(qtbot, make_panel, lstm_session):
     trace = lstm_session.trace
-    view, panel = make_panel(qtbot, GatesPanel, trace, cursor=30, layer=0)
+    view, panel = make_panel(GatesPanel, trace, cursor=30, layer=0)
     heatmap = panel.heatmaps[1]
     value = float(trace.array("gates")[7, 0, 1, 4])
     text = heatmap.tooltip_at(4, 7)
@@ -106,10 +111,10 @@ def test_gates_tooltip_and_click(qtbot, lstm_session):
     assert view.state.unit == 9
 
 
-def test_state_panel_heatmaps_curves_and_unit_click(qtbot, lstm_session):
+def test_state_panel_heatmaps_curves_and_unit_click(qtbot, make_panel, lstm_session):
     trace = lstm_session.trace
     cell, hidden = trace.array("cell"), trace.array("hidden")
-    view, panel = make_panel(qtbot, StatePanel, trace, cursor=25, layer=2, unit=3)
+    view, panel = make_panel(StatePanel, trace, cursor=25, layer=2, unit=3)
     np.testing.assert_array_equal(panel.heatmaps["cell"].data, cell[:26, 2].T)
     np.testing.assert_array_equal(panel.heatmaps["hidden"].data, hidden[:26, 2].T)
     lo, hi = panel.heatmaps["cell"].levels
@@ -125,11 +130,11 @@ def test_state_panel_heatmaps_curves_and_unit_click(qtbot, lstm_session):
     assert panel.heatmaps["cell"].highlight_row == 11
 
 
-def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
+def test_span_is_the_product_of_forget_gates(qtbot, make_panel, lstm_session):
     trace = lstm_session.trace
     f = trace.array("gates")[:, 1, 1].astype(np.float64)  # [T, H]
     t = 40
-    view, panel = make_panel(qtbot, SpanPanel, trace, cursor=t, layer=1, unit=2)
+    view, panel = make_panel(SpanPanel, trace, cursor=t, layer=1, unit=2)
     expected = np.ones((f.shape[1], t + 1))
     for s in range(t + 1):
         expected[:, s] = np.prod(f[s + 1 : t + 1], axis=0)
@@ -149,7 +154,9 @@ def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
 
     # one step at a time (each multiplies the kept columns by the new forget gate), then back, then
     # another layer: every column is still the product of the gates since it was written
-    for now in range(t + 6, min(len(trace), t + 30)):
+    steps = range(t + 6, min(len(trace), t + 30))
+    assert len(steps) >= 10
+    for now in steps:
         view.update(cursor=now)
         np.testing.assert_allclose(panel.retention, products(f, now), rtol=1e-9, atol=1e-300)
     for cursor, layer in ((t - 10, 1), (t - 9, 0), (t + 2, 0)):
@@ -160,10 +167,10 @@ def test_span_is_the_product_of_forget_gates(qtbot, lstm_session):
 
 
 # -- GPT-2 ---------------------------------------------------------------------------------------
-def test_attention_image_row_and_selectors(qtbot, gpt2_session):
+def test_attention_image_row_and_selectors(qtbot, make_panel, gpt2_session):
     trace = gpt2_session.trace
     t = 30
-    view, panel = make_panel(qtbot, AttentionPanel, trace, cursor=t, layer=2, head=1)
+    view, panel = make_panel(AttentionPanel, trace, cursor=t, layer=2, head=1)
     np.testing.assert_array_equal(panel.heatmap.data, trace.attention_matrix(2, 1, upto=t + 1))
     np.testing.assert_array_equal(panel.heatmap.data[t], trace.attention_at(t)[2, 1])
     assert panel.heatmap.highlight_row == t
@@ -178,10 +185,10 @@ def test_attention_image_row_and_selectors(qtbot, gpt2_session):
     assert panel.heatmap.data.shape == (13, 13)
 
 
-def test_head_grid_rows_click_and_tooltip(qtbot, gpt2_session):
+def test_head_grid_rows_click_and_tooltip(qtbot, make_panel, head_grid_bar_heights, gpt2_session):
     trace = gpt2_session.trace
     t = len(trace) - 1
-    view, panel = make_panel(qtbot, HeadGridPanel, trace, cursor=t, layer=0, head=0)
+    view, panel = make_panel(HeadGridPanel, trace, cursor=t, layer=0, head=0)
     layers, heads = panel.shape
     assert (layers, heads) == trace.attention_at(0).shape[:2]
     np.testing.assert_array_equal(panel.rows, trace.attention_at(t))
@@ -211,9 +218,9 @@ def test_binned_max_keeps_peaks():
     np.testing.assert_array_equal(short, row[..., :10])
 
 
-def test_head_distance_is_the_traces_mean_distance(qtbot, gpt2_session):
+def test_head_distance_is_the_traces_mean_distance(qtbot, make_panel, gpt2_session):
     trace = gpt2_session.trace
-    view, panel = make_panel(qtbot, HeadDistancePanel, trace, cursor=20, layer=1, head=2)
+    view, panel = make_panel(HeadDistancePanel, trace, cursor=20, layer=1, head=2)
     np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(upto=21), rtol=1e-5)
     view.update(cursor=len(trace) - 1)
     np.testing.assert_allclose(panel.heatmap.data, trace.mean_attention_distance(), rtol=1e-5)
@@ -228,11 +235,11 @@ def test_head_distance_is_the_traces_mean_distance(qtbot, gpt2_session):
     assert (view.state.layer, view.state.head) == (2, 3)
 
 
-def test_distribution_bars_and_actual_next_token(qtbot, gpt2_session):
+def test_distribution_bars_and_actual_next_token(qtbot, make_panel, gpt2_session):
     trace = gpt2_session.trace
     backend = gpt2_session.backend
     t = 10
-    view, panel = make_panel(qtbot, DistributionPanel, trace, cursor=t)
+    view, panel = make_panel(DistributionPanel, trace, cursor=t)
     np.testing.assert_array_equal(panel.probs, trace.array("topk_probs")[t])
     np.testing.assert_array_equal(panel.ids, trace.array("topk_ids")[t])
     np.testing.assert_allclose(panel.bars.opts["width"], trace.array("topk_probs")[t])
@@ -251,16 +258,19 @@ def test_distribution_bars_and_actual_next_token(qtbot, gpt2_session):
 
 
 # -- every panel ---------------------------------------------------------------------------------
+def test_every_panel_says_how_many_heatmaps_it_has():
+    assert set(HEATMAPS) == {cls.name for cls in PANEL_CLASSES}
+
+
 @pytest.mark.parametrize("theme", ["dark", "talk"])
-def test_every_panel_draws_in_both_themes(qtbot, lstm_session, gpt2_session, theme):
+def test_every_panel_draws_in_both_themes(qtbot, make_panel, lstm_session, gpt2_session, theme):
+    drawn = []
     for cls in PANEL_CLASSES:
         for session in (lstm_session, gpt2_session):
             trace = session.trace
             if not cls.supports(trace):
                 continue
-            view, panel = make_panel(
-                qtbot, cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme
-            )
+            view, panel = make_panel(cls, trace, cursor=len(trace) // 2, layer=1, head=1, unit=1, theme=theme)
             panel.apply_theme(view.state)
             image = panel.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)
             assert (image.width(), image.height()) == (900, 500)
@@ -270,27 +280,69 @@ def test_every_panel_draws_in_both_themes(qtbot, lstm_session, gpt2_session, the
             assert (
                 cls.title in title and f"step {len(trace) // 2} " in title
             )  # 0-based, as on the axes and --step
-            for heatmap in panel.findChildren(Heatmap) or []:
-                assert heatmap.colorbar is not None
+            heatmaps = heatmaps_of(panel)
+            assert len(heatmaps) == HEATMAPS[cls.name], cls.name
+            assert all(heatmap.colorbar is not None for heatmap in heatmaps), cls.name
+            drawn.append((cls.name, trace.architecture))
+    # every data panel was drawn on the runs it supports (the memory panel needs a memory run)
+    assert set(drawn) == {
+        ("gates", "lstm"),
+        ("state", "lstm"),
+        ("span", "lstm"),
+        ("attention", "gpt2"),
+        ("heads", "gpt2"),
+        ("head-distance", "gpt2"),
+        ("distribution", "lstm"),
+        ("distribution", "gpt2"),
+    }
 
 
-def test_every_heatmap_has_a_colour_bar(qtbot, lstm_session, gpt2_session):
-    for cls in PANEL_CLASSES:
-        trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
-        _, panel = make_panel(qtbot, cls, trace, cursor=5)
-        heatmaps = [item for item in panel.canvas.scene().items() if isinstance(item, Heatmap)]
-        for heatmap in heatmaps:
-            assert heatmap.colorbar.scene() is panel.canvas.scene()
+@pytest.mark.parametrize("cls", PANEL_CLASSES, ids=lambda cls: cls.name)
+def test_every_heatmap_has_a_colour_bar(qtbot, make_panel, lstm_session, gpt2_session, cls):
+    trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
+    _, panel = make_panel(cls, trace, cursor=5)
+    heatmaps = heatmaps_of(panel)
+    assert len(heatmaps) == HEATMAPS[cls.name]
+    for heatmap in heatmaps:
+        assert heatmap.colorbar is not None and heatmap.colorbar.scene() is panel.canvas.scene()
+        assert heatmap.colorbar.isVisible()
 
 
-def test_panels_ignore_an_empty_trace_and_a_new_run(qtbot, lstm_session, gpt2_session):
-    for cls in PANEL_CLASSES:
-        view = ViewModel()
+def grab_pixels(panel) -> np.ndarray:
+    image = panel.grab().toImage().convertToFormat(QImage.Format.Format_ARGB32)
+    return np.frombuffer(image.constBits(), np.uint32, count=image.width() * image.height()).copy()
+
+
+@pytest.mark.parametrize("cls", PANEL_CLASSES, ids=lambda cls: cls.name)
+def test_panels_ignore_an_empty_trace_and_a_new_run(qtbot, lstm_session, gpt2_session, cls):
+    trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
+
+    def panel_of(view: ViewModel):
         panel = cls(view)
         qtbot.addWidget(panel)
-        panel.render(view.state)  # no trace yet
-        panel.set_trace(None)
-        panel.render(ViewState(cursor=3))
-        trace = lstm_session.trace if cls.supports(lstm_session.trace) else gpt2_session.trace
-        panel.set_trace(trace)
-        panel.render(ViewState(cursor=3, layer=99, head=99, unit=9999))  # out of range: clamped
+        panel.resize(700, 400)
+        return panel
+
+    view = ViewModel()
+    panel = panel_of(view)
+    panel.render(view.state)  # no trace yet
+    panel.set_trace(None)
+    panel.render(ViewState(cursor=3))
+    assert panel.figure_title(ViewState(cursor=3)) == cls.title
+    panel.set_trace(trace)
+    panel.render(ViewState(cursor=3, layer=99, head=99, unit=9999))  # out of range: clamped ...
+    assert panel.trace is trace and "step 3 " in panel.figure_title(ViewState(cursor=3))
+    # ... to the last layer, head and unit: the same picture as a fresh panel asked for those
+    model = trace.model
+    last = ViewState(
+        cursor=3,
+        layer=int(model["num_layers"]) - 1,
+        head=max(int(model.get("num_heads") or 1) - 1, 0),
+        unit=int(model["hidden_size"]) - 1,
+    )
+    fresh = panel_of(ViewModel())
+    fresh.set_trace(trace)
+    fresh.render(last)
+    for _ in range(2):  # both settle (the views' ranges are applied when they paint)
+        grab_pixels(panel), grab_pixels(fresh)
+    np.testing.assert_array_equal(grab_pixels(panel), grab_pixels(fresh))

@@ -7,9 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memviz.backends.registry import load_backend
 from memviz.core.sampling import Sampler, SamplingConfig, top_k_of
-from memviz.core.session import Session
 from memviz.errors import MemvizError
 
 
@@ -134,30 +132,23 @@ def test_top_k_of_is_best_first_with_ties_by_id():
     assert top_k_of(p, 10)[0].tolist() == [1, 2, 4, 0, 3]
 
 
-def test_seeded_generation_is_reproducible(lstm_dir):
+def test_seeded_generation_is_reproducible(run_session, lstm_dir):
     def run(seed: int) -> list[int]:
-        session = Session(
-            load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=1.0, top_k=10, seed=seed)
-        )
-        session.feed("The quick ")
-        session.generate(30)
-        session.run()
-        return session.trace.token_ids
+        sampling = SamplingConfig(temperature=1.0, top_k=10, seed=seed)
+        return run_session(lstm_dir, "The quick ", generate=30, sampling=sampling).trace.token_ids
 
+    assert len(run(7)) == len("The quick ") + 30
     assert run(7) == run(7)
     assert run(7) != run(8)
 
 
-def test_greedy_session_is_the_argmax_chain(lstm_dir):
+def test_greedy_session_is_the_argmax_chain(run_session, lstm_dir):
     """Greedy generation equals the chain of argmaxes computed with the model's own nn.LSTM."""
     import torch
 
     from memviz.backends.lstm import load_lstm
 
-    session = Session(load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=0))
-    session.feed("def f(")
-    session.generate(25)
-    session.run()
+    session = run_session(lstm_dir, "def f(", generate=25, sampling=SamplingConfig(temperature=0))
     model, tokenizer, _ = load_lstm(lstm_dir)
     chain = tokenizer.encode("def f(").ids
     with torch.no_grad():

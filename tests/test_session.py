@@ -113,18 +113,16 @@ def test_max_tokens_cuts_long_text(lstm_dir):
     assert len(session.trace) == 10 and sum(session.trace.generated) == 8
 
 
-def test_same_seed_same_trace_file(lstm_dir, tmp_path):
+def test_same_seed_same_trace_file(run_session, lstm_dir, tmp_path):
     """A run is reproducible to the byte-identical arrays it saves."""
     paths = []
     for i in range(2):
-        session = Session(
-            load_backend(str(lstm_dir)), sampling=SamplingConfig(temperature=1.2, top_p=0.9, seed=5)
-        )
-        session.feed("def ")
-        session.generate(20)
-        session.run()
+        sampling = SamplingConfig(temperature=1.2, top_p=0.9, seed=5)
+        session = run_session(lstm_dir, "def ", generate=20, sampling=sampling)
         paths.append(session.trace.save(tmp_path / f"{i}.memviz"))
     with np.load(paths[0]) as a, np.load(paths[1]) as b:
         assert a.files == b.files
+        assert {"token_ids", "hidden", "cell", "gates", "topk_ids", "topk_probs"} <= set(a.files)
+        assert len(a["token_ids"]) == 24
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_TEXT
 
 from memviz.backends.registry import load_backend
 from memviz.cli import main
@@ -41,18 +40,15 @@ GPT2_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, sample_text):
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(SAMPLE_TEXT * 60)  # ~17k characters: enough for a training and a held-out part
+    path.write_text(sample_text * 60)  # ~17k characters: enough for a training and a held-out part
     return path
 
 
-def session_bits(backend, text: str) -> tuple[float, int]:
+def session_bits(run_session, backend, text: str) -> tuple[float, int]:
     """Total bits of every token after the first, from the instrumented Session's distributions."""
-    session = Session(backend)
-    session.feed(text)
-    session.run()
-    ids, bits = session.trace.token_ids, 0.0
+    ids, bits = run_session(backend, text).trace.token_ids, 0.0
     session = Session(backend)
     for i, token in enumerate(ids[:-1]):
         session._queue.append(token)
@@ -61,7 +57,7 @@ def session_bits(backend, text: str) -> tuple[float, int]:
     return bits, len(ids)
 
 
-def test_train_lstm_resume_and_eval(corpus, tmp_path, capsys):
+def test_train_lstm_resume_and_eval(run_session, corpus, tmp_path, capsys):
     out = tmp_path / "lstm"
     assert (
         main(["train", "lstm", "--corpus", str(corpus), "--out", str(out), "--max-steps", "6", *LSTM_ARGS])
@@ -81,11 +77,11 @@ def test_train_lstm_resume_and_eval(corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--model", str(out), "--text-file", str(tmp_path / "t.txt"), "--json"]) == 0
     reported = json.loads(capsys.readouterr().out)["bits_per_char"]
-    bits, n = session_bits(backend, text)
+    bits, n = session_bits(run_session, backend, text)
     assert reported == pytest.approx(bits / (n - 1), rel=1e-4)
 
 
-def test_train_gpt2_and_eval(corpus, tmp_path, capsys):
+def test_train_gpt2_and_eval(run_session, corpus, tmp_path, capsys):
     out = tmp_path / "gpt2"
     assert (
         main(["train", "gpt2", "--corpus", str(corpus), "--out", str(out), "--max-steps", "3", *GPT2_ARGS])
@@ -98,7 +94,7 @@ def test_train_gpt2_and_eval(corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "--model", str(out), "--text-file", str(tmp_path / "t.txt"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    bits, _ = session_bits(backend, text)
+    bits, _ = session_bits(run_session, backend, text)
     first_token_chars = len(backend.tokenizer.decode(backend.encode(text).ids[:1]))
     assert result["bits_per_char"] == pytest.approx(bits / (len(text) - first_token_chars), rel=1e-4)
     assert np.isfinite(result["induction_first_copy_loss"]) and np.isfinite(
