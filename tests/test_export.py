@@ -17,6 +17,7 @@ from memviz.export import render
 from memviz.export.animate import export_animation
 from memviz.export.data import as_float_array, export_csv, read_csv_values
 from memviz.panels.base import Panel
+from memviz.panels.memory_panel import MemoryPanel
 from memviz.panels.registry import PANEL_CLASSES
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -253,6 +254,29 @@ def test_mp4_has_one_frame_per_step(app, traces, tmp_path):
         ).stdout.strip()
         assert int(frames) == 5
     assert out.stat().st_size > 1000
+
+
+def test_memory_figure_needs_only_the_trace(app, tmp_path, lstm_dir):
+    """The memory panel's snippets are saved in the trace: the same figure once the store is gone."""
+    document = tmp_path / "fox.txt"
+    document.write_text("The quick brown fox jumps over the lazy dog.\n")
+    store = tmp_path / "m.sqlite"
+    assert main(["memory", "add", "--store", str(store), "--model", str(lstm_dir), str(document)]) == 0
+    trace_path = tmp_path / "run.memviz"
+    command = ["trace", "--model", str(lstm_dir), "--text", "The quick brown", "--memory", str(store)]
+    assert main([*command, "--out", str(trace_path)]) == 0
+
+    def figure_texts(name: str) -> list[str]:
+        state = ViewState(cursor=5, theme="talk")
+        out = render.export_figure(Trace.load(trace_path), MemoryPanel, state, tmp_path / name)
+        return ["".join(t.itertext()) for t in ET.parse(out).getroot().iter(SVG + "text")]
+
+    before = figure_texts("before.svg")
+    assert any("fox.txt" in t for t in before) and not any("not saved" in t for t in before)
+    for file in tmp_path.iterdir():
+        if file.name.startswith("m.sqlite"):  # the database, its WAL files, its index
+            file.unlink()
+    assert figure_texts("after.svg") == before
 
 
 # -- CSV -----------------------------------------------------------------------------------------

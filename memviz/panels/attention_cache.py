@@ -24,6 +24,10 @@ class AttentionCache:
         self.heads_kept = heads_kept
         self._kept: OrderedDict[tuple[int, int], tuple[np.ndarray, int]] = OrderedDict()  # (buffer, rows)
 
+    def __len__(self) -> int:
+        """Heads kept now."""
+        return len(self._kept)
+
     def matrix(self, trace: Trace, layer: int, head: int, stop: int | None = None) -> np.ndarray:
         """Equal to trace.attention_matrix(layer, head, stop=stop): [n, n] float32, a view of the cache."""
         n = len(trace) if stop is None else max(0, min(stop, len(trace)))
