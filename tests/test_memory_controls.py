@@ -1,25 +1,44 @@
-"""The memory controls widget: open a store, add documents in its worker thread, cancel, recall settings."""
+"""The memory controls widget: open a store, add documents on the session's worker, cancel, recall settings."""
 
 from __future__ import annotations
+
+import pytest
 
 from memviz.backends.registry import load_backend
 from memviz.core.session import RecallSettings, Session
 from memviz.memory.store import MemoryStore
 from memviz.ui.memory_controls import MemoryControls
+from memviz.ui.worker import WorkerThread
 
 
-def test_open_add_cancel_and_settings(qtbot, tmp_path, lstm_dir, gpt2_dir):
+@pytest.fixture
+def runner():
+    owner = WorkerThread()
+    yield owner.worker
+    owner.stop()
+
+
+def ran(qtbot, job) -> bool:
+    """Wait for a job the controls submitted (and for its signals to arrive); True if it succeeded."""
+    if job is None:
+        return False
+    qtbot.waitUntil(lambda: job.ended, timeout=60_000)
+    qtbot.wait(50)  # its queued signals (storeChanged, addFinished) reach this thread
+    return job.error is None
+
+
+def test_open_add_cancel_and_settings(qtbot, tmp_path, lstm_dir, gpt2_dir, runner):
     backend = load_backend(str(lstm_dir))
-    w = MemoryControls()
+    w = MemoryControls(runner)
     qtbot.addWidget(w)
     errors, stores, recalls, results = [], [], [], []
     w.error.connect(errors.append)
     w.storeChanged.connect(stores.append)
     w.recallChanged.connect(recalls.append)
     w.addFinished.connect(results.append)
-    assert not w.open_store(str(tmp_path / "m.sqlite"), create=True) and errors  # no model yet
+    assert not ran(qtbot, w.open_store(str(tmp_path / "m.sqlite"), create=True)) and errors  # no model yet
     w.set_backend(backend)
-    assert w.open_store(str(tmp_path / "m.sqlite"), create=True) and stores[-1] is w.store
+    assert ran(qtbot, w.open_store(str(tmp_path / "m.sqlite"), create=True)) and stores[-1] is w.store
     doc = tmp_path / "a.txt"
     doc.write_text("The quick brown fox jumps over the lazy dog.\n" * 200)
     with qtbot.waitSignal(w.busyChanged, timeout=60_000, check_params_cb=lambda busy: busy is False):
@@ -41,10 +60,10 @@ def test_open_add_cancel_and_settings(qtbot, tmp_path, lstm_dir, gpt2_dir):
     session.feed("dog fox")
     session.run()
     before = len(w.store)
-    w.remember(session)
+    ran(qtbot, w.remember(session))
     assert len(w.store) == before + 6
     # another model: the store is switched off
     w.set_backend(load_backend(str(gpt2_dir)))
     assert w.store is None and stores[-1] is None
-    assert not w.open_store(str(tmp_path / "m.sqlite")) and "belongs to model" in errors[-1]
+    assert not ran(qtbot, w.open_store(str(tmp_path / "m.sqlite"))) and "belongs to model" in errors[-1]
     assert len(MemoryStore.open(tmp_path / "m.sqlite", backend=backend)) == before + 6

@@ -1,23 +1,25 @@
 """The app side of export: right-click on any panel -> Export..., File -> Export all panels, Export
 animation (progress, cancel), Copy figure, Export data (CSV), Save session / Open session.
 
-`install_export_actions(window)` needs from the window: `view` (ViewModel), `trace`, `panels`
-({name: Panel}), `add_file_action(action | None)`, `open_trace(path | Trace)` and, if it has them,
-`message(text)` and `saveState()/restoreState()`. Figures are rendered by memviz.export from the
-Trace, offscreen, at the panel's on-screen size: the file looks like the screen.
+What it needs from the window is spelled out in `ExportHost`. The window tells it when panels are
+built (`watch_panels`) and when a saved trace opened (`restore_view`, connected to the window's
+`trace_opened`): the view saved with a session comes back however it was opened. Figures are
+rendered by memviz.export from the Trace, offscreen, at the panel's on-screen size: the file looks
+like the screen.
 
 Animations render one frame per timer tick on the UI thread (widgets live there) and encode the
-file on a Python thread, so the window keeps answering and Cancel works at any moment.
+file as a Job on a JobThread (memviz.ui.jobs), so the window keeps answering and Cancel works at
+any moment.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -28,14 +30,17 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QInputDialog,
     QMenu,
-    QMessageBox,
     QProgressDialog,
     QSpinBox,
     QWidget,
 )
 
+from memviz.core.trace import Trace
 from memviz.errors import MemvizError
 from memviz.export import render
+from memviz.panels.base import Panel
+from memviz.panels.view_model import ViewModel
+from memviz.ui.jobs import Job, JobThread
 
 FIGURE_FILTER = "PNG image (*.png);;SVG vector (*.svg);;PDF vector (*.pdf)"
 ANIMATION_FILTER = "GIF animation (*.gif);;MP4 video (*.mp4)"
@@ -52,21 +57,45 @@ def with_suffix(path: str, selected_filter: str, default: str) -> str:
     return f"{path}.{default}"
 
 
+class ExportHost(Protocol):
+    """What export needs from the window (MainWindow is one; a test can give a small QMainWindow)."""
+
+    view: ViewModel
+    panels: dict[str, Panel]
+
+    @property
+    def trace(self) -> Trace | None: ...
+
+    def add_file_action(self, action: QAction | None = None) -> QAction: ...
+
+    def open_trace(self, source: str | Path | Trace) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def show_error(self, title: str, reason: str) -> None: ...
+
+    def saveState(self, version: int = 0) -> QByteArray: ...  # noqa: N802 (Qt's names)
+
+    def restoreState(self, state: QByteArray, version: int = 0) -> bool: ...  # noqa: N802
+
+    def devicePixelRatioF(self) -> float: ...  # noqa: N802
+
+
 class ExportActions(QObject):
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, host: ExportHost, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.window = parent  # the parent of its dialogs
         self.last_folder = str(Path.home())
         self.job = None  # the animation being written
         self.progress: QProgressDialog | None = None
+        self._jobs: JobThread | None = None  # encodes animations (model-free), started when needed
+        self._encoding: Job | None = None
+        self._timer: QTimer | None = None  # renders the frames of an animation, one per tick
         self._make_actions()
-        # a filter on the panels' own widgets, not on the application: an application-wide filter
-        # is a Python call for every event of every widget, about a millisecond of each frame
-        built = getattr(window, "panels_built", None)
-        if built is not None:
-            built.connect(self._watch_panels)
-        self._watch_panels()
-        self._wrap_open_trace()
+        self._restored: Trace | None = None  # the trace whose saved view was last restored
+        self._make_actions()
+        self.watch_panels()
 
     # -- menus -------------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut: str | None = None) -> QAction:
@@ -77,7 +106,7 @@ class ExportActions(QObject):
         return action
 
     def _make_actions(self) -> None:
-        w = self.window
+        w = self.host
         self.save_session_action = self._action("Save session...", self.save_session_dialog, "Ctrl+S")
         self.open_session_action = self._action("Open session...", self.open_session_dialog)
         self.export_all_action = self._action("Export all panels...", self.export_all_dialog, "Ctrl+E")
@@ -92,9 +121,13 @@ class ExportActions(QObject):
         for action in (self.export_all_action, self.export_animation_action, self.export_csv_action):
             w.add_file_action(action)
 
-    def _watch_panels(self) -> None:
-        """Catch right clicks on every widget of every panel (where a context menu is asked for)."""
-        for panel in getattr(self.window, "panels", {}).values():
+    @Slot()
+    def watch_panels(self) -> None:
+        """Catch right clicks on every widget of every panel (where a context menu is asked for).
+
+        A filter on the panels' own widgets, not on the application: an application-wide filter is
+        a Python call for every event of every widget, about a millisecond of each frame."""
+        for panel in self.host.panels.values():
             for widget in (panel, *panel.findChildren(QWidget)):
                 widget.installEventFilter(self)
 
@@ -107,7 +140,7 @@ class ExportActions(QObject):
         return False
 
     def panel_of(self, widget: QWidget):
-        panels = set(map(id, getattr(self.window, "panels", {}).values()))
+        panels = set(map(id, self.host.panels.values()))
         while widget is not None:
             if id(widget) in panels:
                 return widget
@@ -124,28 +157,22 @@ class ExportActions(QObject):
 
     # -- helpers -------------------------------------------------------------------------------
     def _trace(self):
-        trace = getattr(self.window, "trace", None)
+        trace = self.host.trace
         if trace is None or len(trace) == 0:
             raise MemvizError("nothing to export yet: read some text first")
         return trace
 
     def _state(self):
-        state = self.window.view.state
+        state = self.host.view.state
         n = len(self._trace())
         cursor = state.cursor if 0 <= state.cursor < n else n - 1
         return replace(state, cursor=cursor, follow=False)
 
     def _say(self, text: str) -> None:
-        say = getattr(self.window, "message", None)
-        if callable(say):
-            say(text)
+        self.host.message(text)
 
     def _fail(self, title: str, exc: Exception) -> None:
-        shower = getattr(self.window, "_show_error", None)
-        if callable(shower):
-            shower(title, str(exc))
-        else:
-            QMessageBox.warning(self.window, title, str(exc))
+        self.host.show_error(title, str(exc))
 
     def _size_of(self, panel) -> tuple[int, int]:
         return max(200, panel.width()), max(150, panel.height())
@@ -179,9 +206,7 @@ class ExportActions(QObject):
     def figure_image(self, panel):
         renderer = render.FigureRenderer(type(panel), self._trace(), self._state(), size=self._size_of(panel))
         try:
-            return renderer.image(
-                self.window.devicePixelRatioF() if hasattr(self.window, "devicePixelRatioF") else 1
-            )
+            return renderer.image(self.host.devicePixelRatioF())
         finally:
             renderer.close()
 
@@ -194,7 +219,7 @@ class ExportActions(QObject):
 
     def export_all(self, folder: str | Path, fmt: str = "png") -> list[Path]:
         trace = self._trace()
-        classes = [type(p) for p in self.window.panels.values() if type(p).supports(trace)]
+        classes = [type(p) for p in self.host.panels.values() if type(p).supports(trace)]
         return render.export_all(trace, self._state(), folder, fmt=fmt, classes=classes or None)
 
     def export_all_dialog(self) -> None:
@@ -215,7 +240,7 @@ class ExportActions(QObject):
 
     # -- animation -----------------------------------------------------------------------------
     def _current_panel(self):
-        panels = list(self.window.panels.values())
+        panels = list(self.host.panels.values())
         focus = QApplication.focusWidget()
         return (self.panel_of(focus) if focus is not None else None) or (panels[0] if panels else None)
 
@@ -299,42 +324,53 @@ class ExportActions(QObject):
         job._close_renderer()  # widgets: on this thread
         if self.progress is not None:
             self.progress.setLabelText("Encoding...")
-        self._encoding_error = None
+        sink = job.sink
+        encoding = Job(lambda _job: sink.close(), "encoding the animation…")
+        encoding.finished.connect(self._encoding_finished)
+        encoding.failed.connect(self._encoding_failed)
+        self._encoding = encoding
+        if self._jobs is None:
+            self._jobs = JobThread("memviz-export", self)
+        self._jobs.submit(encoding)
 
-        def encode():
-            try:
-                job.sink.close()
-            except Exception as exc:  # noqa: BLE001
-                self._encoding_error = exc
-
-        self._encoder = threading.Thread(target=encode, daemon=True)
-        self._encoder.start()
-        self._poll = QTimer(self)
-        self._poll.setInterval(50)
-        self._poll.timeout.connect(self._encoding_done)
-        self._poll.start()
-
-    def _encoding_done(self) -> None:
-        if self._encoder.is_alive():
-            return
-        self._poll.stop()
+    def _end_animation(self):
+        """The animation job and its dialog are done with; returns the job (None if cancelled)."""
         job, self.job = self.job, None
+        self._encoding = None
         if self.progress is not None:
             self.progress.canceled.disconnect(self.cancel_animation)
             self.progress.setValue(self.progress.maximum())
             self.progress.close()
             self.progress = None
-        if job is None:
-            return
-        if self._encoding_error is not None:
-            job.out.unlink(missing_ok=True)
-            self._fail("Could not export the animation", self._encoding_error)
-        else:
+        return job
+
+    @Slot(object)
+    def _encoding_finished(self, _result) -> None:
+        if self.sender() is not self._encoding:
+            return  # cancelled meanwhile
+        job = self._end_animation()
+        if job is not None:
             self._say(f"exported {job.out} ({job.total} frames)")
+
+    @Slot(str)
+    def _encoding_failed(self, reason: str) -> None:
+        if self.sender() is not self._encoding:
+            return  # cancelled meanwhile
+        job = self._end_animation()
+        if job is not None:
+            job.out.unlink(missing_ok=True)
+            self._fail("Could not export the animation", MemvizError(reason))
+
+    def shutdown(self) -> None:
+        """The window closes: stop an animation being written and wait for the encoder."""
+        self.cancel_animation()
+        if self._jobs is not None:
+            self._jobs.stop()
 
     def cancel_animation(self) -> None:
         job, self.job = self.job, None
-        if getattr(self, "_timer", None) is not None:
+        self._encoding = None  # an encoder still running ends unheard
+        if self._timer is not None:
             self._timer.stop()
         if job is not None:
             job.cancel()
@@ -384,10 +420,8 @@ class ExportActions(QObject):
     def save_session(self, path) -> Path:
         from memviz.export.session_file import save_session
 
-        extra = {}
-        if hasattr(self.window, "saveState"):
-            extra["window_state"] = base64.b64encode(bytes(self.window.saveState())).decode("ascii")
-        return save_session(path, self._trace(), self.window.view.state, extra=extra)
+        extra = {"window_state": base64.b64encode(bytes(self.host.saveState())).decode("ascii")}
+        return save_session(path, self._trace(), self.host.view.state, extra=extra)
 
     def save_session_dialog(self) -> None:
         try:
@@ -399,7 +433,8 @@ class ExportActions(QObject):
             self._fail("Could not save the session", exc)
 
     def open_session(self, path) -> None:
-        self.window.open_trace(path)  # the wrapper below restores the view
+        self.host.open_trace(path)
+        self.restore_view(self.host.trace)  # done already if the host signalled `trace_opened`
 
     def open_session_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open session", self.last_folder, SESSION_FILTER)
@@ -409,45 +444,34 @@ class ExportActions(QObject):
             except MemvizError as exc:
                 self._fail("Could not open the session", exc)
 
-    def _wrap_open_trace(self) -> None:
-        """After any trace opens (File -> Open, `memviz gui --trace`), restore the view saved with it."""
-        original = getattr(self.window, "open_trace", None)
-        if not callable(original):
-            return
-
-        def open_trace(source, *args, **kwargs):
-            result = original(source, *args, **kwargs)
-            self.restore_view(self.window.trace)
-            return result
-
-        self.window.open_trace = open_trace
-
-    def restore_view(self, trace) -> None:
+    @Slot(object)
+    def restore_view(self, trace: Trace | None) -> None:
+        """Bring back the view (and the window's layout) saved with a session's trace, once per trace."""
         from dataclasses import asdict
 
         from memviz.export.session_file import saved_view
 
-        if trace is None:
+        if trace is None or trace is self._restored:
             return
+        self._restored = trace
         saved = saved_view(trace)
         if saved is None:
             return
         state, extra = saved
         fields = asdict(state)
         fields.pop("follow", None)
-        self.window.view.update(follow=False, **fields)
+        self.host.view.update(follow=False, **fields)
         encoded = extra.get("window_state")
-        if encoded and hasattr(self.window, "restoreState"):
-            from PySide6.QtCore import QByteArray
-
+        if encoded:
             try:
-                self.window.restoreState(QByteArray(base64.b64decode(encoded)))
+                self.host.restoreState(QByteArray(base64.b64decode(encoded)))
             except (ValueError, TypeError):
                 pass
 
 
-def install_export_actions(window) -> ExportActions:
-    """Add the export and session actions to `window` (a MainWindow); returns them (for tests)."""
-    actions = ExportActions(window)
+def install_export_actions(window: ExportHost) -> ExportActions:
+    """Add the export and session actions to a window that is its own host (a QMainWindow); returns
+    them. MainWindow makes its own and also connects `trace_opened` and `panels_built` to them."""
+    actions = ExportActions(window, window)
     window.export_actions = actions
     return actions

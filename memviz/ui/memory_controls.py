@@ -1,13 +1,14 @@
 """Controls for the long-term memory: store picker, add documents (progress, cancel), k, lambda, T,
-and the opt-in "remember past runs". The window wires the signals; this widget never runs the model
-except to add documents, in its own QThread.
+and the opt-in "remember past runs". The window wires the signals. This widget never runs the model
+itself: opening (or creating) a store, adding documents and remembering a run are Jobs handed to
+the runner it is given, the session's worker, which owns the model.
 
 Signals:
     storeChanged(object)      an open MemoryStore, or None when memory is switched off / failed
     recallChanged(object)     a RecallSettings (k, lam, temperature) after any spin box edit
     rememberChanged(bool)     the "remember past runs" checkbox
     addFinished(object)       an AddResult per document added
-    busyChanged(bool)         True while documents are being added (keep the session idle meanwhile)
+    busyChanged(bool)         True while documents are being added (the worker pauses a run meanwhile)
     error(str)                a one-line message for the status bar
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -31,49 +32,29 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.session import RecallSettings
-from memviz.errors import MemvizError
+from memviz.ui.jobs import Job, JobRunner
 
 
-class AddWorker(QObject):
-    """Adds files to a store in a worker thread; cancel() stops after the batch in flight."""
+def add_files(store, backend, paths: list[str], job: Job) -> list:
+    """The work of "Add documents": each file read and stored in turn (on the session's worker)."""
+    from memviz.textio import read_text_file
 
-    progress = Signal(str, int, int)  # file name, done, total
-    added = Signal(object)  # AddResult
-    failed = Signal(str)
-    done = Signal()
-
-    def __init__(self, store, backend, paths: list[str]) -> None:
-        super().__init__()
-        self.store, self.backend, self.paths = store, backend, paths
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        self._cancelled = True
-
-    @Slot()
-    def run(self) -> None:
-        from memviz.textio import read_text_file
-
-        try:
-            for path in self.paths:
-                if self._cancelled:
-                    break
-                name = Path(path).name
-                text, _warnings = read_text_file(path)
-                result = self.store.add_document(
-                    text,
-                    name,
-                    self.backend,
-                    progress=lambda d, t, name=name: self.progress.emit(name, d, t),
-                    cancelled=lambda: self._cancelled,
-                )
-                self.added.emit(result)
-        except MemvizError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user, never a crash of the worker
-            self.failed.emit(f"{exc.__class__.__name__}: {exc}")
-        finally:
-            self.done.emit()
+    results = []
+    for path in paths:
+        if job.cancelled:
+            break
+        name = Path(path).name
+        text, _warnings = read_text_file(path)
+        result = store.add_document(
+            text,
+            name,
+            backend,
+            progress=lambda d, t, name=name: job.report(d, t, name),
+            cancelled=lambda: job.cancelled,
+        )
+        results.append(result)
+        job.produce(result)
+    return results
 
 
 class MemoryControls(QWidget):
@@ -84,12 +65,13 @@ class MemoryControls(QWidget):
     busyChanged = Signal(bool)  # noqa: N815
     error = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.runner = runner  # the session's worker: every job here needs the model
         self.backend = None
         self.store = None
-        self._thread: QThread | None = None
-        self._worker: AddWorker | None = None
+        self._adding: Job | None = None
+        self._jobs: set[Job] = set()  # submitted and not yet ended (kept alive until then)
 
         self.store_label = QLabel("no store")
         self.store_label.setWordWrap(True)
@@ -171,7 +153,7 @@ class MemoryControls(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None
+        return self._adding is not None
 
     def set_backend(self, backend) -> None:
         """The model changed: a store of the old model no longer fits, so memory is switched off."""
@@ -180,59 +162,53 @@ class MemoryControls(QWidget):
             self._set_store(None)
         self._sync_enabled()
 
-    def open_store(self, path: str | None, create: bool = False) -> bool:
-        """Open (or create) a store for the current model; None: the model's default store."""
+    def open_store(self, path: str | None, create: bool = False) -> Job | None:
+        """Open (or create) a store for the current model; None: the model's default store.
+
+        Runs on the worker (creating a store reads the model); `storeChanged` follows. Returns the
+        job, or None when refused at once (no model yet)."""
         if self.backend is None:
             self.error.emit("load a model first: a memory store belongs to one model")
-            return False
+            return None
         from memviz.memory.store import MemoryStore
 
-        try:
-            store = MemoryStore.open(path, backend=self.backend, create=create)
-        except MemvizError as exc:
-            self.error.emit(str(exc))
-            return False
-        self._set_store(store)
-        return True
+        backend = self.backend
+        job = Job(lambda _job: MemoryStore.open(path, backend=backend, create=create), "opening the store…")
+        job.finished.connect(self._on_opened)
+        return self._submit(job)
 
-    def remember(self, session) -> None:
+    def remember(self, session) -> Job | None:
         """Call after a run ends: stores it when "remember past runs" is on (quick: keys are computed)."""
         if not (self.remember_runs and self.store is not None and not self.busy):
-            return
-        try:
-            result = self.store.remember_run(session)
-        except MemvizError as exc:
-            self.error.emit(str(exc))
-            return
-        if result is not None:
-            self._show_store()
-            self.addFinished.emit(result)
+            return None
+        store = self.store
+        job = Job(lambda _job: store.remember_run(session), "remembering the run…")
+        job.finished.connect(self._on_remembered)
+        return self._submit(job)
 
-    def add_documents(self, paths: list[str]) -> None:
+    def add_documents(self, paths: list[str]) -> Job | None:
         if self.store is None or self.backend is None or self.busy or not paths:
-            return
-        self._thread = QThread(self)
-        self._worker = AddWorker(self.store, self.backend, list(paths))
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.added.connect(self._on_added)
-        self._worker.failed.connect(self.error)
-        self._worker.done.connect(self._on_done)
+            return None
+        store, backend, paths = self.store, self.backend, list(paths)
+        job = Job(lambda job: add_files(store, backend, paths, job), "adding documents\u2026")
+        job.progress.connect(self._on_progress)
+        job.produced.connect(self._on_added)
+        job.done.connect(self._on_add_done)
+        self._adding = job
         self.progress.setValue(0)
         self._sync_enabled(adding=True)
         self.busyChanged.emit(True)
-        self._thread.start()
+        return self._submit(job)
 
     def cancel_add(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        if self._adding is not None:
+            self._adding.cancel()
             self.progress_label.setText("cancelling after the batch in flight\u2026")
 
     def wait(self, ms: int = 30_000) -> bool:
-        """Block until adding is done (tests, and the window's closeEvent after cancel_add())."""
-        thread = self._thread
-        return thread is None or thread.wait(ms)
+        """Block until adding is done (the window's shutdown, after cancel_add())."""
+        job = self._adding
+        return job is None or job.wait(ms / 1000)
 
     # -- internals --------------------------------------------------------------------------------------
     def _pick(self, create: bool) -> None:
@@ -279,8 +255,32 @@ class MemoryControls(QWidget):
         self.cancel_button.setEnabled(adding)
         self.progress.setVisible(adding)
 
-    @Slot(str, int, int)
-    def _on_progress(self, name: str, done: int, total: int) -> None:
+    def _submit(self, job: Job) -> Job:
+        self._jobs.add(job)
+        job.failed.connect(self.error)
+        job.done.connect(self._forget_job)
+        self.runner.submit(job)
+        return job
+
+    @Slot()
+    def _forget_job(self) -> None:
+        self._jobs = {job for job in self._jobs if not job.ended}
+
+    @Slot(object)
+    def _on_opened(self, store) -> None:
+        if self.backend is None or store.fingerprint != self.backend.fingerprint():
+            store.close()  # the model changed while the store opened: it no longer fits
+            return
+        self._set_store(store)
+
+    @Slot(object)
+    def _on_remembered(self, result) -> None:
+        if result is not None:
+            self._show_store()
+            self.addFinished.emit(result)
+
+    @Slot(int, int, str)
+    def _on_progress(self, done: int, total: int, name: str) -> None:
         self.progress.setMaximum(total)
         self.progress.setValue(done)
         self.progress_label.setText(f"adding {name}")
@@ -293,12 +293,8 @@ class MemoryControls(QWidget):
         self.addFinished.emit(result)
 
     @Slot()
-    def _on_done(self) -> None:
-        thread = self._thread
-        self._thread, self._worker = None, None
-        if thread is not None:
-            thread.quit()
-            thread.wait()
+    def _on_add_done(self) -> None:
+        self._adding = None
         self._sync_enabled()
         self._show_store()
         self.busyChanged.emit(False)

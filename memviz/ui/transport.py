@@ -70,6 +70,9 @@ class Transport(QToolBar):
         self.speed.setToolTip("Tokens per second while playing and generating")
         self.speed.currentIndexChanged.connect(lambda _i: self.speed_changed.emit(self.tokens_per_second()))
         self.addWidget(self.speed)
+        self.note = QLabel("")  # why a run waits ("adding documents…"), empty otherwise
+        self.note.setObjectName("transportNote")
+        self.addWidget(self.note)
 
     def _show_play_state(self, playing: bool) -> None:
         style = self.style()
@@ -85,6 +88,15 @@ class Transport(QToolBar):
                 self.speed.setCurrentIndex(i)
                 return
         raise ValueError(f"no speed {tokens_per_second}")
+
+    def set_waiting(self, why: str) -> None:
+        """Show that a run waits for something that holds the model ("" = it does not)."""
+        self.note.setText(f" paused: {why}" if why else "")
+        self.play_action.setToolTip(
+            f"Paused while {why.rstrip('…')}: play goes on afterwards"
+            if why
+            else "Play / pause: read the text token by token (Space)"
+        )
 
     def set_playing(self, playing: bool) -> None:
         """Show the state without triggering the action."""

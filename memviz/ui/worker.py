@@ -1,6 +1,9 @@
 """The worker: owns the Session on its own thread. The UI thread asks, the worker steps and signals.
 
-Every touch of the model (loading, reading, sampling, resetting) happens on the worker's thread.
+Every touch of the model (loading, reading, sampling, resetting, and the one-off jobs that need it:
+opening or creating a memory store, adding documents, remembering a run) happens on the worker's
+thread: one owner of the model. A job submitted during a run suspends the run (`run_suspended`)
+and the run goes on after it, so a document added while playing cannot disturb the steps.
 Runs (play, generate) are driven by a timer in the worker's own event loop, one small batch of
 steps per tick, so that requests from the UI (pause, cancel, a new model) are answered between
 two steps and never wait for a whole run to finish.
@@ -15,6 +18,9 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from memviz.core.sampling import SamplingConfig
 from memviz.errors import MemvizError
+from memviz.ui.jobs import Job, one_line
+
+__all__ = ["BATCH_SECONDS", "Worker", "WorkerThread", "leave_a_core_for_the_ui", "one_line"]
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +45,6 @@ def leave_a_core_for_the_ui() -> int:
     return torch.get_num_threads()
 
 
-def one_line(exc: BaseException) -> str:
-    """A user-facing one-line reason for an exception."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    if isinstance(exc, MemvizError):
-        return first or exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
-
-
 class Worker(QObject):
     """Lives on a QThread. Call it only through its request signals (or `invoke`), never directly."""
 
@@ -61,6 +58,7 @@ class Worker(QObject):
     pause_requested = Signal()
     reset_requested = Signal(str)  # text to queue after the reset ("" = none)
     memory_requested = Signal(object, object)  # MemoryIndex or None, RecallSettings or None
+    job_requested = Signal(object)  # a Job that needs the model (use `submit`)
 
     # -- reports (emitted on the worker's thread, received on the UI thread) ----------------------
     loading = Signal(str)  # spec
@@ -72,6 +70,7 @@ class Worker(QObject):
     stopped = Signal(str)  # why a run ended ("" = it simply finished)
     running_changed = Signal(str)  # "play", "generate" or "" (idle)
     failed = Signal(str)  # one-line reason a request failed
+    run_suspended = Signal(str)  # a job holds the model during a run: its label; "" when the run goes on
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,6 +91,11 @@ class Worker(QObject):
         self.pause_requested.connect(self._pause)
         self.reset_requested.connect(self._reset)
         self.memory_requested.connect(self._set_memory)
+        self.job_requested.connect(self._run_job)
+
+    def submit(self, job: Job) -> None:
+        """Queue a job that needs the model (any thread). Jobs and steps run one at a time, in order."""
+        self.job_requested.emit(job)
 
     # -- helpers ------------------------------------------------------------------------------
     def _ensure_timer(self) -> QTimer:
@@ -272,6 +276,21 @@ class Worker(QObject):
             self.stepped.emit(last, self._rate)
         if not session.pending:
             self._stop_run(session.stop_reason or "")
+
+    @Slot(object)
+    def _run_job(self, job: Job) -> None:
+        """Run a job between two steps. A run going on waits for it, then goes on where it was."""
+        mode = self._mode
+        if mode and self._timer is not None:
+            self._timer.stop()
+            self.run_suspended.emit(job.label or "busy")
+        started = time.perf_counter()
+        job.execute()
+        if mode:
+            self._run_started += time.perf_counter() - started  # the rate counts stepping time only
+            self.run_suspended.emit("")
+            if self._mode == mode and self._timer is not None:
+                self._timer.start(self._interval_ms())
 
     @Slot()
     def shutdown(self) -> None:

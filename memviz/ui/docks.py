@@ -1,0 +1,173 @@
+"""The panels' docks and their layout: one dock per panel class that supports the trace, a default
+layout, and the layout each architecture was left in, saved in QSettings and restored.
+
+A panel that fails (to build, to draw) is reported once and never breaks the window (`safe`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QByteArray, QObject, QSettings, Qt, Signal
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
+
+from memviz.core.trace import Trace
+from memviz.panels import registry as panel_registry
+from memviz.panels.base import Panel
+from memviz.panels.view_model import ViewModel
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1
+
+
+class Docks(QObject):
+    built = Signal()  # new panels were made (`panels` holds them)
+    shown = Signal()  # a dock became visible: it needs a redraw
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        view: ViewModel,
+        settings: QSettings,
+        menu: QMenu,
+        report: Callable[[str], None],
+    ) -> None:
+        super().__init__(window)
+        self.window, self.view, self.settings, self.menu = window, view, settings, menu
+        self.report = report
+        self.docks: dict[str, QDockWidget] = {}
+        self.panels: dict[str, Panel] = {}
+        self.arch: str | None = None  # the architecture the layout belongs to
+        self._failures: set[tuple[str, str]] = set()
+        self.rebuild_menu()
+
+    # -- panels ---------------------------------------------------------------------------------
+    def safe(self, panel: Panel, method: str, *args) -> None:
+        """Call a panel; a failing panel is reported once and never breaks the window."""
+        try:
+            getattr(panel, method)(*args)
+        except Exception:
+            key = (panel.name, method)
+            if key not in self._failures:
+                self._failures.add(key)
+                log.exception("panel %s: %s failed", panel.name, method)
+                self.report(f"panel {panel.title}: {method} failed (see the log)")
+
+    @staticmethod
+    def _supports(cls: type[Panel], trace: Trace) -> bool:
+        try:
+            return bool(cls.supports(trace))
+        except Exception:
+            log.exception("panel %s: supports() failed", getattr(cls, "name", cls))
+            return False
+
+    def rebuild(self, trace: Trace | None, memory_store=None) -> None:
+        """Docks for the panel classes that support `trace`; the layout saved for its architecture."""
+        arch = trace.architecture if trace is not None else None
+        wanted = [
+            cls for cls in panel_registry.panel_classes() if trace is not None and self._supports(cls, trace)
+        ]
+        wanted_names = [cls.name for cls in wanted]
+        if self.arch is not None and self.docks:
+            self.save_layout()
+        for name in list(self.docks):
+            dock = self.docks[name]
+            if name not in wanted_names or type(self.panels[name]) not in wanted:
+                self.window.removeDockWidget(dock)
+                dock.deleteLater()
+                del self.docks[name]
+                del self.panels[name]
+        created = []
+        for cls in wanted:
+            if cls.name in self.docks:
+                continue
+            try:
+                panel = cls(self.view)
+            except Exception:
+                log.exception("panel %s failed to build", cls.name)
+                self.report(f"panel {cls.title} could not be built (see the log)")
+                continue
+            dock = QDockWidget(cls.title, self.window)
+            dock.setObjectName(f"dock-{cls.name}")
+            dock.setWidget(panel)
+            dock.setFeatures(
+                QDockWidget.DockWidgetMovable
+                | QDockWidget.DockWidgetClosable
+                | QDockWidget.DockWidgetFloatable
+            )
+            dock.visibilityChanged.connect(self._on_visibility)
+            self.docks[cls.name] = dock
+            self.panels[cls.name] = panel
+            if hasattr(panel, "set_store"):  # the memory panel shows what the store holds
+                panel.set_store(memory_store)
+            self.safe(panel, "apply_theme", self.view.state)
+            created.append(dock)
+        if created or arch != self.arch:
+            self.default_layout([self.docks[n] for n in wanted_names if n in self.docks])
+            self.restore_layout(arch)
+        self.arch = arch
+        self.rebuild_menu()
+        if created:
+            self.built.emit()
+
+    def _on_visibility(self, visible: bool) -> None:
+        if visible:
+            self.shown.emit()
+
+    def rebuild_menu(self) -> None:
+        self.menu.clear()
+        if not self.docks:
+            empty = self.menu.addAction("(no panels for this model)")
+            empty.setEnabled(False)
+            return
+        for dock in self.docks.values():
+            self.menu.addAction(dock.toggleViewAction())
+
+    # -- layout ---------------------------------------------------------------------------------
+    def default_layout(self, docks: list[QDockWidget]) -> None:
+        """The first two panels (the main pictures: gates and state, or attention and heads) in a
+        full-height right column; the rest in a row under the text and the token strip."""
+        if not docks:
+            return
+        w = self.window
+        w.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+        w.setCorner(Qt.TopRightCorner, Qt.RightDockWidgetArea)
+        right, bottom = docks[:2], docks[2:]
+        for dock in right:
+            w.addDockWidget(Qt.RightDockWidgetArea, dock, Qt.Vertical)
+            dock.show()
+        for dock in bottom[:2]:
+            w.addDockWidget(Qt.BottomDockWidgetArea, dock, Qt.Horizontal)
+            dock.show()
+        for dock in bottom[2:]:  # a third panel (the memory) shares the last place, as a tab in front
+            w.tabifyDockWidget(bottom[1], dock)
+            dock.show()
+            dock.raise_()
+        bottom = bottom[:2]
+        width, height = w.width(), w.height()
+        w.resizeDocks(right, [int(width * 0.55)] * len(right), Qt.Horizontal)
+        if bottom:
+            w.resizeDocks(bottom, [int(height * 0.45)] * len(bottom), Qt.Vertical)
+
+    def reset_layout(self) -> None:
+        docks = list(self.docks.values())
+        for dock in docks:
+            dock.setFloating(False)
+            self.window.removeDockWidget(dock)
+        self.default_layout(docks)
+        for dock in docks:
+            dock.show()
+
+    def _key(self, arch: str | None) -> str:
+        return f"layout/v{LAYOUT_VERSION}/{arch or 'none'}"
+
+    def save_layout(self) -> None:
+        self.settings.setValue(self._key(self.arch), self.window.saveState(LAYOUT_VERSION))
+
+    def restore_layout(self, arch: str | None) -> bool:
+        state = self.settings.value(self._key(arch))
+        if isinstance(state, QByteArray | bytes) and state:
+            return bool(self.window.restoreState(state, LAYOUT_VERSION))
+        return False

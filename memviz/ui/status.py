@@ -1,0 +1,79 @@
+"""The status bar: the model, the step, the speed, the context, and one line of news at a time.
+
+The permanent labels change only when what they show changes (LiveLabel), so a new step repaints
+them without a relayout of the window. Every message is also kept in `messages` (tests, the log).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QStatusBar, QWidget
+
+from memviz.core.trace import Trace
+from memviz.panels.live_label import LiveLabel
+
+MESSAGE_MS = 20_000  # how long a message stays
+
+
+def error_box(parent: QWidget, title: str, reason: str) -> QMessageBox:
+    """A window-modal, non-blocking error box (deleted when closed)."""
+    box = QMessageBox(QMessageBox.Critical, "memviz", title, QMessageBox.Ok, parent)
+    box.setInformativeText(reason)
+    box.setAttribute(Qt.WA_DeleteOnClose)
+    box.open()
+    return box
+
+
+class StatusLine:
+    """Builds its widgets into a QStatusBar and keeps them up to date."""
+
+    def __init__(self, bar: QStatusBar) -> None:
+        self.bar = bar
+        self.messages: list[str] = []
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(120)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        self.model_label = QLabel("no model")  # changes only when a model or trace opens
+        self.step_label = LiveLabel("")
+        self.rate_label = LiveLabel("")
+        self.context_label = LiveLabel("")
+        for widget in (self.busy, self.model_label, self.step_label, self.rate_label, self.context_label):
+            bar.addPermanentWidget(widget)
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+        self.bar.showMessage(text, MESSAGE_MS)
+
+    def show_loading(self, spec: str | None) -> None:
+        self.busy.setVisible(spec is not None)
+        if spec is not None:
+            self.model_label.setText(f"loading {spec} ...")
+
+    def update(self, trace: Trace | None, info, cursor: int, rate: float, loading: str | None) -> None:
+        T = 0 if trace is None else len(trace)
+        if loading:
+            pass  # "loading ..." stays until the model is there
+        elif info is not None:
+            self.model_label.setText(f"{info.name} ({info.architecture.upper()})")
+        elif trace is not None:
+            self.model_label.setText(f"{trace.model.get('name', '?')} (saved trace)")
+        else:
+            self.model_label.setText("no model")
+        self.step_label.setText(f"step {cursor + 1} of {T}" if T else "step 0 of 0")
+        self.rate_label.setText(f"{rate:.1f} tok/s" if rate else "- tok/s")
+        if info is not None:
+            from memviz.core.session import MAX_TOKENS
+
+            size = info.context_size
+            if size:
+                self.context_label.setText(f"context {T} / {size}")
+            else:
+                self.context_label.setText(f"context {T} / {MAX_TOKENS} max")
+                self.context_label.setToolTip(
+                    "An LSTM has no context window: its memory is the cell state. "
+                    f"A run holds at most {MAX_TOKENS} tokens."
+                )
+        else:
+            self.context_label.setText(f"{T} tokens" if trace is not None else "")
