@@ -570,3 +570,32 @@ def test_status_text_changes_do_not_relayout_the_window(qtbot, make_window, lstm
     window.step_label.setText("step 4 of 8, and a much longer text than before")
     qtbot.wait(20)
     assert LayoutRequests.count >= 1
+
+
+def test_adding_documents_while_playing_pauses_visibly_and_play_resumes(
+    qtbot, make_window, lstm_dir, tmp_path
+):
+    window = make_window()
+    text = "The quick brown fox jumps over the lazy dog. " * 3
+    load(qtbot, window, lstm_dir, text=text)
+    controls = window.memory_controls
+    controls.open_store(str(tmp_path / "m.sqlite"), create=True)
+    qtbot.waitUntil(lambda: controls.store is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: any("run restarted" in m for m in window.messages), timeout=5_000)
+    doc = tmp_path / "doc.txt"
+    doc.write_text("lazy dog, quick fox. " * 2000)
+    window.transport.set_speed(20)
+    before = window.runs_finished
+    window.set_playing(True)
+    qtbot.waitUntil(lambda: window.trace is not None and len(window.trace) >= 3, timeout=20_000)
+    controls.add_documents([str(doc)])
+    qtbot.waitUntil(lambda: "adding documents" in window.transport.note.text(), timeout=20_000)
+    assert not window.transport.play_action.isChecked()  # shown paused
+    assert not window.transport.play_action.isEnabled()  # and nothing else steps meanwhile
+    qtbot.waitUntil(lambda: not controls.busy, timeout=120_000)
+    qtbot.waitUntil(lambda: window.transport.note.text() == "", timeout=10_000)
+    assert window.playback.running == "play" and window.transport.play_action.isChecked()  # resumed
+    assert "play paused while adding documents\u2026" in window.messages and "play resumed" in window.messages
+    qtbot.waitUntil(lambda: window.runs_finished > before, timeout=60_000)
+    assert window.trace.token_text == list(text)
+    assert len(controls.store) == len("lazy dog, quick fox. " * 2000) - 1
