@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from memviz.backends.hook_points import INTERNAL_OF, parse_hook_name
 
 if TYPE_CHECKING:  # torch takes seconds to import: the window must not wait for it (issue 7)
     import torch
@@ -47,12 +50,27 @@ class StepOutput:
     logits: torch.Tensor  # [V], float32
     memory_key: np.ndarray  # [D], float32: the kNN-LM key for this position
     internals: dict[str, np.ndarray] = field(default_factory=dict)
-    # LSTM: gates [L,4,H], cell [L,H], hidden [L,H]
-    # GPT-2: attention_row [L,A,t+1] (the current query's row in every layer and head)
+    # keys from backends.hook_points: LSTM: GATES [L,4,H], CELL [L,H], HIDDEN [L,H];
+    # GPT-2: ATTENTION_ROW [L,A,t+1] (the current query's row in every layer and head)
+
+    def internal(self, hook_point: str) -> np.ndarray:
+        """One hook point's value at this step, by name ("rnn.1.cell" -> internals["cell"][1])."""
+        template, layer = parse_hook_name(hook_point)
+        key = INTERNAL_OF.get(template)
+        if key is None or key not in self.internals:
+            raise KeyError(f"this step records no {hook_point!r}")
+        return self.internals[key][layer]
 
 
 class Backend(Protocol):
+    """A model family behind one face: the Session steps it, the memory store asks it for keys.
+
+    Everything that names a module inside the model stays behind this protocol.
+    """
+
     info: ModelInfo
+    memory_key_point: str  # the hook point whose value is the kNN-LM key (a name from hook_points)
+    memory_key_dim: int  # floats in a memory key: a store is created without running the model
 
     def encode(self, text: str) -> Encoding: ...
 
@@ -65,7 +83,21 @@ class Backend(Protocol):
     @property
     def position(self) -> int: ...
 
+    @property
+    def device(self) -> str: ...  # where the model runs, as torch names it ("cpu")
+
     def fingerprint(self) -> str: ...
+
+    def hook_points(self) -> tuple[str, ...]:
+        """The named internals this backend records (memory_key_point among them)."""
+        ...
+
+    def document_keys(self, token_ids: list[int]) -> Iterator[np.ndarray]:
+        """The memory keys after tokens 0 .. n-2 of a document, in order, lazily, batched.
+
+        Leaves the step state (position, cache, recurrent state) and the model's hooks as they were.
+        """
+        ...
 
 
 def weights_fingerprint(tensors: dict[str, torch.Tensor], extra: str = "") -> str:

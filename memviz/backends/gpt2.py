@@ -2,7 +2,9 @@
 
 Eager attention is forced: the default SDPA path silently returns no attention weights.
 The kNN-LM key is the input to the last block's feed-forward network, after its layer norm
-(Khandelwal et al.'s best choice), captured with a forward hook.
+(Khandelwal et al.'s best choice), captured with a forward hook that lives for one forward pass only:
+no other pass (a document being read into the memory) can overwrite a step's key, and no hook is
+left on the model between calls.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +24,7 @@ from safetensors import SafetensorError
 from memviz.backends.base import Encoding, ModelInfo, StepOutput, weights_fingerprint
 from memviz.backends.checkpoint import read_json, refuse_pickle_only
 from memviz.backends.dtypes import attention_dtype_for
+from memviz.backends.hook_points import ATTENTION_ROW, ATTN_PATTERN, LN2_OUT, hook_name, per_layer
 from memviz.errors import CheckpointError, MemvizError
 
 
@@ -140,8 +145,9 @@ class GPT2Backend:
         # Rows leave in the dtype the Trace keeps them in: torch converts to float16 in microseconds,
         # numpy takes milliseconds a step on attention's many float16-subnormal weights (issue 7).
         self._attention_half = attention_dtype_for(self.info) == np.float16
-        self._key: torch.Tensor | None = None
-        model.transformer.h[-1].ln_2.register_forward_hook(self._capture_key)
+        self.memory_key_point = hook_name(LN2_OUT, cfg.n_layer - 1)
+        self.memory_key_dim = cfg.n_embd
+        self._key_module = model.transformer.h[-1].ln_2  # the module behind memory_key_point
         self._token_cache: dict[int, str] = {}
         self.reset()
 
@@ -150,8 +156,15 @@ class GPT2Backend:
         model, tokenizer = load_gpt2(source, local)
         return cls(model, tokenizer, name=name or (Path(source).name if local else source), source=source)
 
-    def _capture_key(self, _module, _inputs, output: torch.Tensor) -> None:
-        self._key = output
+    @contextmanager
+    def _capturing_key(self):
+        """Yields a list that holds the key module's output once the forward pass inside has run."""
+        captured: list[torch.Tensor] = []
+        handle = self._key_module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            yield captured
+        finally:
+            handle.remove()
 
     def encode(self, text: str) -> Encoding:
         return Encoding(ids=list(self.tokenizer.encode(text)))
@@ -165,6 +178,13 @@ class GPT2Backend:
 
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    def hook_points(self) -> tuple[str, ...]:
+        return (*per_layer((ATTN_PATTERN,), self.info.num_layers), self.memory_key_point)
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
 
     @property
     def position(self) -> int:
@@ -181,7 +201,8 @@ class GPT2Backend:
                 f"context window full: {self.info.name} reads at most {self.info.context_size} tokens"
             )
         ids = torch.tensor([[token_id]])
-        out = self.model(input_ids=ids, cache=self._cache, use_cache=True, output_attentions=True)
+        with self._capturing_key() as key:
+            out = self.model(input_ids=ids, cache=self._cache, use_cache=True, output_attentions=True)
         self._position += 1
         # attentions: per layer [1, A, 1, t+1] -> [L, A, t+1]
         attention = torch.cat([a[0, :, 0, :] for a in out.attentions]).view(
@@ -191,6 +212,35 @@ class GPT2Backend:
             attention = attention.to(torch.float16)
         return StepOutput(
             logits=out.logits[0, -1].float(),
-            memory_key=self._key[0, -1].float().numpy().copy(),
-            internals={"attention_row": attention.numpy()},
+            memory_key=key[-1][0, -1].float().numpy().copy(),
+            internals={ATTENTION_ROW: attention.numpy()},
         )
+
+    def document_keys(self, token_ids: list[int]) -> Iterator[np.ndarray]:
+        """Keys after tokens 0 .. n-2: whole windows in one forward pass each (no KV cache, so the
+        step state is untouched), overlapping as document_windows says; the hook is gone before
+        each window's keys are handed out."""
+        ids = list(token_ids)[:-1]
+        for start, first_new, length in document_windows(len(ids), self.info.context_size):
+            with torch.inference_mode(), self._capturing_key() as key:
+                # the transformer alone: the key is inside it, and the LM head (V x D per token) is not needed
+                self.model.transformer(input_ids=torch.tensor([ids[start : start + length]]), use_cache=False)
+            yield from key[-1][0].float().numpy()[first_new - start :]
+
+
+def document_windows(n: int, window: int | None) -> Iterator[tuple[int, int, int]]:
+    """(start, first position to yield, length) of the pieces a document of n tokens is read in.
+
+    No window: one piece. A window of W: pieces of W tokens overlapping by W // 4, so that every
+    key past the first piece was computed with at least W // 4 tokens of context.
+    """
+    if not window:
+        yield 0, 0, n
+        return
+    overlap = window // 4
+    start, first_new = 0, 0
+    while first_new < n:
+        length = min(window, n - start)
+        yield start, first_new, length
+        first_new = start + length
+        start = max(0, first_new - overlap)

@@ -7,6 +7,7 @@ same weights, in PyTorch's gate order (i, f, g, o), and is tested to equal `nn.L
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,20 @@ from torch import nn
 
 from memviz.backends.base import Encoding, ModelInfo, StepOutput, weights_fingerprint
 from memviz.backends.checkpoint import load_safetensors, read_json
+from memviz.backends.hook_points import (
+    CELL,
+    GATES,
+    HIDDEN,
+    RNN_CELL,
+    RNN_GATES,
+    RNN_HIDDEN,
+    hook_name,
+    per_layer,
+)
 from memviz.errors import CheckpointError
 
 MODEL_TYPE = "memviz-lstm"
+DOCUMENT_CHUNK = 2048  # tokens per nn.LSTM call in document_keys (the state is carried between chunks)
 
 
 class CharTokenizer:
@@ -175,6 +187,9 @@ class LSTMBackend:
             context_size=None,
         )
         self._fingerprint = weights_fingerprint(dict(model.state_dict()), extra=json.dumps(tokenizer.tokens))
+        # The kNN-LM key: the top layer's h after reading a token.
+        self.memory_key_point = hook_name(RNN_HIDDEN, self.num_layers - 1)
+        self.memory_key_dim = self.hidden_size
         self.reset()
 
     @classmethod
@@ -190,6 +205,13 @@ class LSTMBackend:
 
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    def hook_points(self) -> tuple[str, ...]:
+        return per_layer((RNN_GATES, RNN_CELL, RNN_HIDDEN), self.num_layers)
+
+    @property
+    def device(self) -> str:
+        return str(self._embedding.device)
 
     @property
     def position(self) -> int:
@@ -227,5 +249,17 @@ class LSTMBackend:
         return StepOutput(
             logits=logits,
             memory_key=hiddens[-1].copy(),
-            internals={"gates": gates, "cell": cells, "hidden": hiddens},
+            internals={GATES: gates, CELL: cells, HIDDEN: hiddens},
         )
+
+    def document_keys(self, token_ids: list[int]) -> Iterator[np.ndarray]:
+        """nn.LSTM over the document in chunks, its own state carried between them (the step state is
+        not touched): the top layer's h after each of tokens 0 .. n-2."""
+        ids = list(token_ids)[:-1]
+        state = None
+        for s in range(0, len(ids), DOCUMENT_CHUNK):
+            with torch.inference_mode():  # not around the yield: the consumer's code runs there
+                x = torch.tensor([ids[s : s + DOCUMENT_CHUNK]], dtype=torch.long)
+                out, state = self.model.lstm(self.model.embedding(x), state)
+                keys = out[0].float().numpy()
+            yield from keys

@@ -26,6 +26,7 @@ import numpy as np
 from memviz import __version__
 from memviz.backends.base import ModelInfo
 from memviz.backends.dtypes import attention_dtype_for
+from memviz.backends.hook_points import ATTENTION_ROW, LSTM_INTERNALS
 from memviz.core.columns import GrowableArray
 from memviz.errors import MemvizError
 from memviz.memory.store import MemoryRecord
@@ -63,7 +64,7 @@ class Trace:
     Everything else (fields with a leading underscore) may change with the storage.
     """
 
-    LSTM_KEYS = ("gates", "cell", "hidden")
+    LSTM_KEYS = LSTM_INTERNALS  # ("gates", "cell", "hidden"): internals kept as columns of the same name
     MEMORY_KEYS = (
         "memory_ids",
         "memory_scores",
@@ -122,7 +123,7 @@ class Trace:
                 dtype = np.int64 if key.endswith("_ids") else np.float32
                 column = self._columns[key] = GrowableArray(np.shape(value), dtype)
             column.append(value)
-        row = record.internals.get("attention_row")
+        row = record.internals.get(ATTENTION_ROW)
         if row is not None:
             self._attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
         self.vocab.setdefault(int(record.token_id), record.token_text)

@@ -8,6 +8,9 @@ from SQLite. Exact search (IndexFlatL2) up to EXACT_LIMIT entries, HNSW beyond.
 Key of an entry: the model's memory key after reading token p of a document; value: token p + 1.
 Documents keep their text (the concatenated token texts), and each entry the character span of its
 value token in it, so a snippet with the stored token highlighted is cut on display.
+
+The store knows keys, not models: a backend is duck-typed (info, fingerprint(), memory_key_dim,
+memory_key_point, encode, token_text, document_keys) and computes every key itself.
 """
 
 from __future__ import annotations
@@ -208,10 +211,7 @@ class MemoryStore:
 
     @staticmethod
     def _initialise(conn: sqlite3.Connection, backend) -> None:
-        probe = backend.encode("a").ids or [0]
-        backend.reset()
-        key_dim = int(np.asarray(backend.step(probe[0]).memory_key).size)
-        backend.reset()
+        key_dim = int(backend.memory_key_dim)  # declared by the backend: creating a store runs no model
         conn.execute("BEGIN IMMEDIATE")
         for statement in _SCHEMA.split(";"):
             statement = "\n".join(line.split("--")[0] for line in statement.splitlines()).strip()
@@ -224,6 +224,7 @@ class MemoryStore:
             "model_source": backend.info.source,
             "architecture": backend.info.architecture,
             "key_dim": str(key_dim),
+            "key_point": backend.memory_key_point,  # which internal the keys are (informative)
             "created": str(time.time()),
         }
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
@@ -525,7 +526,7 @@ class MemoryStore:
         ids = backend.encode(text).ids
         if len(ids) < 2:
             raise MemvizError(f"{name}: too short to remember (it needs at least two tokens)")
-        keys = _document_keys(backend, ids)
+        keys = backend.document_keys(ids)
         texts = [backend.token_text(i) for i in ids]
         return self._write(ids, texts, keys, name, "file", progress, cancelled, batch_size)
 
@@ -632,76 +633,3 @@ def _record(row, document_text: str) -> MemoryRecord:
         snippet=snippet,
         highlight=(before, before + (char_end - char_start)),
     )
-
-
-# -- computing keys ---------------------------------------------------------------------------------
-def _document_keys(backend, ids: list[int]) -> Iterator[np.ndarray]:
-    """Keys after tokens 0 .. n-2 of a document, in order, lazily (batched where the model allows)."""
-    arch = getattr(backend.info, "architecture", "")
-    model = getattr(backend, "model", None)
-    if arch == "lstm" and model is not None and hasattr(model, "lstm"):
-        return _lstm_keys(model, ids[:-1])
-    if arch == "gpt2" and model is not None and hasattr(model, "transformer"):
-        return _gpt2_keys(model, ids[:-1], backend.info.context_size)
-    return _stepped_keys(backend, ids[:-1])
-
-
-def _stepped_keys(backend, ids: list[int]) -> Iterator[np.ndarray]:
-    """The generic path: one backend step per token; windowed models restart with overlap."""
-    window = backend.info.context_size
-    for start, first_new, chunk in _chunks(len(ids), window):
-        backend.reset()
-        for p in range(start, start + chunk):
-            out = backend.step(ids[p])
-            if p >= first_new:
-                yield np.asarray(out.memory_key, dtype=np.float32)
-    backend.reset()
-
-
-def _chunks(n: int, window: int | None):
-    """(start, first position to yield, length) of the pieces a document is read in.
-
-    No window: one piece. A window of W: pieces of W tokens overlapping by W // 4, so that every
-    key past the first piece was computed with at least W // 4 tokens of context.
-    """
-    if not window:
-        yield 0, 0, n
-        return
-    overlap = window // 4
-    start, first_new = 0, 0
-    while first_new < n:
-        length = min(window, n - start)
-        yield start, first_new, length
-        first_new = start + length
-        start = max(0, first_new - overlap)
-
-
-def _lstm_keys(model, ids: list[int], chunk: int = 2048) -> Iterator[np.ndarray]:
-    """nn.LSTM over the document (state carried between chunks): the top layer's h per token."""
-    import torch
-
-    state = None
-    with torch.inference_mode():
-        for s in range(0, len(ids), chunk):
-            x = torch.tensor([ids[s : s + chunk]])
-            out, state = model.lstm(model.embedding(x), state)
-            yield from out[0].float().numpy()
-
-
-def _gpt2_keys(model, ids: list[int], window: int | None) -> Iterator[np.ndarray]:
-    """Whole windows in one forward pass; the key is the last block's ln_2 output (the FFN input)."""
-    import torch
-
-    captured = {}
-    hook = model.transformer.h[-1].ln_2.register_forward_hook(
-        lambda _m, _i, out: captured.__setitem__("k", out)
-    )
-    try:
-        for start, first_new, length in _chunks(len(ids), window):
-            with torch.inference_mode():
-                # the transformer alone: the key is inside it, and the LM head (V x D per token) is not needed
-                model.transformer(input_ids=torch.tensor([ids[start : start + length]]), use_cache=False)
-            keys = captured["k"][0].float().numpy()
-            yield from keys[first_new - start :]
-    finally:
-        hook.remove()

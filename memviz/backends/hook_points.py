@@ -1,0 +1,56 @@
+"""Stable names for a model's internals, in the manner of TransformerLens hook points.
+
+The one place where these names live: backends declare which points they have and which one is their
+kNN-LM memory key; everything outside backends/ says a point's name, never a module path inside a model.
+
+A hook point is a template with a `{layer}` field (`rnn.{layer}.gates`); `hook_name` fills it in
+(`rnn.0.gates`). A step's `StepOutput.internals` holds each kind of point for every layer at once,
+under the short keys below (these keys are also the Trace's column names, so they never change).
+"""
+
+from __future__ import annotations
+
+import re
+
+# -- hook points (templates) ---------------------------------------------------------------------------
+ATTN_PATTERN = "blocks.{layer}.attn.pattern"  # transformer: attention weights, row = query position
+LN2_OUT = "blocks.{layer}.ln2.out"  # transformer: the FFN's input, after the block's second layer norm
+RNN_GATES = "rnn.{layer}.gates"  # LSTM: i, f, g, o (PyTorch's order)
+RNN_CELL = "rnn.{layer}.cell"  # LSTM: cell state c
+RNN_HIDDEN = "rnn.{layer}.hidden"  # LSTM: hidden state h (the layer's output)
+
+# -- StepOutput.internals keys (each [L, ...]: one entry per layer) ------------------------------------
+GATES = "gates"  # [L, 4, H]
+CELL = "cell"  # [L, H]
+HIDDEN = "hidden"  # [L, H]
+ATTENTION_ROW = "attention_row"  # [L, A, t+1]: the current query's row of every layer's pattern
+
+LSTM_INTERNALS = (GATES, CELL, HIDDEN)
+
+# Which internals key holds which hook point (a point at layer l is row l of that key's array).
+INTERNAL_OF = {RNN_GATES: GATES, RNN_CELL: CELL, RNN_HIDDEN: HIDDEN, ATTN_PATTERN: ATTENTION_ROW}
+
+_NAME = re.compile(r"^(?P<head>[a-z0-9_]+)\.(?P<layer>\d+)\.(?P<tail>[a-z0-9_.]+)$")
+
+
+def hook_name(template: str, layer: int) -> str:
+    """`hook_name(RNN_GATES, 0)` -> "rnn.0.gates"."""
+    return template.format(layer=int(layer))
+
+
+def parse_hook_name(name: str) -> tuple[str, int]:
+    """ "rnn.0.gates" -> (RNN_GATES, 0); ValueError for a name that is no hook point."""
+    match = _NAME.match(name)
+    if match:
+        template = f"{match['head']}.{{layer}}.{match['tail']}"
+        if template in _TEMPLATES:
+            return template, int(match["layer"])
+    raise ValueError(f"not a hook point: {name!r} (known: {', '.join(sorted(_TEMPLATES))})")
+
+
+def per_layer(templates: tuple[str, ...], num_layers: int) -> tuple[str, ...]:
+    """Every template at every layer, layer by layer."""
+    return tuple(hook_name(t, layer) for layer in range(num_layers) for t in templates)
+
+
+_TEMPLATES = frozenset((ATTN_PATTERN, LN2_OUT, RNN_GATES, RNN_CELL, RNN_HIDDEN))
