@@ -3,6 +3,7 @@ and a memory store that learns everything about keys from the backend without ru
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -163,6 +164,8 @@ def test_creating_a_store_and_adding_a_document_never_steps(backend, tmp_path, m
     store = MemoryStore.open(tmp_path / "m.sqlite", backend=backend, create=True)
     assert calls == []
     assert store.key_dim == backend.memory_key_dim
+    meta = dict(sqlite3.connect(store.path).execute("SELECT key, value FROM meta").fetchall())
+    assert meta["key_point"] == backend.memory_key_point  # what the stored keys are, said by name
     text = shuffled_text(60)
     result = store.add_document(text, "doc", backend)
     assert calls == [] and backend.position == 0
