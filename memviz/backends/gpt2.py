@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,9 +159,18 @@ class GPT2Backend:
 
     @contextmanager
     def _capturing_key(self):
-        """Yields a list that holds the key module's output once the forward pass inside has run."""
+        """Yields a list that holds the key module's output once the forward pass inside has run.
+
+        Only this thread's pass is captured: a pass on another thread cannot slip its output in.
+        """
         captured: list[torch.Tensor] = []
-        handle = self._key_module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        thread = threading.get_ident()
+
+        def capture(_module, _inputs, output: torch.Tensor) -> None:
+            if threading.get_ident() == thread:
+                captured.append(output)
+
+        handle = self._key_module.register_forward_hook(capture)
         try:
             yield captured
         finally:
