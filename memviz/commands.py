@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from memviz.errors import MemvizError, warn
+from memviz.options import MAX_GENERATE, MAX_KNN_K, SEED_MAX, integer, real, temperature
 
 
 def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -13,15 +14,26 @@ def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="text to read")
     text.add_argument("--text-file", help="file of text to read (UTF-8)")
-    p.add_argument("--generate", type=int, default=0, metavar="N", help="tokens to generate after the text")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument(
+        "--generate",
+        type=integer(0, MAX_GENERATE),
+        default=0,
+        metavar="N",
+        help=f"tokens to generate after the text (at most {MAX_GENERATE})",
+    )
+    p.add_argument("--seed", type=integer(0, SEED_MAX), default=0, help=f"0 to {SEED_MAX}")
+    p.add_argument("--temperature", type=temperature, default=1.0, help="0 = greedy; up to 1000")
+    p.add_argument("--top-k", type=integer(0, 1_000_000), default=0, help="0 = off")
+    p.add_argument("--top-p", type=real(0.0, 1.0, low_open=True), default=1.0, help="in (0, 1]")
     p.add_argument("--memory", metavar="STORE", help="long-term memory store to recall from")
-    p.add_argument("--knn-lambda", type=float, default=0.25)
-    p.add_argument("--knn-k", type=int, default=16)
-    p.add_argument("--knn-temperature", type=float, default=1.0)
+    p.add_argument("--knn-lambda", type=real(0.0, 1.0), default=0.25, help="0 to 1")
+    p.add_argument(
+        "--knn-k",
+        type=integer(1, MAX_KNN_K),
+        default=16,
+        help=f"memories recalled per step, 1 to {MAX_KNN_K} (at most the store's size)",
+    )
+    p.add_argument("--knn-temperature", type=real(0.0, 1e6, low_open=True), default=1.0)
 
 
 def text_from_args(args: argparse.Namespace) -> str:
@@ -53,6 +65,9 @@ def build_session(args: argparse.Namespace):
         from memviz.memory.store import MemoryStore
 
         memory = MemoryStore.open(args.memory, backend=backend, create=False)
+        if 0 < len(memory) < recall.k:  # more neighbours than memories: only padding, k wide per step
+            warn(f"--knn-k {recall.k}: {args.memory} holds {len(memory)} entries; recalling {len(memory)}")
+            recall = RecallSettings(k=len(memory), lam=recall.lam, temperature=recall.temperature)
     return Session(backend, sampling=sampling, memory=memory, recall=recall)
 
 

@@ -91,7 +91,9 @@ def _cached(repo_id: str) -> bool:
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick look before transformers' own retries (which take half a minute when offline)."""
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
+    from memviz.backends.hub_env import hub_offline
+
+    if hub_offline():  # any value the hub honours (1, true, ON, yes...), not only "1"
         return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
     try:
@@ -106,9 +108,9 @@ def _explain_load_failure(source: str, local: bool, exc: Exception) -> MemvizErr
     first = text.splitlines()[0] if text else exc.__class__.__name__
     if local:
         return CheckpointError(f"{source}: corrupt or incomplete GPT-2 folder ({first})")
-    offline = (
-        os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
-    )
+    from memviz.backends.hub_env import hub_offline
+
+    offline = hub_offline() or "offline" in text.lower() or "connect" in text.lower()
     from memviz.backends.bundled import bundled_names
 
     names = ", ".join(bundled_names()) or "none installed"

@@ -296,8 +296,12 @@ class Trace:
         path = Path(path)
         if not path.is_file():
             raise MemvizError(f"{path}: no such trace file")
+        if not zipfile.is_zipfile(path):  # else numpy takes any other file for a pickle
+            raise MemvizError(f"{path}: not a memviz trace (not an npz archive)")
         try:
             with np.load(path, allow_pickle=False) as archive:
+                if "manifest" not in archive.files:
+                    raise MemvizError(f"{path}: not a memviz trace (an npz archive with no manifest)")
                 arrays = {key: archive[key] for key in archive.files}
         except ValueError as exc:
             if "pickle" in str(exc).lower():

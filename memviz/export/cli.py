@@ -18,10 +18,14 @@ from pathlib import Path
 
 from memviz.commands import add_trace_options, make_trace
 from memviz.errors import MemvizError
+from memviz.options import MAX_INDEX, SCALE_RANGE, integer, real
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 ANIMATION_FORMATS = ("gif", "mp4")
 ALL_FORMATS = FIGURE_FORMATS + ANIMATION_FORMATS + ("csv",)
+MAX_SIDE = 16384  # device pixels: QPainter's raster engine draws nothing (and warns per item) past 32767
+MAX_PIXELS = 64_000_000  # one PNG: 256 MB of ARGB
+MAX_FRAME_PIXELS = 3840 * 2160  # one animation frame (a GIF keeps every frame in memory)
 
 
 def register(subparsers) -> None:
@@ -38,22 +42,28 @@ def register(subparsers) -> None:
         "--all", action="store_true", help="every panel that shows this trace, into the folder --out"
     )
     which.add_argument("--list-panels", action="store_true", help="print the panels for this trace and stop")
-    p.add_argument("--step", type=int, help="the step shown, from 0 (default: the last)")
-    p.add_argument("--layer", type=int)
-    p.add_argument("--head", type=int)
-    p.add_argument("--unit", type=int)
+    index = integer(0, MAX_INDEX)
+    p.add_argument("--step", type=index, help="the step shown, from 0 (default: the last)")
+    p.add_argument("--layer", type=index)
+    p.add_argument("--head", type=index)
+    p.add_argument("--unit", type=index)
     p.add_argument("--format", choices=ALL_FORMATS, help="default: from the --out file name")
     p.add_argument(
-        "--scale", type=float, default=1.0, help="PNG/GIF/MP4 pixels per figure pixel (2 = retina)"
+        "--scale",
+        type=float,  # bounds checked in cmd_export
+        default=1.0,
+        help=f"PNG/GIF/MP4 pixels per figure pixel, {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g} (2 = retina)",
     )
     p.add_argument("--size", metavar="WxH", help="figure size in pixels at 96 dpi (default 1280x720)")
     p.add_argument(
         "--theme", choices=("dark", "talk"), help="talk: light background, larger fonts, for slides"
     )
     p.add_argument("--animate", action="store_true", help="one frame per step (GIF or MP4)")
-    p.add_argument("--from", dest="start", type=int, metavar="A", help="first step of the animation")
-    p.add_argument("--to", dest="stop", type=int, metavar="B", help="last step of the animation (included)")
-    p.add_argument("--fps", type=float, default=4.0, help="animation frames per second")
+    p.add_argument("--from", dest="start", type=index, metavar="A", help="first step of the animation")
+    p.add_argument("--to", dest="stop", type=index, metavar="B", help="last step of the animation (included)")
+    p.add_argument(
+        "--fps", type=real(0.1, 120.0), default=4.0, help="animation frames per second, 0.1 to 120"
+    )
     p.add_argument("--series", choices=("unit", "attention", "topk"), help="CSV: which numbers")
     p.add_argument("--out", help="output file (a folder with --all)")
     p.set_defaults(func=cmd_export)
@@ -69,6 +79,39 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if not (100 <= width <= 10000 and 100 <= height <= 10000):
         raise MemvizError(f"--size {text}: each side must be 100 to 10000 pixels")
     return width, height
+
+
+def check_pixels(fmt: str, animate: bool, size: tuple[int, int] | None, scale: float) -> None:
+    """A raster image or frame the machine can hold and QPainter can draw: refused before any work."""
+    if fmt not in ("png", "gif", "mp4"):
+        return  # SVG and PDF are vectors: --scale does not apply
+    from memviz.export.render import DEFAULT_SIZE
+
+    width, height = size or DEFAULT_SIZE
+    w, h = round(width * scale), round(height * scale)
+    limit = MAX_FRAME_PIXELS if animate else MAX_PIXELS
+    if max(w, h) > MAX_SIDE or w * h > limit:
+        what = "each frame" if animate else "the image"
+        raise MemvizError(
+            f"--scale {scale:g} at {width}x{height} makes {what} {w}x{h} pixels; the most is "
+            f"{MAX_SIDE} a side and {limit / 1e6:.1f} million pixels: give a smaller --scale or --size"
+        )
+
+
+def check_out(args: argparse.Namespace, fmt: str) -> None:
+    """--out checked before the trace is loaded or made: a bad path costs nothing."""
+    from memviz.paths import output_file
+
+    if args.out is None or args.list_panels:
+        return
+    if args.all and fmt != "csv":
+        folder = Path(args.out)
+        if folder.exists() and not folder.is_dir():
+            raise MemvizError(f"--out {folder}: is a file; --all writes into a folder")
+        if not (folder.parent if str(folder.parent) else Path(".")).is_dir():
+            raise MemvizError(f"--out {folder}: folder {folder.parent} does not exist")
+        return
+    output_file(args.out, "--out ")
 
 
 def load_input(args: argparse.Namespace):
@@ -131,11 +174,15 @@ def decide_format(args: argparse.Namespace) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from memviz.export import render
+    from memviz.paths import replacing
 
     fmt = decide_format(args)
     size = parse_size(args.size)
     if not args.scale > 0:
         raise MemvizError(f"--scale must be more than 0, got {args.scale}")
+    if not SCALE_RANGE[0] <= args.scale <= SCALE_RANGE[1]:
+        low, high = SCALE_RANGE
+        raise MemvizError(f"--scale {args.scale:g} is out of range: give {low:g} to {high:g}")
     if not args.fps > 0:
         raise MemvizError(f"--fps must be more than 0, got {args.fps}")
     animate = args.animate or fmt in ANIMATION_FORMATS
@@ -145,6 +192,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise MemvizError("--from/--to go with --animate (gif or mp4)")
     if fmt != "csv" and args.series:
         raise MemvizError("--series goes with --format csv")
+    check_pixels(fmt, animate, size, args.scale)
+    check_out(args, fmt)
 
     trace, saved = load_input(args)
     if args.list_panels:
@@ -161,16 +210,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         if args.all or args.panel:
             raise MemvizError("CSV takes --series (unit, attention, topk), not --panel/--all")
-        out = export_csv(
-            trace,
-            args.out,
-            series=args.series,
-            layer=state.layer,
-            head=state.head,
-            unit=state.unit,
-            step=args.step if args.series != "attention" else args.step,
-        )
-        print(f"wrote {out}")
+        with replacing(args.out, "--out ") as tmp:
+            export_csv(
+                trace,
+                tmp,
+                series=args.series,
+                layer=state.layer,
+                head=state.head,
+                unit=state.unit,
+                step=args.step if args.series != "attention" else args.step,
+            )
+        print(f"wrote {args.out}")
         return 0
 
     if not args.all and not args.panel:
@@ -192,23 +242,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     began = time.perf_counter()
     for cls, out in targets:
-        if animate:
-            from memviz.export.animate import export_animation
+        # Written beside the target and renamed: a full disk never leaves half a file in its place.
+        with replacing(out, "--out ") as tmp:
+            if animate:
+                from memviz.export.animate import export_animation
 
-            export_animation(
-                trace,
-                cls,
-                state,
-                out,
-                fmt=fmt,
-                start=args.start,
-                stop=args.stop,
-                fps=args.fps,
-                scale=args.scale,
-                size=size,
-            )
-        else:
-            render.export_figure(trace, cls, state, out, fmt=fmt, scale=args.scale, size=size)
+                export_animation(
+                    trace,
+                    cls,
+                    state,
+                    tmp,
+                    fmt=fmt,
+                    start=args.start,
+                    stop=args.stop,
+                    fps=args.fps,
+                    scale=args.scale,
+                    size=size,
+                )
+            else:
+                render.export_figure(trace, cls, state, tmp, fmt=fmt, scale=args.scale, size=size)
         print(f"wrote {out}")
     if len(targets) > 1:
         print(f"{len(targets)} files in {time.perf_counter() - began:.1f} s")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from memviz.errors import MemvizError, warn
+from memviz.options import integer
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,9 @@ def register(subparsers) -> None:
     add = sub.add_parser("add", help="read documents with a model and remember every token")
     add.add_argument("--store", help="store file (default: the model's store in the user data folder)")
     add.add_argument("--model", required=True, help="bundled model name, model folder, or Hugging Face id")
-    add.add_argument("--batch-size", type=int, default=512, help="entries per transaction")
+    add.add_argument(
+        "--batch-size", type=integer(1, 100_000), default=512, help="entries per transaction (1 to 100000)"
+    )
     add.add_argument("--quiet", action="store_true", help="no progress bar")
     add.add_argument("files", nargs="+", metavar="FILE")
     add.set_defaults(func=cmd_add)

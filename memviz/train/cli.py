@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
+from memviz.options import SEED_MAX, integer, real
 from memviz.train.corpus import DEFAULT_CORPUS
 
 
@@ -16,41 +18,52 @@ def register(sub) -> None:
     p.add_argument("architecture", choices=["lstm", "gpt2"])
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"text or .gz file (default {DEFAULT_CORPUS})")
     p.add_argument("--out", required=True, help="model folder; resumes if it holds a checkpoint")
-    p.add_argument("--minutes", type=float, default=60.0, help="time budget (fixes the step count)")
-    p.add_argument("--max-steps", type=int, default=0, help="exact step count (overrides --minutes)")
-    p.add_argument("--layers", type=int)
-    p.add_argument("--hidden", type=int, help="LSTM units / GPT-2 embedding size")
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--vocab-size", type=int, default=4096, help="GPT-2 BPE vocabulary")
-    p.add_argument("--context", type=int, default=512, help="GPT-2 context window")
+    p.add_argument(
+        "--minutes",
+        type=real(0.0, 10**6, low_open=True),
+        default=60.0,
+        help="time budget (fixes the step count)",
+    )
+    p.add_argument(
+        "--max-steps", type=integer(0, 10**9), default=0, help="exact step count (overrides --minutes)"
+    )
+    # Bounds far above a small model's and far below what would exhaust memory before training starts.
+    p.add_argument("--layers", type=integer(1, 256))
+    p.add_argument("--hidden", type=integer(1, 65536), help="LSTM units / GPT-2 embedding size")
+    p.add_argument("--heads", type=integer(1, 1024), default=4)
+    p.add_argument("--vocab-size", type=integer(257, 10**6), default=4096, help="GPT-2 BPE vocabulary")
+    p.add_argument("--context", type=integer(2, 65536), default=512, help="GPT-2 context window")
     p.add_argument(
         "--copy-fraction",
-        type=float,
+        type=real(0.0, 1.0),
         default=0.0,
         help="GPT-2: share of training sequences that repeat a span (teaches in-context copying)",
     )
     p.add_argument(
         "--random-copy-fraction",
-        type=float,
+        type=real(0.0, 1.0),
         default=0.0,
         help="GPT-2: share of training sequences that repeat random tokens (teaches induction heads)",
     )
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=integer(1, 65536))
+    p.add_argument("--seq-len", type=integer(2, 65536))
+    p.add_argument("--lr", type=real(0.0, 10.0, low_open=True))
     p.add_argument(
         "--constant-lr",
         action="store_true",
         help="hold the learning rate after warmup instead of the cosine decay",
     )
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=integer(0, 4096), default=0, help="0 = torch's default")
+    p.add_argument("--seed", type=integer(0, SEED_MAX), default=0)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="bits per character of a model on a text")
     p.add_argument("--model", required=True)
     p.add_argument("--text-file", required=True)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)"
+    )
     p.set_defaults(func=cmd_eval)
 
 
@@ -107,19 +120,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from memviz.backends.gpt2 import GPT2Backend
     from memviz.backends.registry import load_backend
+    from memviz.errors import warn
     from memviz.textio import read_text_file
-    from memviz.train.evaluate import bits_per_char, induction_losses
+    from memviz.train.evaluate import NothingToPredict, bits_per_char, induction_losses
 
+    text, warnings = read_text_file(args.text_file)  # first: a bad file fails before the model loads
+    for w in warnings:
+        warn(w)
     backend = load_backend(args.model)
-    text, _ = read_text_file(args.text_file)
     start = time.perf_counter()
-    result = {
-        "model": backend.info.name,
-        "characters": len(text),
-        "bits_per_char": bits_per_char(backend, text),
-    }
+    # A bar only on a terminal: a log file or a pipe gets the result lines alone.
+    on_terminal = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    bar = tqdm(
+        desc="eval", unit=" tokens", unit_scale=True, disable=args.quiet or not on_terminal, file=sys.stderr
+    )
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        bpc = bits_per_char(backend, text, progress=progress)
+    except NothingToPredict as exc:
+        raise NothingToPredict(f"{args.text_file}: {exc}") from None
+    finally:
+        bar.close()
+    result = {"model": backend.info.name, "characters": len(text), "bits_per_char": bpc}
     if isinstance(backend, GPT2Backend):
         first, second = induction_losses(backend)
         result["induction_first_copy_loss"] = first
