@@ -269,7 +269,8 @@ class Trace:
         if self._attention_rows:
             arrays["attention"] = self.attention_tensor()
         if self.memory_records:
-            arrays["memory_records"] = np.array(_records_json(self.memory_records))
+            # a copy first (one C call): the worker may add records while the window saves
+            arrays["memory_records"] = np.array(_records_json(dict(self.memory_records)))
         if self.vocab:
             ids = sorted(self.vocab)
             arrays["vocab_ids"] = np.array(ids, dtype=np.int64)
