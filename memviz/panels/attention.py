@@ -8,7 +8,10 @@ from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels import colormaps
 from memviz.panels.attention_cache import AttentionCache
-from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
+from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, token_label
+from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.outline import use_contrast_outline
+from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
 from memviz.panels.view_model import ViewModel
 
 
@@ -47,6 +50,9 @@ class AttentionPanel(GraphicsPanel):
             value_name="attention",
             grows=(True, True),
         )
+        for side in ("bottom", "left"):
+            replace_axis(self.heatmap, side, LabelledTokenAxis(side))
+        use_contrast_outline(self.heatmap)
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(cursor=row, follow=False))
         self.canvas.ci.addItem(self.heatmap)
@@ -54,7 +60,18 @@ class AttentionPanel(GraphicsPanel):
         self.step = -1
         self._shown = (-1, -1, -1)  # layer, head and step on screen
         self.matrices = AttentionCache()
+        self.readout = HoverReadout(self)
+        self.readout.add(heatmap_source(self.heatmap, self._readout))
         self.apply_theme(view.state)
+
+    def _readout(self, row: int, col: int, value: float) -> str:
+        """One line: "query 41 'def' -> key 12 'read': 0.372"."""
+        tokens = self.trace.token_text if self.trace is not None else []
+
+        def named(i: int) -> str:
+            return f"{i} '{show_token(tokens[i], 24)}'" if i < len(tokens) else str(i)
+
+        return f"query {named(row)} \u2192 key {named(col)}: {value:.3f}"
 
     def _tooltip(self, row: int, col: int, value: float) -> str:
         tokens = self.trace.token_text if self.trace is not None else []
@@ -88,6 +105,8 @@ class AttentionPanel(GraphicsPanel):
         self.heatmap.set_data(self.matrices.matrix(trace, layer, head, stop=t + 1), keep=keep)
         self._shown = (layer, head, t)
         self.heatmap.set_highlight_row(t)
+        for side in ("bottom", "left"):
+            self.heatmap.plot.getAxis(side).grew(t + 1)
         self.note.setText(f"layer {layer}  head {head}  query {token_label(trace.token_text, t)}")
 
     def apply_theme(self, state: ViewState) -> None:

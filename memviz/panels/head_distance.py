@@ -15,6 +15,8 @@ from memviz.core.view import ViewState
 from memviz.panels import colormaps
 from memviz.panels.attention import attention_shape, shows_attention
 from memviz.panels.heatmap import GraphicsPanel, Heatmap, Labels, clamp, theme_font, token_label
+from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.outline import use_contrast_outline
 from memviz.panels.view_model import ViewModel
 
 MAX_LABELS = 256  # write the number in each cell up to this many heads
@@ -94,6 +96,7 @@ class HeadDistancePanel(GraphicsPanel):
             invert_y=True,
             value_name="distance",
         )
+        use_contrast_outline(self.heatmap)
         self.heatmap.tooltip_fn = self._tooltip
         self.heatmap.clicked.connect(lambda row, col: self.view.update(layer=row, head=col))
         self.canvas.ci.addItem(self.heatmap)
@@ -103,6 +106,13 @@ class HeadDistancePanel(GraphicsPanel):
         self.labels.setZValue(6)
         self.distance = np.zeros((0, 0))
         self.step = -1
+        self.readout = HoverReadout(self)
+        self.readout.add(
+            heatmap_source(
+                self.heatmap,
+                lambda row, col, value: f"layer {row}, head {col}: {value:.2f} tokens back (mean)",
+            )
+        )
         self.apply_theme(view.state)
 
     def _tooltip(self, row: int, col: int, value: float) -> str:

@@ -29,7 +29,8 @@ from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels.attention import attention_shape, shows_attention
-from memviz.panels.heatmap import GraphicsPanel, add_static_plot, clamp, style_plot, token_label
+from memviz.panels.heatmap import GraphicsPanel, add_static_plot, clamp, show_token, style_plot, token_label
+from memviz.panels.hover import HoverReadout
 from memviz.panels.view_model import ViewModel
 
 MAX_POINTS = 96  # columns (bins) per cell at most
@@ -141,6 +142,8 @@ class HeadGridPanel(GraphicsPanel):
         self._columns: dict[tuple[int, int], np.ndarray] = {}
         self._pixels = np.zeros((0, 0, 0, 0), np.uint32)
         self.pixel = 1  # device pixels per image pixel: 2 in the light "talk" look, for slides
+        self.readout = HoverReadout(self)
+        self.readout.add(self._readout_at)
         self.apply_theme(view.state)
 
     # -- data -------------------------------------------------------------------------------
@@ -274,6 +277,44 @@ class HeadGridPanel(GraphicsPanel):
             f"most attention: {float(row[key]):.6f} on {token_label(tokens, key)}\n"
             f"expected distance back: {distance:.2f} tokens"
         )
+
+    def keys_at(self, scene_pos: QPointF) -> tuple[int, int, range] | None:
+        """(layer, head, keys) under the mouse: the keys drawn in the bar column there (one key, or
+        the bin of keys whose maximum the column shows)."""
+        cell = self.head_at(scene_pos)
+        if cell is None or not self.rows.size or not self.bins:
+            return None
+        layer, head = cell
+        n = self.rows.shape[-1]
+        x = self.plot.vb.mapSceneToView(scene_pos).x()
+        column = math.floor((x - head) * self.cell_size[0]) - self.margin[0]
+        column = min(max(column, 0), self.bins - 1)
+        if n <= self.bins:  # a short row: each key spreads over several columns
+            key = (column * n) // self.bins
+            return layer, head, range(key, key + 1)
+        edges = (np.arange(self.bins + 1) * n) // self.bins
+        return layer, head, range(int(edges[column]), int(edges[column + 1]))
+
+    def readout_for(self, layer: int, head: int, keys: range) -> str:
+        """One line: the head, the key(s) under the mouse and the weight drawn there."""
+        tokens = self.trace.token_text if self.trace is not None else []
+        row = self.rows[layer, head]
+        weights = row[keys.start : keys.stop].astype(np.float64)
+        key = keys.start + int(np.argmax(weights))
+        text = f"'{show_token(tokens[key], 24)}'" if key < len(tokens) else ""
+        where = (
+            f"key {key} {text}"
+            if len(keys) == 1
+            else f"keys {keys.start}-{keys.stop - 1}, max on {key} {text}"
+        )
+        return f"layer {layer}, head {head}: {where}: {float(row[key]):.3f}"
+
+    def _readout_at(self, scene_pos: QPointF) -> tuple[str, str] | None:
+        found = self.keys_at(scene_pos)
+        if found is None:
+            return None
+        layer, head, keys = found
+        return self.readout_for(layer, head, keys), self.tooltip_for(layer, head)
 
     def scene_pos_of(self, layer: int, head: int) -> QPointF:
         return self.plot.vb.mapViewToScene(QPointF(head + 0.5, layer + 0.5))

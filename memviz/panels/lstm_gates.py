@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels import colormaps
-from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, token_label
+from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, token_label
+from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.outline import use_contrast_outline
+from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.unit_rows import UnitRows
 from memviz.panels.view_model import ViewModel
 
 GATES = (
@@ -43,21 +48,49 @@ class GatesPanel(GraphicsPanel):
                 value_name=letter,
                 grows=(False, True),
             )
+            replace_axis(heatmap, "bottom", LabelledTokenAxis("bottom"))
+            use_contrast_outline(heatmap)
             heatmap.tooltip_fn = self._tooltip(index)
-            heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
+            heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
             self.canvas.ci.addItem(heatmap, row=index // 2, col=index % 2)
             self.heatmaps.append(heatmap)
+        self.units = UnitRows(
+            self,
+            self.heatmaps,
+            {"variance of f": self._f_variance, "f now": self._f_now},
+            changed=lambda: self.render(self.view.state),
+        )
+        self.readout = HoverReadout(self)
+        for index, heatmap in enumerate(self.heatmaps):
+            self.readout.add(heatmap_source(heatmap, self._readout(index)))
         self.layer = 0
         self.step = -1
         self._shown = (-1, -1)  # layer and step on screen
         self.apply_theme(view.state)
+
+    def _f_variance(self, layer: int, t: int) -> np.ndarray:
+        return self.trace.array("gates")[: t + 1, layer, 1].astype(np.float64).var(axis=0)
+
+    def _f_now(self, layer: int, t: int) -> np.ndarray:
+        return self.trace.array("gates")[t, layer, 1]
+
+    def _readout(self, gate: int):
+        letter = GATES[gate][0]
+
+        def line(row: int, col: int, value: float) -> str:
+            tokens = self.trace.token_text if self.trace is not None else []
+            token = f" '{show_token(tokens[col], 24)}'" if col < len(tokens) else ""
+            return f"{letter}: unit {self.units.unit_at(row)}, step {col}{token}: {value:.3f}"
+
+        return line
 
     def _tooltip(self, gate: int):
         letter = GATES[gate][0]
 
         def text(row: int, col: int, value: float) -> str:
             tokens = self.trace.token_text if self.trace is not None else []
-            return f"{letter} gate, layer {self.layer}, unit {row}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
+            unit = self.units.unit_at(row)
+            return f"{letter} gate, layer {self.layer}, unit {unit}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
 
         return text
 
@@ -79,13 +112,18 @@ class GatesPanel(GraphicsPanel):
         self.layer = layer = clamp(state.layer, gates.shape[1])
         self.step = t
         self.sync_spin("layer", layer, gates.shape[1] - 1)
-        # earlier steps never change: with the same layer only the new column is coloured
-        keep = (gates.shape[3], min(self._shown[1], t) + 1) if self._shown[0] == layer else None
+        reordered = self.units.update(layer, t, gates.shape[3])
+        # earlier steps never change: with the same layer (and row order) only the new column is coloured
+        same = self._shown[0] == layer and not reordered
+        keep = (gates.shape[3], min(self._shown[1], t) + 1) if same else None
         self._shown = (layer, t)
+        unit = clamp(state.unit, gates.shape[3])
         for index, heatmap in enumerate(self.heatmaps):
-            heatmap.set_data(gates[: t + 1, layer, index].T, keep=keep)
+            heatmap.set_data(self.units.rows(gates[: t + 1, layer, index].T), keep=keep)
             heatmap.set_cursor_col(t)
-            heatmap.set_highlight_row(clamp(state.unit, gates.shape[3]))
+            heatmap.set_highlight_row(self.units.row_of_unit(unit))
+            heatmap.plot.getAxis("bottom").grew(t + 1)
+        self.units.show_rows(unit)
         self.note.setText(f"layer {layer}  step {token_label(trace.token_text, t)}")
 
     def apply_theme(self, state: ViewState) -> None:

@@ -15,7 +15,19 @@ from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
-from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, pixmap_axes, style_plot, token_label
+from memviz.panels.heatmap import (
+    GraphicsPanel,
+    Heatmap,
+    clamp,
+    pixmap_axes,
+    show_token,
+    style_plot,
+    token_label,
+)
+from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.outline import use_contrast_outline
+from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.unit_rows import UnitRows
 from memviz.panels.view_model import ViewModel
 
 EXPLAIN = (
@@ -107,9 +119,19 @@ class SpanPanel(GraphicsPanel):
             value_name="kept",
             grows=(False, True),
         )
+        replace_axis(self.heatmap, "bottom", LabelledTokenAxis("bottom"))
+        use_contrast_outline(self.heatmap)
         self.heatmap.tooltip_fn = self._tooltip
-        self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
+        self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
         self.canvas.ci.addItem(self.heatmap, row=0, col=0)
+        self.units = UnitRows(
+            self,
+            [self.heatmap],
+            {"memory length": lambda layer, t: self.span},
+            changed=lambda: self.render(self.view.state),
+        )
+        self.readout = HoverReadout(self)
+        self.readout.add(heatmap_source(self.heatmap, self._readout))
         self.plot: pg.PlotItem = self.canvas.ci.addPlot(
             row=1, col=0, title="effective memory length", axisItems=pixmap_axes()
         )
@@ -132,8 +154,14 @@ class SpanPanel(GraphicsPanel):
         self.step = -1
         self.apply_theme(view.state)
 
+    def _readout(self, row: int, col: int, value: float) -> str:
+        tokens = self.trace.token_text if self.trace is not None else []
+        token = f" '{show_token(tokens[col], 24)}'" if col < len(tokens) else ""
+        return f"unit {self.units.unit_at(row)}: of what step {col}{token} wrote, {value:.3f} is kept"
+
     def _tooltip(self, row: int, col: int, value: float) -> str:
         tokens = self.trace.token_text if self.trace is not None else []
+        row = self.units.unit_at(row)
         return (
             f"unit {row}, layer {self.layer}\nof what step {token_label(tokens, col)} wrote,\n"
             f"kept at step {token_label(tokens, self.step)}: {value:.6f}"
@@ -166,9 +194,12 @@ class SpanPanel(GraphicsPanel):
         self.sync_spin("layer", layer, gates.shape[1] - 1)
         self.retention = self.kept.get(gates, layer, t)
         self.span = self.retention.sum(axis=1)
-        self.heatmap.set_data(self.retention)
+        self.units.update(layer, t, len(self.span))
+        self.heatmap.set_data(self.units.rows(self.retention))
         self.heatmap.set_cursor_col(t)
-        self.heatmap.set_highlight_row(unit)
+        self.heatmap.set_highlight_row(self.units.row_of_unit(unit))
+        self.heatmap.plot.getAxis("bottom").grew(t + 1)
+        self.units.show_rows(unit)
         units = np.arange(len(self.span))
         self.bars.setOpts(x=units, height=self.span)
         self.selected_bar.setOpts(x=[unit], height=[self.span[unit]])

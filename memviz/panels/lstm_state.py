@@ -18,13 +18,17 @@ from memviz.panels import colormaps
 from memviz.panels.heatmap import (
     GraphicsPanel,
     Heatmap,
-    TokenAxis,
     clamp,
     pixmap_axes,
+    show_token,
     stable_extent,
     style_plot,
     token_label,
 )
+from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.outline import use_contrast_outline
+from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.unit_rows import UnitRows
 from memviz.panels.view_model import ViewModel
 
 STATES = (("cell", "c", "cell state c"), ("hidden", "h", "hidden state h"))
@@ -72,11 +76,22 @@ class StatePanel(GraphicsPanel):
                 value_name=letter,
                 grows=(False, True),
             )
+            replace_axis(heatmap, "bottom", LabelledTokenAxis("bottom"))
+            use_contrast_outline(heatmap)
             heatmap.tooltip_fn = self._tooltip(letter)
-            heatmap.clicked.connect(lambda row, col: self.view.update(unit=row))
+            heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
             self.canvas.ci.addItem(heatmap, row=0, col=index)
             self.heatmaps[key] = heatmap
-        self.axis = TokenAxis("bottom")
+        self.units = UnitRows(
+            self,
+            list(self.heatmaps.values()),
+            {"variance of c": self._c_variance, "c now": self._c_now},
+            changed=lambda: self.render(self.view.state),
+        )
+        self.readout = HoverReadout(self)
+        for key, letter, _ in STATES:
+            self.readout.add(heatmap_source(self.heatmaps[key], self._readout(letter)))
+        self.axis = LabelledTokenAxis("bottom")
         self.plot: pg.PlotItem = self.canvas.ci.addPlot(
             row=1, col=0, colspan=2, axisItems=pixmap_axes(bottom=self.axis)
         )
@@ -109,9 +124,24 @@ class StatePanel(GraphicsPanel):
         self._shown = (-1, -1)  # layer and step on screen
         self.apply_theme(view.state)
 
+    def _c_variance(self, layer: int, t: int) -> np.ndarray:
+        return self.trace.array("cell")[: t + 1, layer].astype(np.float64).var(axis=0)
+
+    def _c_now(self, layer: int, t: int) -> np.ndarray:
+        return self.trace.array("cell")[t, layer]
+
+    def _readout(self, letter: str):
+        def line(row: int, col: int, value: float) -> str:
+            tokens = self.trace.token_text if self.trace is not None else []
+            token = f" '{show_token(tokens[col], 24)}'" if col < len(tokens) else ""
+            return f"{letter}: unit {self.units.unit_at(row)}, step {col}{token}: {value:.3f}"
+
+        return line
+
     def _tooltip(self, letter: str):
         def text(row: int, col: int, value: float) -> str:
             tokens = self.trace.token_text if self.trace is not None else []
+            row = self.units.unit_at(row)
             return f"{letter}, layer {self.layer}, unit {row}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
 
         return text
@@ -143,22 +173,28 @@ class StatePanel(GraphicsPanel):
         self.sync_spin("layer", layer, layers - 1)
         self.sync_spin("unit", unit, units - 1)
         x = np.arange(t + 1) + 0.5
+        reordered = self.units.update(layer, t, units)
         for key, heatmap in self.heatmaps.items():
             level = self.peaks[key].level(columns[key], layer)
             if key == "hidden":
                 level = min(level, 1.0)
             # earlier steps never change: with the same layer (and levels) only the new column is coloured
-            keep = (units, min(self._shown[1], t) + 1) if self._shown[0] == layer else None
-            heatmap.set_data(columns[key][: t + 1, layer].T, levels=(-level, level), keep=keep)
+            same = self._shown[0] == layer and not reordered
+            keep = (units, min(self._shown[1], t) + 1) if same else None
+            data = self.units.rows(columns[key][: t + 1, layer].T)
+            heatmap.set_data(data, levels=(-level, level), keep=keep)
             heatmap.set_cursor_col(t)
-            heatmap.set_highlight_row(unit)
+            heatmap.set_highlight_row(self.units.row_of_unit(unit))
+            heatmap.plot.getAxis("bottom").grew(t + 1)
             self.curves[key].setData(x, columns[key][: t + 1, layer, unit])
+        self.units.show_rows(unit)
         self._shown = (layer, t)
         extent = stable_extent(t + 1)
         if self._x_extent >= 0 and extent != self._x_extent:
             self._x_extent = extent
             self.plot.setXRange(0, extent, padding=0.0)
         self.cursor_line.setPos(t + 0.5)
+        self.axis.grew(t + 1)
         theme = state.theme_obj
         self.plot.setTitle(
             f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt"
