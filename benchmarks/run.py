@@ -718,6 +718,19 @@ class KeyBackend:
     def fingerprint(self) -> str:
         return "benchmark-keys"
 
+    # The Backend protocol's memory side: the store asks for the key size and a document's keys.
+    memory_key_point = "synthetic"
+    device = "cpu"
+
+    @property
+    def memory_key_dim(self) -> int:
+        return int(self.keys.shape[1])
+
+    def document_keys(self, token_ids: list[int]):
+        """The keys after tokens 0 .. n-2, cycling through the synthetic keys."""
+        for i in range(len(token_ids) - 1):
+            yield self.keys[i % len(self.keys)]
+
 
 def _time_queries(search, queries: np.ndarray) -> list[float]:
     out = []
