@@ -24,6 +24,8 @@ class ModelInfo:
     num_heads: int  # 0 for the LSTM
     vocab_size: int
     context_size: int | None  # None: no window (the LSTM)
+    # Recurrent models: cell, gate_names, layer_sizes, head, labels, tokenizer (in the trace manifest).
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def as_manifest(self) -> dict:
         return {
@@ -34,6 +36,7 @@ class ModelInfo:
             "hidden_size": self.hidden_size,
             "num_heads": self.num_heads,
             "vocab_size": self.vocab_size,
+            **self.extra,
         }
 
 
@@ -47,10 +50,10 @@ class Encoding:
 class StepOutput:
     """The model's state after reading one token."""
 
-    logits: torch.Tensor  # [V], float32
+    logits: torch.Tensor | None  # [V], float32; None for a classifier (no next-token distribution)
     memory_key: np.ndarray  # [D], float32: the kNN-LM key for this position
     internals: dict[str, np.ndarray] = field(default_factory=dict)
-    # keys from backends.hook_points: LSTM: GATES [L,4,H], CELL [L,H], HIDDEN [L,H];
+    # keys from backends.hook_points: a classifier's PREDICTION [C] (label probabilities so far); LSTM: GATES [L,4,H], CELL [L,H], HIDDEN [L,H];
     # GPT-2: ATTENTION_ROW [L,A,t+1] (the current query's row in every layer and head)
 
     def internal(self, hook_point: str) -> np.ndarray:

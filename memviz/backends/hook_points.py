@@ -15,17 +15,23 @@ import re
 # -- hook points (templates) ---------------------------------------------------------------------------
 ATTN_PATTERN = "blocks.{layer}.attn.pattern"  # transformer: attention weights, row = query position
 LN2_OUT = "blocks.{layer}.ln2.out"  # transformer: the FFN's input, after the block's second layer norm
-RNN_GATES = "rnn.{layer}.gates"  # LSTM: i, f, g, o (PyTorch's order)
-RNN_CELL = "rnn.{layer}.cell"  # LSTM: cell state c
-RNN_HIDDEN = "rnn.{layer}.hidden"  # LSTM: hidden state h (the layer's output)
+RNN_GATES = "rnn.{layer}.gates"  # LSTM: i, f, g, o; GRU: r, z, n (PyTorch's orders)
+RNN_CELL = "rnn.{layer}.cell"  # LSTM: cell state c (a GRU has none)
+RNN_HIDDEN = "rnn.{layer}.hidden"  # LSTM and GRU: hidden state h (the layer's output)
 
 # -- StepOutput.internals keys (each [L, ...]: one entry per layer) ------------------------------------
-GATES = "gates"  # [L, 4, H]
+GATES = "gates"  # [L, G, H]: G = 4 (LSTM) or 3 (GRU); H = the widest layer, narrower ones padded with 0
 CELL = "cell"  # [L, H]
 HIDDEN = "hidden"  # [L, H]
+PREDICTION = "prediction"  # [C]: a classifier's label probabilities if the text ended here (not per layer)
 ATTENTION_ROW = "attention_row"  # [L, A, t+1]: the current query's row of every layer's pattern
 
-LSTM_INTERNALS = (GATES, CELL, HIDDEN)
+# The recurrent family's internals, kept by the Trace as columns of the same names.
+RECURRENT_INTERNALS = (GATES, CELL, HIDDEN, PREDICTION)
+LSTM_INTERNALS = RECURRENT_INTERNALS  # the old name
+
+LSTM_GATE_NAMES = ("i", "f", "g", "o")
+GRU_GATE_NAMES = ("r", "z", "n")
 
 # Which internals key holds which hook point (a point at layer l is row l of that key's array).
 INTERNAL_OF = {RNN_GATES: GATES, RNN_CELL: CELL, RNN_HIDDEN: HIDDEN, ATTN_PATTERN: ATTENTION_ROW}
