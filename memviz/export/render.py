@@ -261,14 +261,18 @@ class FigureRenderer:
         width, height = self.figure_size()
         image = QImage(round(width * scale), round(height * scale), QImage.Format.Format_ARGB32_Premultiplied)
         image.fill(Qt.GlobalColor.transparent)
+        # Painted at the logical size onto a device with `scale` pixels per logical pixel: the same
+        # layout as at scale 1, with more pixels. The device keeps the logical 96 dpi while painting:
+        # at DPI * scale, point-sized fonts would grow by the scale on top of the pixel ratio (title
+        # cut, axes off the image).
         image.setDevicePixelRatio(scale)
-        image.setDotsPerMeterX(round(DPI * scale / 0.0254))
-        image.setDotsPerMeterY(round(DPI * scale / 0.0254))
+        _set_dpi(image, DPI)
         painter = QPainter(image)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
         self.paint(painter)
         painter.end()
+        _set_dpi(image, DPI * scale)  # the file's resolution: it prints at the scale-1 figure's size
         return image
 
     def save(self, path: str | os.PathLike, fmt: str | None = None, scale: float = 1.0) -> Path:
@@ -332,6 +336,11 @@ class FigureRenderer:
         self.panel.hide()
         self.panel.deleteLater()
         process_events(1)
+
+
+def _set_dpi(image, dpi: float) -> None:
+    image.setDotsPerMeterX(round(dpi / 0.0254))
+    image.setDotsPerMeterY(round(dpi / 0.0254))
 
 
 def paint_view(painter, view, origin) -> None:
