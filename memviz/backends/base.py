@@ -18,14 +18,30 @@ if TYPE_CHECKING:  # torch takes seconds to import: the window must not wait for
 class ModelInfo:
     name: str
     source: str  # a folder path or a Hugging Face id
-    architecture: str  # "lstm" or "gpt2"
+    architecture: str  # the family's name (backends.families): "gpt2", "llama", ..., "lstm"
     num_layers: int
     hidden_size: int
-    num_heads: int  # 0 for the LSTM
+    num_heads: int  # query heads; 0 for a recurrent model
     vocab_size: int
     context_size: int | None  # None: no window (the LSTM)
     # Recurrent models: cell, gate_names, layer_sizes, head, labels, tokenizer (in the trace manifest).
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    kind: str = ""  # "transformer" or "recurrent"; "" = from the family (backends.families.kind_of)
+    num_kv_heads: int | None = None  # key/value heads (grouped-query attention); None = num_heads
+    sliding_window: tuple[int | None, ...] | None = None  # per layer: its window, None = full attention
+    attn_softcap: float | None = None  # attention logits soft-capped at this value (Gemma 2)
+    dtype: str = "float32"  # the weights' dtype, as torch names it
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            from memviz.backends.families import kind_of
+
+            object.__setattr__(self, "kind", kind_of(self.architecture, self.num_heads))
+
+    def kv_head_of(self, head: int) -> int:
+        """The key/value head a query head reads (query heads share one in groups of A // A_kv)."""
+        kv = self.num_kv_heads or self.num_heads
+        return head // max(1, self.num_heads // max(1, kv))
 
     def as_manifest(self) -> dict:
         return {
@@ -36,7 +52,20 @@ class ModelInfo:
             "hidden_size": self.hidden_size,
             "num_heads": self.num_heads,
             "vocab_size": self.vocab_size,
+            "kind": self.kind,
+            **self.transformer_manifest(),
             **self.extra,
+        }
+
+    def transformer_manifest(self) -> dict:
+        """Grouped-query heads, per-layer sliding windows, soft-capping and dtype ({} if recurrent)."""
+        if self.kind != "transformer":
+            return {}
+        return {
+            "num_kv_heads": self.num_kv_heads or self.num_heads,
+            "sliding_window": list(self.sliding_window or [None] * self.num_layers),
+            "attn_softcap": self.attn_softcap,
+            "dtype": self.dtype,
         }
 
 

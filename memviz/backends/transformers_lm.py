@@ -1,0 +1,246 @@
+"""Any decoder-only causal LM of `transformers` whose family memviz knows, one token per step.
+
+Eager attention is forced (the default SDPA path silently returns no attention weights) and each
+step goes through the KV cache, so a step costs one token, not a re-run. Every layer's and head's
+attention row is recorded: query heads, as many as the model has, whether or not they share
+key/value heads (grouped-query attention). A sliding-window layer's cache keeps only its window,
+so its row is padded with zeros on the left to the full t+1 positions (which is what the full
+forward pass gives, the mask having zeroed them there).
+
+The kNN-LM key is the module that backends.families names for the family, captured with a forward
+hook that lives for one forward pass only: no other pass (a document being read into the memory)
+can overwrite a step's key, and no hook is left on the model between calls.
+
+Loading never runs code from the checkpoint: the model class comes from transformers' own table
+for the family's model_type (no Auto class, no `trust_remote_code`), and a config's `auto_map` is
+dropped. The config is checked against the weights files' headers before the model is built, so a
+config that asks for more than the file holds is refused without allocating it (transformers_check).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memviz.backends.base import Encoding, ModelInfo, StepOutput, weights_fingerprint
+from memviz.backends.dtypes import attention_dtype_for
+from memviz.backends.families import TRANSFORMER, Family, family_of_model_type
+from memviz.backends.hook_points import ATTENTION_ROW, ATTN_PATTERN, LN2_OUT, hook_name, per_layer
+from memviz.backends.placement import resolve_device, resolve_dtype
+from memviz.errors import MemvizError
+
+
+class ContextFullError(MemvizError):
+    """The model's context window (its working memory) is full."""
+
+
+def layer_windows(config, family: Family) -> tuple[int | None, ...]:
+    """Each layer's sliding window (None: the layer attends to the whole context), as the family's
+    modelling code decides it."""
+    layers = int(config.num_hidden_layers)
+    if family.name == "gpt_neo":  # attention_layers: "global" or "local" (window_size keys)
+        return tuple(config.window_size if kind == "local" else None for kind in config.attention_layers)
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if types:
+        return tuple(window if kind == "sliding_attention" else None for kind in types[:layers])
+    if family.name in ("mistral", "phi3") and window:
+        return (int(window),) * layers  # every layer slides (their masks read config.sliding_window)
+    return (None,) * layers
+
+
+def _module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+class TransformerBackend:
+    """One token per step through the KV cache; records every layer's and head's attention row."""
+
+    def __init__(self, model, tokenizer, name: str, source: str, family: Family | None = None) -> None:
+        from transformers import DynamicCache
+
+        self._cache_cls = DynamicCache
+        self.model = model.eval()
+        if getattr(model.config, "_attn_implementation", "eager") != "eager":
+            model.set_attn_implementation("eager")
+        self.tokenizer = tokenizer
+        cfg = model.config
+        self.family = family or family_of_model_type(cfg.model_type)
+        if self.family is None or self.family.kind != TRANSFORMER:
+            raise MemvizError(f"no transformer family reads model_type {cfg.model_type!r}")
+        layers, heads = int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+        context = getattr(cfg, "max_position_embeddings", None)
+        self.info = ModelInfo(
+            name=name,
+            source=source,
+            architecture=self.family.name,
+            num_layers=layers,
+            hidden_size=int(cfg.hidden_size),
+            num_heads=heads,
+            vocab_size=int(cfg.vocab_size),
+            context_size=int(context) if context else None,
+            kind=TRANSFORMER,
+            num_kv_heads=int(kv_heads),
+            sliding_window=layer_windows(cfg, self.family),
+            attn_softcap=getattr(cfg, "attn_logit_softcapping", None),
+            dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        )
+        # The fingerprint of a GPT-2 is what it was before other families came ("gpt2:V").
+        self._fingerprint = weights_fingerprint(
+            dict(model.state_dict()), extra=f"{cfg.model_type}:{cfg.vocab_size}"
+        )
+        # Rows leave the device once per step, already in the Trace's dtype: torch converts to float16
+        # in microseconds, numpy takes milliseconds on attention's float16-subnormal weights (issue 7).
+        self._row_dtype = torch.float16 if attention_dtype_for(self.info) == np.float16 else torch.float32
+        self.memory_key_point = hook_name(LN2_OUT, layers - 1)
+        self._key_module, self._key_from, self.key_source = self._find_key_module()
+        self.memory_key_dim = int(cfg.hidden_size)
+        self._token_cache: dict[int, str] = {}
+        self.reset()
+
+    def _find_key_module(self) -> tuple[torch.nn.Module, str, str]:
+        """The family's key module, or the fallback: the base model's final normed hidden state."""
+        path = (self.family.key_module or "").format(last=self.info.num_layers - 1)
+        module = _module(self.model, path) if path else None
+        if module is not None:
+            return module, self.family.key_from, path
+        return self.model.base_model, "last_hidden_state", f"{self.model.base_model_prefix} (final norm)"
+
+    @classmethod
+    def load(
+        cls,
+        source: str,
+        local: bool,
+        name: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> TransformerBackend:
+        from memviz.backends.transformers_load import load_causal_lm
+
+        model, tokenizer, family = load_causal_lm(source, local, resolve_device(device), resolve_dtype(dtype))
+        return cls(
+            model,
+            tokenizer,
+            name=name or (Path(source).name if local else source),
+            source=source,
+            family=family,
+        )
+
+    @contextmanager
+    def _capturing_key(self):
+        """Yields a list that holds the key ([tokens, D]) once the forward pass inside has run.
+
+        Only this thread's pass is captured: a pass on another thread cannot slip its output in.
+        """
+        captured: list[torch.Tensor] = []
+        thread = threading.get_ident()
+        dim = self.memory_key_dim
+
+        def keep(value: torch.Tensor) -> None:
+            if threading.get_ident() == thread:
+                captured.append(value.reshape(-1, dim))  # OPT flattens batch x tokens inside its layers
+
+        if self._key_from == "input":
+            handle = self._key_module.register_forward_pre_hook(lambda _m, args: keep(args[0]))
+        elif self._key_from == "last_hidden_state":
+            handle = self._key_module.register_forward_hook(lambda _m, _i, out: keep(out.last_hidden_state))
+        else:
+            handle = self._key_module.register_forward_hook(lambda _m, _i, out: keep(out))
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def encode(self, text: str) -> Encoding:
+        return Encoding(ids=list(self.tokenizer.encode(text, add_special_tokens=False)))
+
+    def token_text(self, token_id: int) -> str:
+        text = self._token_cache.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id])
+            self._token_cache[token_id] = text
+        return text
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def hook_points(self) -> tuple[str, ...]:
+        return (*per_layer((ATTN_PATTERN,), self.info.num_layers), self.memory_key_point)
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def reset(self) -> None:
+        self._cache = self._cache_cls(config=self.model.config)
+        self._position = 0
+
+    @torch.inference_mode()
+    def step(self, token_id: int) -> StepOutput:
+        context = self.info.context_size
+        if context is not None and self._position >= context:
+            raise ContextFullError(f"context window full: {self.info.name} reads at most {context} tokens")
+        ids = torch.tensor([[token_id]], device=self.model.device)
+        with self._capturing_key() as key:
+            out = self.model(input_ids=ids, cache=self._cache, use_cache=True, output_attentions=True)
+        self._position += 1
+        # attentions: per layer [1, A, 1, n], n = t+1 or (sliding layers) the window's last n keys
+        t1 = self._position
+        if all(a.shape[-1] == t1 for a in out.attentions):
+            rows = torch.cat([a[0, :, 0, :] for a in out.attentions])
+        else:
+            rows = out.attentions[0].new_zeros(self.info.num_layers * self.info.num_heads, t1)
+            for layer, a in enumerate(out.attentions):
+                n = a.shape[-1]
+                rows[layer * self.info.num_heads : (layer + 1) * self.info.num_heads, t1 - n :] = a[
+                    0, :, 0, :
+                ]
+        attention = rows.view(self.info.num_layers, self.info.num_heads, t1).to("cpu", self._row_dtype)
+        return StepOutput(
+            logits=out.logits[0, -1].to("cpu", torch.float32),
+            memory_key=key[-1][-1].to("cpu", torch.float32).numpy().copy(),
+            internals={ATTENTION_ROW: attention.numpy()},
+        )
+
+    def document_keys(self, token_ids: list[int]) -> Iterator[np.ndarray]:
+        """Keys after tokens 0 .. n-2: whole windows in one forward pass each (no KV cache, so the
+        step state is untouched), overlapping as document_windows says; the hook is gone before
+        each window's keys are handed out."""
+        ids = list(token_ids)[:-1]
+        base = self.model.base_model  # the key is inside it; the LM head (V x D per token) is not needed
+        for start, first_new, length in document_windows(len(ids), self.info.context_size):
+            window = torch.tensor([ids[start : start + length]], device=self.model.device)
+            with torch.inference_mode(), self._capturing_key() as key:
+                base(input_ids=window, use_cache=False)
+            yield from key[-1].to("cpu", torch.float32).numpy()[first_new - start :]
+
+
+def document_windows(n: int, window: int | None) -> Iterator[tuple[int, int, int]]:
+    """(start, first position to yield, length) of the pieces a document of n tokens is read in.
+
+    No window: one piece. A window of W: pieces of W tokens overlapping by W // 4, so that every
+    key past the first piece was computed with at least W // 4 tokens of context.
+    """
+    if not window:
+        yield 0, 0, n
+        return
+    overlap = window // 4
+    start, first_new = 0, 0
+    while first_new < n:
+        length = min(window, n - start)
+        yield start, first_new, length
+        first_new = start + length
+        start = max(0, first_new - overlap)
