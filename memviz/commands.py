@@ -11,6 +11,11 @@ from memviz.options import MAX_GENERATE, MAX_KNN_K, SEED_MAX, integer, real, tem
 def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     """The options that make a trace: shared by `trace`, `export` and `gui`."""
     p.add_argument("--model", required=required, help="bundled model name, model folder, or Hugging Face id")
+    p.add_argument(
+        "--vocab",
+        metavar="FILE",
+        help="a Keras model's vocabulary: a Keras Tokenizer JSON or a plain list (one token a line)",
+    )
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="text to read")
     text.add_argument("--text-file", help="file of text to read (UTF-8)")
@@ -59,7 +64,7 @@ def build_session(args: argparse.Namespace):
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
     )
     recall = RecallSettings(k=args.knn_k, lam=args.knn_lambda, temperature=args.knn_temperature)
-    backend = load_backend(args.model)
+    backend = load_backend(args.model, vocab=getattr(args, "vocab", None))
     memory = None
     if getattr(args, "memory", None):
         from memviz.memory.store import MemoryStore

@@ -21,9 +21,13 @@ class BundledModel:
 
 def _architecture(folder: Path) -> str | None:
     try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        config = json.loads((folder / "config.json").read_text())
+        model_type = config.get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
+    if model_type == "memviz-rnn":  # the recurrent family: the architecture is its cell
+        cell = config.get("cell", "lstm")
+        return cell if cell in ("lstm", "gru") else None
     return {"memviz-lstm": "lstm", "gpt2": "gpt2"}.get(model_type)
 
 

@@ -182,6 +182,8 @@ class Session:
             token, generated = self._queue.popleft(), False
         elif self._to_generate > 0:
             if self._last_probs is None:
+                if self.backend.info.extra.get("head") == "classifier":
+                    raise MemvizError(f"{self.backend.info.name} is a classifier: it generates no text")
                 raise MemvizError("nothing to generate from: read some text first")
             token, generated = self.sampler.sample(self._last_probs), True
             self._to_generate -= 1
@@ -200,6 +202,8 @@ class Session:
 
     def _read(self, token: int, generated: bool) -> int:
         out = self.backend.step(token)
+        if out.logits is None:  # a classifier: its answer is in the internals (PREDICTION)
+            return self._read_without_lm(out, token, generated)
         p_lm = softmax64(out.logits)
         memory: dict[str, np.ndarray] = {}
         probs = p_lm
@@ -232,6 +236,22 @@ class Session:
                 topk_probs=topk_probs,
                 internals=out.internals,
                 memory=memory,
+            )
+        )
+
+    def _read_without_lm(self, out, token: int, generated: bool) -> int:
+        """A step of a model with no next-token distribution: no candidates (K = 0), no kNN mixing,
+        nothing to generate from."""
+        self._last_probs = None
+        self.keys.append(out.memory_key)
+        return self.trace.append(
+            StepRecord(
+                token_id=token,
+                token_text=self.backend.token_text(token),
+                generated=generated,
+                topk_ids=np.zeros(0, dtype=np.int64),
+                topk_probs=np.zeros(0, dtype=np.float32),
+                internals=out.internals,
             )
         )
 
