@@ -27,7 +27,7 @@ def _architecture(folder: Path) -> str | None:
         return None
     if model_type == "memviz-rnn":  # the recurrent family: the architecture is its cell
         cell = config.get("cell", "lstm")
-        return cell if cell in ("lstm", "gru") else None
+        return cell if cell in ("gru",) else "lstm"  # an unknown cell: the recurrent loader says why
     return {"memviz-lstm": "lstm", "gpt2": "gpt2"}.get(model_type)
 
 

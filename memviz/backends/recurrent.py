@@ -311,7 +311,12 @@ def config_of(
     model: nn.Module, tokenizer: Tokenizer, head: str = "lm", labels: list[str] | None = None
 ) -> RNNConfig:
     if isinstance(model, RecurrentModel):
-        return model.config
+        import dataclasses
+
+        labels_ = tuple(labels) if head == "classifier" and labels is not None else model.config.labels
+        return dataclasses.replace(
+            model.config, head=head, labels=labels_ if head == "classifier" else (), tokenizer=tokenizer.kind
+        )
     sizes = tuple(int(s) for s in model.layer_sizes)
     return RNNConfig(
         cell=model.cell,
