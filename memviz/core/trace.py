@@ -27,12 +27,13 @@ from memviz import __version__
 from memviz.backends.base import ModelInfo
 from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.hook_points import ATTENTION_ROW, LSTM_INTERNALS
+from memviz.core import trace_check
 from memviz.core.columns import GrowableArray
 from memviz.errors import MemvizError
 from memviz.memory.store import MemoryRecord
 from memviz.paths import output_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = trace_check.FORMAT_VERSION
 KEPT_CANDIDATES = 20
 
 
@@ -299,10 +300,15 @@ class Trace:
             raise MemvizError(f"{path}: no such trace file")
         if not zipfile.is_zipfile(path):  # else numpy takes any other file for a pickle
             raise MemvizError(f"{path}: not a memviz trace (not an npz archive)")
+        # Headers first (memviz.core.trace_check): a declared shape is checked before its data is read.
+        headers = trace_check.read_headers(path, str(path))
+        if "manifest" not in headers:
+            raise MemvizError(f"{path}: not a memviz trace (an npz archive with no manifest)")
+        trace_check.check_present(headers, str(path))
         try:
             with np.load(path, allow_pickle=False) as archive:
-                if "manifest" not in archive.files:
-                    raise MemvizError(f"{path}: not a memviz trace (an npz archive with no manifest)")
+                manifest = trace_check.parse_manifest(archive["manifest"], str(path))
+                trace_check.check_shapes(headers, manifest, str(path))
                 arrays = {key: archive[key] for key in archive.files}
         except ValueError as exc:
             if "pickle" in str(exc).lower():
@@ -314,19 +320,15 @@ class Trace:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], where: str = "trace") -> Trace:
-        for key in ("manifest", "token_ids", "token_text", "generated", "topk_ids", "topk_probs"):
-            if key not in arrays:
-                raise MemvizError(f"{where}: not a .memviz trace (missing '{key}')")
-        try:
-            manifest = json.loads(str(arrays["manifest"][()]))
-        except ValueError:
-            raise MemvizError(f"{where}: broken manifest") from None
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise MemvizError(f"{where}: trace format {version!r}; this memviz reads format {FORMAT_VERSION}")
+        trace_check.check_present(arrays, where)
+        manifest = trace_check.parse_manifest(np.asarray(arrays["manifest"]), where)
+        trace_check.check_shapes(
+            {k: (np.shape(v), np.asarray(v).dtype) for k, v in arrays.items()}, manifest, where
+        )
+        trace_check.check_values(arrays, manifest, where)
         known = {"format_version", "memviz_version", "model", "sampling", "memory", "prompt_tokens"}
         trace = cls(
-            model=manifest.get("model", {}),
+            model=manifest.get("model") or {},
             sampling=manifest.get("sampling"),
             memory=manifest.get("memory"),
             prompt_tokens=int(manifest.get("prompt_tokens", 0)),
