@@ -33,6 +33,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.families:
+        return _list_families()
     from memviz.backends.registry import bundled_models
 
     models = bundled_models()
@@ -42,6 +44,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     width = max(len(m.name) for m in models)
     for m in models:
         print(f"{m.name:<{width}}  {m.architecture:<5}  {m.path}")
+    return 0
+
+
+def _list_families() -> int:
+    """What loads: each family's kind, the config.json model_type it reads, and what it shows."""
+    from memviz.backends.families import families
+
+    rows = [
+        (f.name, f.kind, ", ".join(f.model_types), f.title + (f" [{f.notes}]" if f.notes else ""))
+        for f in families()
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"{'family':<{widths[0]}}  {'kind':<{widths[1]}}  {'model_type':<{widths[2]}}  model")
+    for row in rows:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:3], widths, strict=True)) + f"  {row[3]}")
+    print("transformers: a folder in Hugging Face format (config.json, safetensors, tokenizer) or a hub id")
     return 0
 
 
@@ -58,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("models", help="list the bundled models")
+    p.add_argument("--families", action="store_true", help="list the model families memviz loads instead")
     p.set_defaults(func=cmd_models)
 
     # Subcommands live beside the code they drive (each module has `register(subparsers)`).

@@ -39,6 +39,22 @@ def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None
         help=f"memories recalled per step, 1 to {MAX_KNN_K} (at most the store's size)",
     )
     p.add_argument("--knn-temperature", type=real(0.0, 1e6, low_open=True), default=1.0)
+    add_device_options(p)
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """--device and --dtype: where a transformers model runs and in what precision."""
+    from memviz.backends.placement import DEVICES, DTYPES
+
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto: the GPU where there is one (default), else cpu",
+    )
+    p.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="the weights' precision (default float32)"
+    )
 
 
 def text_from_args(args: argparse.Namespace) -> str:
@@ -64,7 +80,12 @@ def build_session(args: argparse.Namespace):
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
     )
     recall = RecallSettings(k=args.knn_k, lam=args.knn_lambda, temperature=args.knn_temperature)
-    backend = load_backend(args.model, vocab=getattr(args, "vocab", None))
+    backend = load_backend(
+        args.model,
+        device=getattr(args, "device", None),
+        dtype=getattr(args, "dtype", None),
+        vocab=getattr(args, "vocab", None),
+    )
     memory = None
     if getattr(args, "memory", None):
         from memviz.memory.store import MemoryStore
