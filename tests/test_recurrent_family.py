@@ -241,3 +241,36 @@ def test_convert_lstm_folder_to_memviz_rnn(lstm_dir_factory, tmp_path, capsys):
     for t in ids:
         torch.testing.assert_close(a.step(t).logits, b.step(t).logits, rtol=0, atol=0)
     assert main(["convert", str(src), "--out", str(out)]) == 2  # not an empty folder
+
+
+# -- the prediction panel ------------------------------------------------------------------------------
+def test_prediction_panel_draws_the_trace_and_exports(tmp_path, make_panel, settle):
+    from memviz.export.render import export_figure, supported_panel_classes
+    from memviz.panels.prediction import PredictionPanel
+
+    folder = _folder(tmp_path, "gru", (5, 4), head="classifier", labels=["neg", "mid", "pos"])
+    session = Session(load_backend(str(folder)))
+    session.feed(TEXT)
+    session.run()
+    trace = session.trace
+    assert PredictionPanel in supported_panel_classes(trace)
+    view, panel = make_panel(PredictionPanel, trace, cursor=7)
+    settle(panel)
+    assert [c.name() for c in panel.curves] == ["neg", "mid", "pos"]
+    for k, curve in enumerate(panel.curves):
+        _, y = curve.getData()
+        np.testing.assert_array_equal(y, trace.array("prediction")[:, k])
+    assert panel.cursor_line.value() == 7.5
+    best = int(np.argmax(trace.array("prediction")[7]))
+    assert ["neg", "mid", "pos"][best] in panel.plot.titleLabel.text
+    view.update(cursor=3)
+    assert panel.cursor_line.value() == 3.5
+    from memviz.core.view import ViewState
+
+    out = export_figure(trace, "prediction", ViewState(cursor=3), tmp_path / "p.png")
+    assert out.stat().st_size > 1000
+    # An LM trace has no prediction: the panel is not offered.
+    lm = Session(load_backend(str(_folder(tmp_path, "gru", (4,)))))
+    lm.feed("the fox")
+    lm.run()
+    assert PredictionPanel not in supported_panel_classes(lm.trace)

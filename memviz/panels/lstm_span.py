@@ -102,7 +102,7 @@ class Retention:
 class SpanPanel(GraphicsPanel):
     name = "span"
     title = "LSTM working-memory span"
-    architectures = ("lstm",)
+    architectures = ("lstm", "gru")  # gate 1 is f (LSTM) or z (GRU): the span is their running product
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)

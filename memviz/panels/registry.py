@@ -11,11 +11,13 @@ from memviz.panels.lstm_gates import GatesPanel
 from memviz.panels.lstm_span import SpanPanel
 from memviz.panels.lstm_state import StatePanel
 from memviz.panels.memory_panel import MemoryPanel
+from memviz.panels.prediction import PredictionPanel
 
 PANEL_CLASSES: list[type[Panel]] = [
     GatesPanel,
     StatePanel,
     SpanPanel,
+    PredictionPanel,
     AttentionPanel,
     HeadGridPanel,
     HeadDistancePanel,
