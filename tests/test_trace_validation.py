@@ -144,6 +144,7 @@ def test_each_corruption_is_one_line_naming_the_key(runs, tmp_path, capsys, run,
         Trace.load(path)
     assert "\n" not in str(raised.value)
 
+    capsys.readouterr()  # what building the model printed
     code = main(["export", "--trace", str(path), "--all", "--format", "png", "--out", str(tmp_path / "figs")])
     captured = capsys.readouterr()
     assert code == 2, (what, captured.err)
