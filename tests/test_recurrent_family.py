@@ -274,3 +274,24 @@ def test_prediction_panel_draws_the_trace_and_exports(tmp_path, make_panel, sett
     lm.feed("the fox")
     lm.run()
     assert PredictionPanel not in supported_panel_classes(lm.trace)
+
+
+def test_readme_path_from_your_own_nn_gru(tmp_path):
+    """The README's three lines: nn.Embedding + nn.GRU + nn.Linear saved and read back exactly."""
+    from memviz.backends.recurrent import from_modules
+
+    torch.manual_seed(4)
+    emb, gru, head = (
+        torch.nn.Embedding(len(WORDS), 5),
+        torch.nn.GRU(5, 7, num_layers=2),
+        torch.nn.Linear(7, len(WORDS)),
+    )
+    tok = WordTokenizer(WORDS, unk=1, pad=0)
+    save_recurrent(from_modules(emb, gru, head), tok, tmp_path / "mine")
+    backend = load_backend(str(tmp_path / "mine"))
+    ids = backend.encode(TEXT).ids
+    with torch.no_grad():
+        out, _ = gru(emb(torch.tensor(ids)).unsqueeze(1))  # (T, 1, H): not batch_first
+        expected = head(out[:, 0]).numpy()
+    got = np.stack([backend.step(t).logits.numpy() for t in ids])
+    np.testing.assert_allclose(got, expected, atol=TOL, rtol=0)

@@ -286,6 +286,38 @@ class RecurrentModel(nn.Module):
         self.load_state_dict({mine[k]: v for k, v in state.items()})
 
 
+def from_modules(
+    embedding: nn.Embedding, rnn: nn.Module, head: nn.Linear, labels: list[str] | None = None
+) -> RecurrentModel:
+    """A RecurrentModel from your own nn.Embedding, nn.LSTM / nn.GRU (any number of layers,
+    one direction, no projections) and nn.Linear head; `labels` makes the head a classifier."""
+    if not isinstance(rnn, (nn.LSTM, nn.GRU)):
+        raise CheckpointError(f"expected an nn.LSTM or nn.GRU, got {type(rnn).__name__}")
+    if rnn.bidirectional or getattr(rnn, "proj_size", 0):
+        raise CheckpointError(
+            "bidirectional or projected recurrent layers cannot be stepped one token at a time"
+        )
+    cell = "lstm" if isinstance(rnn, nn.LSTM) else "gru"
+    config = RNNConfig(
+        cell=cell,
+        vocab_size=embedding.num_embeddings,
+        embedding_dim=embedding.embedding_dim,
+        layer_sizes=(rnn.hidden_size,) * rnn.num_layers,
+        head="classifier" if labels else "lm",
+        labels=tuple(labels or ()),
+    )
+    model = RecurrentModel(config)
+    state = {"embedding.weight": embedding.weight, "head.weight": head.weight}
+    state["head.bias"] = head.bias if head.bias is not None else torch.zeros(head.out_features)
+    G = len(config.gate_names)
+    for k in range(rnn.num_layers):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            value = getattr(rnn, f"{name}_l{k}", None)
+            state[f"{cell}.{name}_l{k}"] = value if value is not None else torch.zeros(G * rnn.hidden_size)
+    model.load_file_state({k: v.detach().float().cpu() for k, v in state.items()})
+    return model.eval()
+
+
 def save_recurrent(
     model: nn.Module, tokenizer: Tokenizer, folder: Path, head: str = "lm", labels: list[str] | None = None
 ) -> Path:
