@@ -29,6 +29,7 @@ from memviz.panels.heatmap import (
     add_static_plot,
     candidate_text,
     clamp,
+    elide_label,
     show_token,
     style_plot,
     theme_font,
@@ -36,6 +37,7 @@ from memviz.panels.heatmap import (
 from memviz.panels.static_texts import StaticTexts
 from memviz.panels.view_model import ViewModel
 
+ROW_SPACING = 1.1  # a candidate's row is this many text lines high, at least
 LABEL_CHARS = 10  # candidate texts are shown up to this many characters
 X_ROOM = 1.18  # the probability axis reaches this far past the best candidate (room for its value)
 # the probability axis spans 0..one of these (the bars fill at least about 2/3 of the width)
@@ -183,7 +185,18 @@ class DistributionPanel(GraphicsPanel):
         self._view_range: tuple[float, int] | None = None  # (x_max, k) last given to the view
         self._title: tuple[str, str, str] | None = None  # (text, colour, size) last set, text unescaped
         self._plain_look: tuple[str, str] | None = None  # (colour, size) of the title's plain-text font
+        self.rows_fit: int | None = None  # candidates that fit the plot's height in its font
+        self.plot.getViewBox().sigResized.connect(self._fit_rows)
         self.apply_theme(view.state)
+
+    def _fit_rows(self, *_args) -> None:
+        """As many candidates as fit one text line each (on a resize or a new font, not at a step)."""
+        row = QFontMetricsF(self.ranks._cache.font).height() * ROW_SPACING
+        rows = max(1, int(self.plot.getViewBox().height() // row))
+        if rows != self.rows_fit:
+            self.rows_fit = rows
+            if self.trace is not None and self.step >= 0:
+                self.render(self.view.state)
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
@@ -198,8 +211,9 @@ class DistributionPanel(GraphicsPanel):
             return
         t = clamp(state.cursor, len(trace))
         self.step = t
-        self.ids = trace.array("topk_ids")[t]
-        self.probs = trace.array("topk_probs")[t]
+        shown = self.rows_fit  # rows sized to the font: a short dock shows the best few
+        self.ids = trace.array("topk_ids")[t][:shown]
+        self.probs = trace.array("topk_probs")[t][:shown]
         k = len(self.probs)
         ranks = np.arange(k)
         self.labels = [self.token_text(i) for i in self.ids]
@@ -224,7 +238,9 @@ class DistributionPanel(GraphicsPanel):
             actual = "actual next token: none yet"
         else:
             kind = "sampled" if trace.generated[t + 1] else "read"
-            where = f"rank {self.highlight + 1}" if self.highlight is not None else f"not in the top {k}"
+            all_ids = trace.array("topk_ids")[t]  # the rank among every candidate kept, shown or not
+            found = np.flatnonzero(all_ids == self.next_id)
+            where = f"rank {int(found[0]) + 1}" if len(found) else f"not in the top {len(all_ids)}"
             actual = f"actual next ({kind}): '{show_token(trace.token_text[t + 1], 24)}', {where}"
         if actual != self.note.text():
             self.note.setText(actual)
@@ -249,6 +265,7 @@ class DistributionPanel(GraphicsPanel):
                 label.item.setFont(font)
                 label.item.setDefaultTextColor(pg.mkColor(colour))
             label.item.setPlainText(text)
+            elide_label(label)  # a narrow dock: the title's end gives way, the whole of it in the tooltip
             label.item.setPos(0, 0)
             bounds = label.itemRect()
             if bounds.width() <= label.rect().width():
@@ -266,6 +283,7 @@ class DistributionPanel(GraphicsPanel):
             return
         style_plot(self.plot, theme)
         self.ranks.set_font(theme_font(theme))
+        self._fit_rows()
         self.x_axis.forget()
         if self._title is not None:
             text, self._title = self._title[0], None

@@ -11,7 +11,9 @@ The image holds the data exactly as given (`Heatmap.data`): the trace's own numb
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -19,7 +21,7 @@ from functools import cache
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QFont, QImage, QPaintEngine, QPainter, QPen, QPixmap, QTransform
+from PySide6.QtGui import QFont, QFontMetricsF, QImage, QPaintEngine, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsObject,
     QGraphicsRectItem,
@@ -45,6 +47,8 @@ def add_static_plot(layout: pg.GraphicsLayout) -> pg.PlotItem:
     plot = layout.addPlot(axisItems=pixmap_axes())
     plot.setMenuEnabled(False)
     plot.hideButtons()
+    fit_label(plot.titleLabel)
+    plot.getViewBox().setMinimumSize(*MIN_VIEW)
     plot.setMouseEnabled(False, False)
     plot.getViewBox().invertY(True)
     return plot
@@ -88,7 +92,69 @@ def style_axis(axis: pg.AxisItem, theme: Theme) -> None:
         axis._updateLabel()
 
 
+def fit_label(label: pg.LabelItem) -> None:
+    """Make a LabelItem (a plot's title) fit its width instead of widening its plot past a narrow
+    dock: its minimum width is 0, and a text wider than the label is elided, the whole text in its
+    tooltip. The text is elided when the label is resized or its text set, never at a paint."""
+    if getattr(label, "_fits", False):
+        return
+    label._fits = True
+    item_class = type(label)
+    hints = Qt.SizeHint
+
+    def update_min() -> None:
+        bounds = label.itemRect()
+        label.setMinimumWidth(0)
+        label.setMinimumHeight(bounds.height())
+        label._sizeHint = {
+            hints.MinimumSize: (0, bounds.height()),
+            hints.PreferredSize: (bounds.width(), bounds.height()),
+            hints.MaximumSize: (-1, -1),
+            hints.MinimumDescent: (0, 0),
+        }
+        label.updateGeometry()
+
+    def resize_event(event) -> None:
+        elide_label(label)
+        item_class.resizeEvent(label, event)
+
+    label.updateMin = update_min
+    label.resizeEvent = resize_event
+
+
+def elide_label(label: pg.LabelItem) -> None:
+    """Show as much of the label's text as fits its width (`fit_label`)."""
+    full = label.text or ""
+    width = label.rect().width()
+    if not full or width <= 0:
+        return
+    plain = html.unescape(re.sub(r"<[^>]*>", "", full))
+    font = QFont(label.item.font())
+    size = str(label.opts.get("size", ""))
+    if size.endswith("pt"):
+        font.setPointSizeF(float(size[:-2]))
+    if label.opts.get("bold"):
+        font.setBold(True)
+    room = width - 6  # QGraphicsTextItem's document margins
+    shown = QFontMetricsF(font).elidedText(plain, Qt.TextElideMode.ElideRight, room)
+    tip = plain if shown != plain else ""
+    if label.toolTip() != tip:
+        label.setToolTip(tip)
+    current = label.item.toPlainText()
+    if shown == current:
+        return
+    if shown == plain:
+        item_class = type(label)
+        item_class.setText(label, full)  # the whole text (as HTML, with its look) fits again
+        return
+    colour = pg.mkColor(label.opts.get("color") or pg.getConfigOption("foreground"))
+    style = f"color: {colour.name()}" + (f"; font-size: {size}" if size else "")
+    style += "; font-weight: bold" if label.opts.get("bold") else ""
+    label.item.setHtml(f"<span style='{style}'>{html.escape(shown, quote=False)}</span>")
+
+
 def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
+    fit_label(plot.titleLabel)
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getAxis(name)
         style_axis(axis, theme)
@@ -165,6 +231,39 @@ class Labels(QGraphicsObject):
         painter.restore()
 
 
+def label_room(axis: pg.AxisItem) -> float:
+    """Pixels one tick label needs along `axis` (with a gap), in its tick font."""
+    font = axis.style.get("tickFont") or axis.font()
+    metrics = QFontMetricsF(font)
+    if axis.orientation in ("bottom", "top"):
+        return metrics.horizontalAdvance("-0.00") + 10.0
+    return metrics.height() * 1.3
+
+
+def fitted_spacing(axis: pg.AxisItem, levels: list, min_val: float, max_val: float, size: float) -> list:
+    """pyqtgraph's tick levels without those whose labels would run together on a short axis
+    ("0.20.40.60.8"): a level is kept when its ticks are a label's room apart; when none is, one
+    coarser 1-2-5 step is."""
+    span = abs(max_val - min_val)
+    if not levels or span == 0 or size <= 0:
+        return levels
+    smallest = label_room(axis) * span / size
+    kept = [(spacing, offset) for spacing, offset in levels if spacing >= smallest * (1 - 1e-9)]
+    return kept or [(colormaps.nice_ceiling(smallest), 0.0)]
+
+
+def fit_ticks(axis: pg.AxisItem) -> None:
+    """Give an axis that is not a PixmapAxis (a colour bar's) ticks that fit its length."""
+    if isinstance(axis, PixmapAxis):
+        return
+    base = axis.tickSpacing  # the bound method of the axis' own class
+
+    def spacing(min_val: float, max_val: float, size: float) -> list:
+        return fitted_spacing(axis, base(min_val, max_val, size), min_val, max_val, size)
+
+    axis.tickSpacing = spacing
+
+
 class PixmapAxis(pg.AxisItem):
     """An axis that draws itself on screen by copying a pixmap of its drawing.
 
@@ -181,6 +280,30 @@ class PixmapAxis(pg.AxisItem):
     def __init__(self, orientation: str, **kwargs) -> None:
         super().__init__(orientation, **kwargs)
         self._pixmaps: dict[int, tuple[object, tuple, QPixmap]] = {}  # id(picture) -> (picture, key, pixmap)
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 (pyqtgraph's names)
+        return fitted_spacing(self, super().tickSpacing(minVal, maxVal, size), minVal, maxVal, size)
+
+    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph's name)
+        """Ticks given with setTicks (one per layer, per head) thinned to a label's room apart."""
+        given = self._tickLevels
+        span = abs(self.range[1] - self.range[0])
+        length = self.width() if self.orientation in ("bottom", "top") else self.height()
+        if not given or span == 0 or length <= 0:
+            return super().generateDrawSpecs(p)
+        apart = label_room(self) * span / length
+        thinned = []
+        for level in given:
+            kept: list = []
+            for value, text in sorted(level, key=lambda tick: tick[0]):
+                if not kept or value - kept[-1][0] >= apart * (1 - 1e-9):
+                    kept.append((value, text))
+            thinned.append(kept)
+        self._tickLevels = thinned
+        try:
+            return super().generateDrawSpecs(p)
+        finally:
+            self._tickLevels = given
 
     def paint(self, p, opt, widget) -> None:
         transform = p.worldTransform()
@@ -410,9 +533,11 @@ class Heatmap(pg.GraphicsLayout):
         )
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
+        fit_label(self.plot.titleLabel)
         self.plot.setLabel("bottom", x_label)
         self.plot.setLabel("left", y_label)
         vb = self.plot.getViewBox()
+        vb.setMinimumSize(*MIN_VIEW)
         vb.setDefaultPadding(0.0)
         vb.invertY(invert_y)
         vb.disableAutoRange()
@@ -429,6 +554,7 @@ class Heatmap(pg.GraphicsLayout):
             values=self.levels, colorMap=colormaps.colormap(cmap), interactive=False, width=12
         )
         self.addItem(self.colorbar, row=0, col=1)
+        fit_ticks(self.colorbar.axis)
         self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
         self.cursor_line.setZValue(10)
         self.cursor_line.hide()
@@ -587,6 +713,33 @@ def heatmaps_of(panel: QWidget) -> list[Heatmap]:
     return found
 
 
+class FittedCanvas(pg.GraphicsLayoutWidget):
+    """A canvas that asks its dock for the room its plots need at least (axes, colour bars,
+    titles), so a narrow dock stops there instead of cutting the right side off. Qt asks only
+    when the layout changes, never at a step."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # the plots' needs grow with their contents (wider tick labels, a title): the layout then
+        # outgrows the view, and the dock is asked again
+        self.ci.geometryChanged.connect(self._outgrown)
+
+    def _outgrown(self) -> None:
+        hint = self.minimumSizeHint()
+        if hint.width() > self.width() or hint.height() > self.height():
+            self.updateGeometry()
+
+    def minimumSizeHint(self):  # noqa: N802 - Qt's name
+        from PySide6.QtCore import QSize
+
+        need = self.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize)
+        frame = 2 * self.frameWidth() + 2
+        return QSize(math.ceil(need.width()) + frame, math.ceil(need.height()) + frame)
+
+
+MIN_VIEW = (48, 36)  # pixels: the least a heatmap's or a list's cells get (the rest gives way first)
+
+
 class GraphicsPanel(Panel):
     """A panel made of an optional row of controls above one pyqtgraph canvas."""
 
@@ -598,7 +751,7 @@ class GraphicsPanel(Panel):
         self.controls = QHBoxLayout()
         self.controls.setContentsMargins(4, 0, 4, 0)
         layout.addLayout(self.controls)
-        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas = FittedCanvas()
         self.canvas.ci.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.canvas, 1)
         self.note = LiveLabel("")
