@@ -106,13 +106,20 @@ class Trace:
     # -- building ---------------------------------------------------------------------------
     @classmethod
     def for_model(cls, info: ModelInfo, **kwargs) -> Trace:
-        if info.architecture == "gpt2" and "attention_dtype" not in kwargs:
+        if info.kind == "transformer" and "attention_dtype" not in kwargs:
             kwargs["attention_dtype"] = attention_dtype_for(info)
         return cls(model=info.as_manifest(), **kwargs)
 
     @property
     def architecture(self) -> str:
         return self.model.get("architecture", "")
+
+    @property
+    def kind(self) -> str:
+        """ "transformer" or "recurrent"; an old trace's from its architecture ("gpt2", "lstm")."""
+        from memviz.backends.families import kind_of
+
+        return self.model.get("kind") or kind_of(self.architecture, int(self.model.get("num_heads") or 0))
 
     def append(self, record: StepRecord) -> int:
         arrays = {"topk_ids": record.topk_ids, "topk_probs": record.topk_probs}
@@ -172,7 +179,7 @@ class Trace:
         if self._attention_rows:
             layers, heads = self._attention_rows[0].shape[:2]
             return int(layers), int(heads)
-        if self.architecture == "gpt2":
+        if self.kind == "transformer":
             return int(self.model.get("num_layers") or 0), int(self.model.get("num_heads") or 0)
         return None
 

@@ -141,7 +141,7 @@ def view_state(args: argparse.Namespace, trace, saved):
     model = trace.model
     checks = (
         ("layer", args.layer, model.get("num_layers"), "layers"),
-        ("head", args.head, model.get("num_heads") if trace.architecture == "gpt2" else None, "heads"),
+        ("head", args.head, model.get("num_heads") if trace.kind == "transformer" else None, "heads"),
         ("unit", args.unit, model.get("hidden_size") if trace.architecture == "lstm" else None, "units"),
     )
     for name, value, upper, what in checks:

@@ -29,6 +29,7 @@ class AttentionPanel(GraphicsPanel):
     name = "attention"
     title = "Attention"
     architectures = ("gpt2",)
+    kinds = ("transformer",)  # every transformers family (the trace's kind)
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)

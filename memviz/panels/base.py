@@ -20,6 +20,8 @@ class Panel(QWidget):
     title: str = "Panel"
     #: architectures this panel can show ("lstm", "gpt2"); empty = any
     architectures: tuple[str, ...] = ()
+    #: kinds of model this panel can show ("transformer": any family with attention), besides those
+    kinds: tuple[str, ...] = ()
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -28,7 +30,9 @@ class Panel(QWidget):
 
     @classmethod
     def supports(cls, trace: Trace) -> bool:
-        return not cls.architectures or trace.architecture in cls.architectures
+        if not cls.architectures and not cls.kinds:
+            return True
+        return trace.architecture in cls.architectures or trace.kind in cls.kinds
 
     def set_trace(self, trace: Trace | None) -> None:
         """A new run (or a loaded one): forget cached drawings."""

@@ -78,6 +78,7 @@ class HeadDistancePanel(GraphicsPanel):
     name = "head-distance"
     title = "Attention distance"
     architectures = ("gpt2",)
+    kinds = ("transformer",)  # every transformers family (the trace's kind)
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)

@@ -105,6 +105,7 @@ class HeadGridPanel(GraphicsPanel):
     name = "heads"
     title = "Attention heads"
     architectures = ("gpt2",)
+    kinds = ("transformer",)  # every transformers family (the trace's kind)
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)

@@ -41,7 +41,7 @@ def available_signals(trace: Trace | None) -> list[str]:
         names.append("unit")
     if arch == "lstm" or trace.has("cell"):
         names.append("cell")
-    if arch == "gpt2" or trace.has("attention"):
+    if trace.kind == "transformer" or trace.has("attention"):
         names.append("attention")
     if trace.memory is not None or trace.has("memory_scores"):
         names.append("memory")

@@ -68,7 +68,7 @@ class ViewBar(QToolBar):
             spin.setRange(0, top - 1)
             spin.blockSignals(blocked)
         for action in self.spin_actions["head"]:
-            action.setVisible(arch == "gpt2")
+            action.setVisible(trace is not None and trace.kind == "transformer")
         for action in self.spin_actions["unit"]:
             action.setVisible(arch == "lstm")
         blocked = self.signal_combo.blockSignals(True)
