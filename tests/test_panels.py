@@ -26,6 +26,7 @@ HEATMAPS = {
     "gates": 4,
     "state": 2,
     "span": 1,
+    "prediction": 0,  # lines, no heatmap
     "attention": 1,
     "heads": 0,
     "head-distance": 1,

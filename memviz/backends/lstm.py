@@ -12,12 +12,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 from torch import nn
 
 from memviz.backends.checkpoint import read_json
-from memviz.backends.recurrent import LSTM_MODEL_TYPE, RecurrentBackend, RNNConfig, load_checked_weights
+from memviz.backends.recurrent import (
+    LSTM_MODEL_TYPE,
+    LSTMLanguageModel,
+    RecurrentBackend,
+    RNNConfig,
+    load_checked_weights,
+)
 from memviz.backends.tokenizers import CharTokenizer, load_tokenizer
 
 __all__ = [
@@ -33,35 +38,6 @@ __all__ = [
 
 MODEL_TYPE = LSTM_MODEL_TYPE
 DOCUMENT_CHUNK = 2048  # tokens per nn.LSTM call in document_keys (the state is carried between chunks)
-
-
-class LSTMLanguageModel(nn.Module):
-    """embedding -> nn.LSTM -> linear head; parameter names are the checkpoint's."""
-
-    cell = "lstm"
-
-    def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden_size, vocab_size)
-
-    @property
-    def layer_sizes(self) -> list[int]:
-        return [self.lstm.hidden_size] * self.lstm.num_layers
-
-    def layer_params(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return tuple(
-            getattr(self.lstm, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        )
-
-    def run(self, ids: torch.Tensor, state=None):
-        """The top layer's outputs [B, T, H]: one nn.LSTM call over all layers."""
-        return self.lstm(self.embedding(ids), state)
-
-    def forward(self, ids: torch.Tensor, state=None):
-        out, state = self.run(ids, state)
-        return self.head(out), state
 
 
 @dataclass(frozen=True)

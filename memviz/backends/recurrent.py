@@ -229,6 +229,35 @@ def load_checked_weights(path: Path, expected: dict[str, tuple[int, ...]]) -> di
     return state
 
 
+class LSTMLanguageModel(nn.Module):
+    """embedding -> nn.LSTM -> linear head; parameter names are the checkpoint's."""
+
+    cell = "lstm"
+
+    def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.lstm.hidden_size] * self.lstm.num_layers
+
+    def layer_params(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(
+            getattr(self.lstm, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+
+    def run(self, ids: torch.Tensor, state=None):
+        """The top layer's outputs [B, T, H]: one nn.LSTM call over all layers."""
+        return self.lstm(self.embedding(ids), state)
+
+    def forward(self, ids: torch.Tensor, state=None):
+        out, state = self.run(ids, state)
+        return self.head(out), state
+
+
 class RecurrentModel(nn.Module):
     """embedding -> one nn.LSTM / nn.GRU per layer (sizes may differ) -> linear head."""
 
@@ -385,8 +414,6 @@ def load_recurrent(folder: Path) -> tuple[nn.Module, Tokenizer, RNNConfig]:
     tokenizer = load_tokenizer(folder, config.tokenizer, config.vocab_size)
     state = load_checked_weights(folder / "model.safetensors", config.expected_shapes())
     if config.model_type == LSTM_MODEL_TYPE:
-        from memviz.backends.lstm import LSTMLanguageModel
-
         model: nn.Module = LSTMLanguageModel(
             config.vocab_size, config.embedding_dim, config.layer_sizes[0], len(config.layer_sizes)
         )
