@@ -304,6 +304,21 @@ def test_csv_attention_and_topk_equal_trace(traces, tmp_path):
     )
 
 
+@pytest.mark.parametrize("arch", ["lstm", "gpt2"])
+def test_csv_topk_names_each_candidate(traces, tmp_path, arch):
+    """The top-k CSV holds the candidates' texts, not ids alone (issue 13 item 8)."""
+    import csv
+
+    trace = Trace.load(traces[arch])
+    out = export_csv(trace, tmp_path / "k.csv", series="topk", step=2)
+    with open(out, newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == ["rank", "token_id", "token", "probability"]
+    texts = [row[2] for row in table[1:]]
+    assert texts == [trace.text_of(int(i)) for i in trace.array("topk_ids")[2]]
+    assert any(texts)
+
+
 # -- the command line ----------------------------------------------------------------------------
 def test_cli_export_from_saved_trace_without_the_model(tmp_path, lstm_dir, capsys):
     model = tmp_path / "model"

@@ -3,8 +3,8 @@
 - `unit`: one LSTM unit of one layer over time: step, token, generated, i, f, g, o, cell, hidden.
 - `attention`: one GPT-2 head's query x key matrix (rows = queries up to the step, zero above the
   diagonal), with the token of each row and column.
-- `topk`: the next-token distribution after reading the step's token: rank, token_id, probability
-  (and the candidate's text when the trace holds it).
+- `topk`: the next-token distribution after reading the step's token: rank, token_id, token (the
+  candidate's text), probability.
 """
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ def topk_rows(trace: Trace, step: int) -> list[list]:
     ids = trace.array("topk_ids")[step]
     probs = trace.array("topk_probs")[step]
     texts = trace.array("topk_text")[step] if trace.has("topk_text") else None
-    rows: list[list] = [["rank", "token_id"] + (["token"] if texts is not None else []) + ["probability"]]
+    rows: list[list] = [["rank", "token_id", "token", "probability"]]
     for rank, (i, p) in enumerate(zip(ids, probs, strict=True)):
-        rows.append([rank, int(i)] + ([str(texts[rank])] if texts is not None else []) + [_value(p)])
+        # the trace's own text of the candidate, else its vocabulary's; empty when neither knows it
+        text = str(texts[rank]) if texts is not None else trace.text_of(int(i))
+        rows.append([rank, int(i), "" if text is None else text, _value(p)])
     return rows
 
 
