@@ -367,3 +367,24 @@ def test_remote_code_is_never_run(family_dirs, tmp_path):
     with pytest.raises(CheckpointError, match="unsupported model_type 'evil'"):
         load_backend(str(folder))
     assert not marker.exists()
+
+
+def test_head_grid_marks_shared_kv_heads_and_windows(family_dirs, run_session, make_panel):
+    """The head grid's axes mark sliding-window layers and each key/value group's first query head."""
+    from memviz.panels.head_grid import HeadGridPanel
+
+    trace = run_session(family_dirs["gemma2"]).trace
+    assert trace.kind == "transformer" and HeadGridPanel.supports(trace)
+    view, panel = make_panel(HeadGridPanel, trace, cursor=len(trace) - 1)
+    layers = [label for _pos, label in panel.plot.getAxis("left")._tickLevels[0]]
+    heads = [label for _pos, label in panel.plot.getAxis("bottom")._tickLevels[0]]
+    assert layers == [f"0 w{WINDOW}", "1"]
+    assert heads == ["0 kv0", "1", "2 kv1", "3"]
+    tip = panel.tooltip_for(0, 3)
+    assert "key/value head 1, shared by heads 2-3" in tip and f"the last {WINDOW} tokens" in tip
+    assert "soft-capped at 5" in tip
+    gpt2 = run_session(family_dirs["gpt2"]).trace
+    panel.set_trace(gpt2)
+    panel.render(view.state)
+    assert [label for _p, label in panel.plot.getAxis("bottom")._tickLevels[0]] == ["0", "1", "2", "3"]
+    assert "key/value" not in panel.tooltip_for(0, 0) and "window" not in panel.tooltip_for(1, 0)

@@ -39,6 +39,45 @@ MIN_LEVELS = 4  # pixel rows a cell's bars may fill, at least
 MARGIN_X, MARGIN_Y = 0.06, 0.1  # empty share of a cell on each side
 
 
+def kv_groups(model: dict, heads: int) -> int:
+    """Query heads per key/value head (1 without grouped-query attention)."""
+    kv = int(model.get("num_kv_heads") or heads or 1)
+    return max(1, heads // max(1, kv))
+
+
+def grid_labels(model: dict, layers: int, heads: int) -> tuple[list[str], list[str]]:
+    """Axis labels that mark the architecture: a sliding-window layer "3 w4096"; with grouped-query
+    attention the first query head of each key/value group "8 kv2" (heads 8.. share key/value head 2)."""
+    windows = list(model.get("sliding_window") or [])
+    layer_labels = [
+        f"{layer} w{windows[layer]}" if layer < len(windows) and windows[layer] else str(layer)
+        for layer in range(layers)
+    ]
+    group = kv_groups(model, heads)
+    head_labels = [f"{h} kv{h // group}" if group > 1 and h % group == 0 else str(h) for h in range(heads)]
+    return layer_labels, head_labels
+
+
+def enumerate_ticks(labels: list[str]):
+    return ((i + 0.5, label) for i, label in enumerate(labels))
+
+
+def structure_note(model: dict, layer: int, head: int) -> str:
+    """The tooltip's line on the head's key/value group and the layer's window, where there are any."""
+    heads = int(model.get("num_heads") or 0)
+    group = kv_groups(model, heads)
+    notes = []
+    if group > 1:
+        first = head // group * group
+        notes.append(f"key/value head {head // group}, shared by heads {first}-{first + group - 1}")
+    windows = list(model.get("sliding_window") or [])
+    if layer < len(windows) and windows[layer]:
+        notes.append(f"sliding window: the last {windows[layer]} tokens")
+    if model.get("attn_softcap"):
+        notes.append(f"attention logits soft-capped at {model['attn_softcap']:g}")
+    return "".join(f"\n{n}" for n in notes)
+
+
 def binned_max(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Max of [..., n] over `bins` contiguous bins; returns (values [..., bins], bin centres in [0, 1])."""
     n = rows.shape[-1]
@@ -168,8 +207,9 @@ class HeadGridPanel(GraphicsPanel):
             xs += [head, head]
             ys += [0, layers]
         self.frames.setData(np.array(xs, float), np.array(ys, float))
-        self.plot.getAxis("left").setTicks([[(layer + 0.5, str(layer)) for layer in range(layers)]])
-        self.plot.getAxis("bottom").setTicks([[(head + 0.5, str(head)) for head in range(heads)]])
+        layer_labels, head_labels = grid_labels(trace.model, layers, heads)
+        self.plot.getAxis("left").setTicks([list(enumerate_ticks(layer_labels))])
+        self.plot.getAxis("bottom").setTicks([list(enumerate_ticks(head_labels))])
         self.plot.setRange(xRange=(0, heads), yRange=(0, layers), padding=0.0)
         self._fit_raster()
 
@@ -277,6 +317,7 @@ class HeadGridPanel(GraphicsPanel):
             f"layer {layer}, head {head}\nquery {token_label(tokens, self.step)}\n"
             f"most attention: {float(row[key]):.6f} on {token_label(tokens, key)}\n"
             f"expected distance back: {distance:.2f} tokens"
+            + structure_note(self.trace.model if self.trace is not None else {}, layer, head)
         )
 
     def keys_at(self, scene_pos: QPointF) -> tuple[int, int, range] | None:
