@@ -388,3 +388,26 @@ def test_head_grid_marks_shared_kv_heads_and_windows(family_dirs, run_session, m
     panel.render(view.state)
     assert [label for _p, label in panel.plot.getAxis("bottom")._tickLevels[0]] == ["0", "1", "2", "3"]
     assert "key/value" not in panel.tooltip_for(0, 0) and "window" not in panel.tooltip_for(1, 0)
+
+
+def test_model_picker_sets_device_and_dtype(qtbot, settings, family_dirs):
+    """The picker's Device and Precision choices go with the model it chooses (and are remembered)."""
+    from memviz.backends import placement
+    from memviz.ui.model_picker import ModelPicker
+
+    picker = ModelPicker(settings)
+    qtbot.addWidget(picker)
+    chosen: list[str] = []
+    picker.chosen.connect(chosen.append)
+    picker.device_combo.setCurrentText("cpu")
+    picker.dtype_combo.setCurrentText("bfloat16")
+    try:
+        picker.choose(str(family_dirs["qwen3"]))
+        assert chosen == [str(family_dirs["qwen3"])] and placement.preferred() == ("cpu", "bfloat16")
+        backend = load_backend(chosen[0])  # as the worker loads it: no options of its own
+        assert (backend.device, backend.info.dtype) == ("cpu", "bfloat16")
+        again = ModelPicker(settings)
+        qtbot.addWidget(again)
+        assert (again.device_combo.currentText(), again.dtype_combo.currentText()) == ("cpu", "bfloat16")
+    finally:
+        placement.set_preferred("auto", "float32")

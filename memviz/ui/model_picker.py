@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QFileDialog,
     QGroupBox,
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from memviz.backends.placement import DEVICES, DTYPES, preferred, set_preferred
 from memviz.backends.registry import bundled_models
 
 RECENT_KEY = "models/recent"
@@ -109,6 +111,23 @@ class ModelPicker(QDialog):
         row.addWidget(self.hf_button)
         layout.addLayout(row)
 
+        row = QHBoxLayout()  # where a transformers model runs, and in what precision
+        self.device_combo, self.dtype_combo = QComboBox(), QComboBox()
+        self.device_combo.setObjectName("deviceCombo")
+        self.dtype_combo.setObjectName("dtypeCombo")
+        device, dtype = preferred()
+        for combo, items, current, label in (
+            (self.device_combo, DEVICES, device, "Device"),
+            (self.dtype_combo, DTYPES, dtype, "Precision"),
+        ):
+            combo.addItems(list(items))
+            combo.setCurrentText(str(settings.value(f"models/{label.lower()}", current)))
+            row.addWidget(QLabel(label))
+            row.addWidget(combo)
+        self.device_combo.setToolTip("auto: the GPU where there is one, else the CPU")
+        row.addStretch(1)
+        layout.addLayout(row)
+
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy: loading time is unknown
         self.progress.setTextVisible(False)
@@ -171,6 +190,10 @@ class ModelPicker(QDialog):
             self.choose(folder)
 
     def choose(self, spec: str) -> None:
+        device, dtype = self.device_combo.currentText(), self.dtype_combo.currentText()
+        set_preferred(device, dtype)  # the worker's load_backend(spec) takes them
+        self.settings.setValue("models/device", device)
+        self.settings.setValue("models/precision", dtype)
         self.chosen.emit(spec)
 
     # -- loading feedback (driven by the main window) ---------------------------------------------
@@ -184,6 +207,8 @@ class ModelPicker(QDialog):
             self.hf_id,
             self.hf_button,
             self.load_button,
+            self.device_combo,
+            self.dtype_combo,
         ):
             widget.setEnabled(not busy)
         self.status.setText(f"Loading {spec} ..." if busy else "")
