@@ -49,7 +49,11 @@ def cmd_add(args: argparse.Namespace) -> int:
             warn(w)
         texts.append((name, text))
     backend = load_backend(args.model)
-    store = MemoryStore.open(args.store, backend=backend, create=True)
+    catching_up = CatchUpBar(quiet=args.quiet)
+    try:
+        store = MemoryStore.open(args.store, backend=backend, create=True, progress=catching_up)
+    finally:
+        catching_up.close()
     if store.index_rebuilt:
         warn(f"{store.path}: the key index was missing or out of date; rebuilt it from the database")
     total_added = 0
@@ -76,10 +80,39 @@ def cmd_add(args: argparse.Namespace) -> int:
                 bar.close()
             total_added += result.entries
             print(f"{name}: {result.entries} entries in {result.seconds:.1f} s ({result.rate:.0f} entries/s)")
-        print(f"{store.path}: {len(store)} entries ({total_added} new), model {store.model_name}")
+        # the store's own count: other processes may have added to it meanwhile
+        print(f"{store.path}: {store.refresh()} entries ({total_added} new), model {store.model_name}")
     finally:
         store.close()
     return 0
+
+
+class CatchUpBar:
+    """progress(done, total) for an index catching up with its database on open (after an add was
+    killed): a bar on stderr, made only if there is catching up to do."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                desc="catching up the key index",
+                total=total,
+                unit=" entries",
+                unit_scale=True,
+                disable=self.quiet,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_info(args: argparse.Namespace) -> int:

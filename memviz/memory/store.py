@@ -15,6 +15,7 @@ memory_key_point, encode, token_text, document_keys) and computes every key itse
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memviz.errors import MemvizError
+from memviz.errors import MemvizError, warn
 
 STORE_VERSION = 1
 EXACT_LIMIT = 100_000  # beyond this many entries the index is approximate (HNSW)
@@ -37,6 +38,13 @@ BATCH_SIZE = 512
 SNIPPET_BEFORE = 80  # characters of context shown before the stored token
 SNIPPET_AFTER = 40
 DOCUMENT_CACHE_CHARS = 16_000_000  # document texts kept in memory for snippets (16 to 64 MB at most)
+LOCK_NOTICE_S = 1.0  # after this long waiting for another process's lock, say so ...
+LOCK_WAIT_S = 10.0  # ... and after this long in all, give up: "busy"
+INDEX_SAVE_EVERY_S = 2.0  # while adding, save the index this often (or 10x its last save's time)
+CATCH_UP_CHUNK = 8192
+
+# The rows the index can hold: a key of the store's width, an integer value. Others are left out.
+_VALID = "typeof(key) = 'blob' AND length(key) = :bytes AND typeof(next_token) = 'integer'"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,20 +133,87 @@ class DocumentInfo:
 @dataclass(frozen=True)
 class AddResult:
     document_id: int
-    entries: int
+    entries: int  # entries this add stored
     seconds: float
     cancelled: bool
+    store_entries: int = 0  # the store's entries after it (other processes' adds included)
 
     @property
     def rate(self) -> float:
         return self.entries / self.seconds if self.seconds > 0 else float("inf")
 
 
-class MemoryStore:
-    """A persistent kNN memory for one model. Thread-safe: one lock guards the database and index."""
+def _translated(method):
+    """A database error inside a store method becomes a one-line MemvizError (busy, corrupt)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    return wrapper
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> MemvizError:
+    """What a database error means for the user, in one line."""
+    text = str(exc)
+    if _locked(exc):
+        return MemvizError(
+            f"{path}: busy: another process holds the store's lock (try again when it is done)"
+        )
+    if "malformed" in text or "corrupt" in text.lower():
+        return MemvizError(f"{path}: is corrupt ({text}); add its documents again to a new store")
+    return MemvizError(f"{path}: not a memviz memory store ({text})")
+
+
+def _waiting(conn: sqlite3.Connection, path: Path, notice: Callable[[str], None] | None, work: Callable):
+    """Run `work()` (one statement or transaction); while another process holds the lock, wait
+    LOCK_WAIT_S at most, saying so after LOCK_NOTICE_S instead of waiting in silence."""
+    conn.execute(f"PRAGMA busy_timeout = {int(LOCK_NOTICE_S * 1000)}")
+    try:
+        return work()
+    except sqlite3.OperationalError as exc:
+        if not _locked(exc):
+            raise
+    if notice is not None:
+        notice(f"{path}: waiting for another process that holds the store's lock")
+    conn.execute(f"PRAGMA busy_timeout = {int((LOCK_WAIT_S - LOCK_NOTICE_S) * 1000)}")
+    try:
+        return work()
+    except sqlite3.OperationalError as exc:
+        if _locked(exc):
+            raise MemvizError(
+                f"{path}: busy: another process holds the store's lock "
+                f"(waited {LOCK_WAIT_S:g} s; try again when it is done)"
+            ) from None
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT_S * 1000)}")
+
+
+class MemoryStore:
+    """A persistent kNN memory for one model. Thread-safe: one lock guards the database and index.
+
+    Database errors after opening are MemvizErrors in one line (`store_error`): busy, corrupt.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        notice: Callable[[str], None] | None = warn,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.path = path
+        self._notice = notice
+        self._progress = progress  # catching the index up on open: progress(done, total)
         self.index_path = path.with_name(path.name + ".faiss")
         self._conn = conn
         self._lock = threading.RLock()
@@ -149,19 +224,42 @@ class MemoryStore:
         self.model_name: str = meta.get("model_name", "?")
         self.architecture: str = meta.get("architecture", "?")
         self.key_dim: int = int(meta["key_dim"])
+        self._valid = {"bytes": 4 * self.key_dim}
         self._index = None
+        self._index_top = 0  # the highest entry id in the index
+        self._last_save = time.monotonic()
+        self._save_seconds = 0.0
+        self.skipped_entries = 0  # rows with a damaged key or value, left out of the index
         self._values = np.full(0, -1, dtype=np.int64)  # next token by entry id
         self._data_version = -1
         self.index_rebuilt = False  # True when open() had to rebuild the index from the database
         self._sync_index(initial=True)
+        if self.skipped_entries:
+            self._say(
+                f"{path}: {self.skipped_entries} entries have a damaged key or value and are left out; "
+                "the rest of the store is usable"
+            )
+
+    def _say(self, message: str) -> None:
+        if self._notice is not None:
+            self._notice(message)
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike | None, backend=None, create: bool = False) -> MemoryStore:
+    def open(
+        cls,
+        path: str | os.PathLike | None,
+        backend=None,
+        create: bool = False,
+        notice: Callable[[str], None] | None = warn,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> MemoryStore:
         """Open the store at `path` (None: the default one for backend's model).
 
         With a backend, a store built for another model is refused. With create=True a missing
-        store is created for the backend's model.
+        store is created for the backend's model (atomically: two processes creating the same store
+        at once both get it). `notice(message)` hears of waits for a lock and of damaged rows (by
+        default a warning on stderr); `progress(done, total)` follows an index catching up.
         """
         if path is None:
             if backend is None:
@@ -180,39 +278,68 @@ class MemoryStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise MemvizError(f"{path}: cannot create folder {path.parent} ({exc.strerror})") from None
+        conn = None
         try:
-            conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: commits survive a killed process
-            if not exists:
-                cls._initialise(conn, backend)
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if not {"meta", "documents", "entries"} <= tables:
-                raise MemvizError(f"{path}: not a memviz memory store")
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise MemvizError(f"{path}: not a memviz memory store ({exc})") from None
-        except OSError as exc:
-            raise MemvizError(f"{path}: cannot open ({exc.strerror})") from None
-        if "fingerprint" not in meta or "key_dim" not in meta:
-            conn.close()
-            raise MemvizError(f"{path}: not a memviz memory store (no model recorded)")
-        if int(meta.get("version", 0)) > STORE_VERSION:
-            conn.close()
-            raise MemvizError(f"{path}: made by a newer memviz (store version {meta['version']})")
-        if backend is not None and meta["fingerprint"] != backend.fingerprint():
-            conn.close()
-            raise MemvizError(
-                f"{path}: this memory store belongs to model '{meta.get('model_name', '?')}' "
-                f"(fingerprint {meta['fingerprint']}), not to '{backend.info.name}' "
-                f"(fingerprint {backend.fingerprint()})"
+            conn = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=LOCK_WAIT_S
             )
-        return cls(path, conn)
+            _waiting(conn, path, notice, lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: commits survive a killed process
+            if not cls._has_tables(conn):
+                if not create:
+                    raise MemvizError(f"{path}: not a memviz memory store")
+                _waiting(conn, path, notice, lambda: cls._initialise(conn, backend))
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if "fingerprint" not in meta or "key_dim" not in meta:
+                raise MemvizError(f"{path}: not a memviz memory store (no model recorded)")
+            if int(meta.get("version", 0)) > STORE_VERSION:
+                raise MemvizError(f"{path}: made by a newer memviz (store version {meta['version']})")
+            if backend is not None and meta["fingerprint"] != backend.fingerprint():
+                raise MemvizError(
+                    f"{path}: this memory store belongs to model '{meta.get('model_name', '?')}' "
+                    f"(fingerprint {meta['fingerprint']}), not to '{backend.info.name}' "
+                    f"(fingerprint {backend.fingerprint()})"
+                )
+            return cls(path, conn, notice=notice, progress=progress)
+        except MemvizError:
+            if conn is not None:
+                conn.close()
+            raise
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise store_error(path, exc) from None
+        except OSError as exc:
+            if conn is not None:
+                conn.close()
+            raise MemvizError(f"{path}: cannot open ({exc.strerror})") from None
 
     @staticmethod
-    def _initialise(conn: sqlite3.Connection, backend) -> None:
+    def _has_tables(conn: sqlite3.Connection) -> bool:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return {"meta", "documents", "entries"} <= tables
+
+    @classmethod
+    def _initialise(cls, conn: sqlite3.Connection, backend) -> None:
+        """Create the schema under the write lock, after looking again: another process may have
+        created the store since this one looked (the race two `memory add` on a new store ran)."""
         key_dim = int(backend.memory_key_dim)  # declared by the backend: creating a store runs no model
         conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if cls._has_tables(conn) and conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0]:
+                conn.execute("COMMIT")  # created by another process meanwhile
+                return
+            if tables - {"meta", "documents", "entries"}:  # another program's database: leave it alone
+                raise MemvizError(f"{conn_path(conn)}: not a memviz memory store")
+            cls._create(conn, backend, key_dim)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection, backend, key_dim: int) -> None:
         for statement in _SCHEMA.split(";"):
             statement = "\n".join(line.split("--")[0] for line in statement.splitlines()).strip()
             if statement:
@@ -228,7 +355,6 @@ class MemoryStore:
             "created": str(time.time()),
         }
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -282,22 +408,32 @@ class MemoryStore:
     def _sync_index(self, initial: bool = False) -> None:
         """Bring the in-memory index up to the database (after another process wrote, or on open)."""
         with self._lock:
-            count, _max_id = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM entries"
+            (count,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM entries WHERE {_VALID}", self._valid
             ).fetchone()
+            if initial:
+                (rows,) = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+                self.skipped_entries = int(rows - count)
             index = self._index if not initial else self._load_saved_index()
+            top = self._index_top
             if index is not None:
                 ids = self._index_ids(index)
                 top = int(ids.max()) if ids.size else 0
-                (below,) = self._conn.execute("SELECT COUNT(*) FROM entries WHERE id <= ?", (top,)).fetchone()
+                (below,) = self._conn.execute(
+                    f"SELECT COUNT(*) FROM entries WHERE id <= :top AND {_VALID}", {**self._valid, "top": top}
+                ).fetchone()
                 wrong_kind = self._is_exact(index) == (count > EXACT_LIMIT)
                 if below != index.ntotal or wrong_kind or not self._keys_agree(index, ids):
                     index = None  # not a prefix of the database (or the wrong kind): rebuild
             if index is None:
                 index, top = self._new_index(count), 0
                 self.index_rebuilt = initial and count > 0
-            added = self._add_from_db(index, after=top)
+            behind = count - index.ntotal
+            if initial and behind and not self.index_rebuilt:
+                self._say(f"{self.path}: the key index is {behind} entries behind the database; catching up")
             self._index = index
+            self._index_top = top
+            added = self._add_from_db(index, after=top, report=initial)
             self._load_values()
             self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             if initial and (added or self.index_rebuilt):
@@ -325,20 +461,38 @@ class MemoryStore:
             return False
         return True
 
-    def _add_from_db(self, index, after: int) -> int:
+    def _add_from_db(self, index, after: int, report: bool = False) -> int:
+        """Add the database's valid entries with id > after to `index` (progress(done, total) when
+        `report`: catching up on open can take a while for a large store)."""
+        total = 0
+        if report and self._progress is not None:
+            (total,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM entries WHERE id > :after AND {_VALID}",
+                {**self._valid, "after": after},
+            ).fetchone()
         added = 0
-        cursor = self._conn.execute("SELECT id, key FROM entries WHERE id > ? ORDER BY id", (after,))
-        while rows := cursor.fetchmany(8192):
+        cursor = self._conn.execute(
+            f"SELECT id, key, next_token FROM entries WHERE id > :after AND {_VALID} ORDER BY id",
+            {**self._valid, "after": after},
+        )
+        while rows := cursor.fetchmany(CATCH_UP_CHUNK):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             keys = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
                 len(rows), self.key_dim
             )
             index.add_with_ids(keys, ids)
             added += len(rows)
+            if index is self._index:
+                self._index_top = max(self._index_top, int(ids[-1]))
+                self._set_values(ids, np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)))
+            if total:
+                self._progress(added, total)
         return added
 
     def _load_values(self) -> None:
-        rows = self._conn.execute("SELECT id, next_token FROM entries").fetchall()
+        rows = self._conn.execute(
+            f"SELECT id, next_token FROM entries WHERE {_VALID}", self._valid
+        ).fetchall()
         arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
         values = np.full(int(arr[:, 0].max()) + 1 if len(arr) else 1, -1, dtype=np.int64)
         values[arr[:, 0]] = arr[:, 1]
@@ -349,32 +503,59 @@ class MemoryStore:
         faiss = _faiss()
 
         with self._lock:
+            started = time.monotonic()
             tmp = self.index_path.with_name(self.index_path.name + f".tmp{os.getpid()}")
             try:
                 faiss.write_index(self._index, str(tmp))
                 os.replace(tmp, self.index_path)
             except (RuntimeError, OSError):
                 tmp.unlink(missing_ok=True)  # a read-only folder: the index is rebuilt next time
+            self._last_save = time.monotonic()
+            self._save_seconds = self._last_save - started
+
+    def _save_index_now_and_then(self) -> None:
+        """While adding: save the index every INDEX_SAVE_EVERY_S (or 10x the time a save takes, so
+        saving costs a tenth of the add at most). A killed add then leaves little to catch up."""
+        if time.monotonic() - self._last_save >= max(INDEX_SAVE_EVERY_S, 10 * self._save_seconds):
+            self.save_index()
 
     def _append_to_index(self, ids: np.ndarray, keys: np.ndarray, values: np.ndarray) -> None:
-        """After a committed batch: add it to the index (switching to HNSW past EXACT_LIMIT)."""
+        """After a committed batch: add it to the index (switching to HNSW past EXACT_LIMIT). When
+        another process committed entries since the index was last brought up to date, they are
+        read from the database with this batch, so the index stays a prefix of the database."""
         n = self._index.ntotal + len(ids)
         if self._is_exact(self._index) and n > EXACT_LIMIT:
             self._index = self._new_index(n)
+            self._index_top = 0
             self._add_from_db(self._index, after=0)
+            self._load_values()
+        elif int(ids[0]) != self._index_top + 1:
+            self._add_from_db(self._index, after=self._index_top)  # this batch and the others'
         else:
             self._index.add_with_ids(keys, ids)
+            self._index_top = int(ids[-1])
+            self._set_values(ids, values)
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _set_values(self, ids: np.ndarray, values: np.ndarray) -> None:
         top = int(ids.max())
         if top >= self._values.size:
             grown = np.full(max(top + 1, 2 * self._values.size), -1, dtype=np.int64)
             grown[: self._values.size] = self._values
             self._values = grown
         self._values[ids] = values
-        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     # -- reading --------------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+    @_translated
+    def refresh(self) -> int:
+        """Catch up with what other processes wrote; the store's entries (len) after it."""
+        with self._lock:
+            if self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
+                self._sync_index()
+            return len(self)
 
     @property
     def entries(self) -> int:
@@ -387,6 +568,7 @@ class MemoryStore:
     def manifest(self) -> dict:
         return {"store": str(self.path), "entries": len(self), "model": self.model_name}
 
+    @_translated
     def search(self, key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The k nearest memories: ids (-1 = none), squared-L2 distances, next tokens; nearest first."""
         query = np.ascontiguousarray(np.asarray(key, dtype=np.float32).reshape(1, -1))
@@ -411,6 +593,7 @@ class MemoryStore:
         values = np.where(ok, values_by_id[np.where(ok, ids, 0)], -1).astype(np.int64)
         return ids, distances, values
 
+    @_translated
     def get(self, ids) -> list[MemoryRecord | None]:
         """Records for display, in the order asked (None for an id with no record, such as -1)."""
         wanted = [int(i) for i in np.asarray(ids).reshape(-1)]
@@ -453,6 +636,7 @@ class MemoryStore:
             self._document_chars -= len(dropped)
         return text
 
+    @_translated
     def records(
         self, document_id: int | None = None, offset: int = 0, limit: int = 100
     ) -> list[MemoryRecord]:
@@ -469,6 +653,7 @@ class MemoryStore:
                 ).fetchall()
         return [r for r in self.get([row[0] for row in rows]) if r is not None]
 
+    @_translated
     def keys(self, ids) -> np.ndarray:
         """Stored keys [n, key_dim] for the given ids (all present)."""
         wanted = [int(i) for i in ids]
@@ -479,6 +664,7 @@ class MemoryStore:
             )
         return np.stack([np.frombuffer(rows[i], dtype=np.float32) for i in wanted])
 
+    @_translated
     def documents(self) -> list[DocumentInfo]:
         with self._lock:
             rows = self._conn.execute(
@@ -508,6 +694,7 @@ class MemoryStore:
                 f"(fingerprint {self.fingerprint}), not to '{backend.info.name}' (fingerprint {backend.fingerprint()})"
             )
 
+    @_translated
     def add_document(
         self,
         text: str,
@@ -530,6 +717,7 @@ class MemoryStore:
         texts = [backend.token_text(i) for i in ids]
         return self._write(ids, texts, keys, name, "file", progress, cancelled, batch_size)
 
+    @_translated
     def remember_run(
         self, session, name: str | None = None, batch_size: int = BATCH_SIZE
     ) -> AddResult | None:
@@ -553,9 +741,11 @@ class MemoryStore:
         np.cumsum([len(t) for t in texts], out=offsets[1:])
         total = len(ids) - 1
         with self._lock:
-            cur = self._conn.execute(
-                "INSERT INTO documents (name, source, text, tokens, added, complete) VALUES (?, ?, ?, ?, ?, 0)",
-                (name, source, "".join(texts), len(ids), time.time()),
+            cur = self._locked_write(
+                lambda: self._conn.execute(
+                    "INSERT INTO documents (name, source, text, tokens, added, complete) VALUES (?, ?, ?, ?, ?, 0)",
+                    (name, source, "".join(texts), len(ids), time.time()),
+                )
             )
             document_id = int(cur.lastrowid)
         done = 0
@@ -567,18 +757,25 @@ class MemoryStore:
                 self._commit_batch(document_id, done, batch, ids, texts, offsets)
                 done += len(batch)
                 batch = []
+                self._save_index_now_and_then()
                 if progress:
                     progress(done, total)
                 if cancelled and cancelled() and done < total:
                     was_cancelled = True
                     break
         with self._lock:
-            self._conn.execute(
-                "UPDATE documents SET complete = ? WHERE id = ?", (int(not was_cancelled), document_id)
+            self._locked_write(
+                lambda: self._conn.execute(
+                    "UPDATE documents SET complete = ? WHERE id = ?", (int(not was_cancelled), document_id)
+                )
             )
             self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             self.save_index()
-        return AddResult(document_id, done, time.perf_counter() - start_time, was_cancelled)
+            entries = self.refresh()
+        return AddResult(document_id, done, time.perf_counter() - start_time, was_cancelled, entries)
+
+    def _locked_write(self, work: Callable):
+        return _waiting(self._conn, self.path, self._notice, work)
 
     def _commit_batch(self, document_id, first, batch, ids, texts, offsets) -> None:
         keys = np.stack(batch)
@@ -601,7 +798,7 @@ class MemoryStore:
                 )
             )
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._locked_write(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
                 cur = self._conn.executemany(
                     "INSERT INTO entries (key, next_token, token_text, document_id, position, char_start, char_end) "
@@ -617,6 +814,11 @@ class MemoryStore:
             new_ids = np.arange(last - len(rows) + 1, last + 1, dtype=np.int64)
             values = np.asarray([r[1] for r in rows], dtype=np.int64)
             self._append_to_index(new_ids, keys, values)
+
+
+def conn_path(conn: sqlite3.Connection) -> str:
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    return rows[0][2] if rows else "store"
 
 
 def _record(row, document_text: str) -> MemoryRecord:
