@@ -236,8 +236,15 @@ class Session:
                 topk_probs=topk_probs,
                 internals=out.internals,
                 memory=memory,
+                token_bytes=self._token_bytes(token),
             )
         )
+
+    def _token_bytes(self, token: int) -> bytes:
+        """The token's exact bytes, from the backend where it knows them (byte-level BPE), else the
+        UTF-8 of its text."""
+        of = getattr(self.backend, "token_bytes", None)
+        return of(token) if of is not None else self.backend.token_text(token).encode("utf-8")
 
     def _read_without_lm(self, out, token: int, generated: bool) -> int:
         """A step of a model with no next-token distribution: no candidates (K = 0), no kNN mixing,

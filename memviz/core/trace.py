@@ -47,6 +47,7 @@ class StepRecord:
     internals: dict[str, np.ndarray] = field(default_factory=dict)
     # with a memory: memory_ids [k], memory_scores [k], lm_topk_ids/probs, knn_topk_ids/probs [K]
     memory: dict[str, np.ndarray] = field(default_factory=dict)
+    token_bytes: bytes | None = None  # the token's exact bytes (None: the UTF-8 of token_text)
 
 
 class Trace:
@@ -94,6 +95,8 @@ class Trace:
         self.token_ids: list[int] = []
         self.token_text: list[str] = []
         self.generated: list[bool] = []
+        # Each token's exact bytes: a byte-level token may hold part of a character (memviz.core.token_text)
+        self.token_bytes: list[bytes] = []
         self._columns: dict[str, GrowableArray] = {}
         self._attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
         self._attention_dtype = attention_dtype
@@ -135,6 +138,8 @@ class Trace:
         if row is not None:
             self._attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
         self.vocab.setdefault(int(record.token_id), record.token_text)
+        data = record.token_bytes
+        self.token_bytes.append(record.token_text.encode("utf-8") if data is None else bytes(data))
         self.token_text.append(record.token_text)
         self.generated.append(bool(record.generated))
         self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
@@ -162,6 +167,26 @@ class Trace:
     def array(self, key: str) -> np.ndarray:
         """A per-step column ([T, ...]) as a zero-copy view; KeyError when this run has none."""
         return self._columns[key].view()[: len(self)]
+
+    def token_label(self, step: int) -> str:
+        """Step `step`'s token as labels show it: partial characters as `‹C3›` (see token_text)."""
+        from memviz.core.token_text import token_display
+
+        return token_display(self.token_bytes[step])
+
+    @property
+    def token_labels(self) -> list[str]:
+        """`token_label` of every step."""
+        from memviz.core.token_text import token_display
+
+        return [token_display(b) for b in self.token_bytes[: len(self)]]
+
+    def text(self) -> str:
+        """The text the run's tokens spell, rebuilt from their bytes (exact, characters split
+        across tokens included)."""
+        from memviz.core.token_text import join_text
+
+        return join_text(self.token_bytes[: len(self)])
 
     def text_of(self, token_id: int) -> str | None:
         """A candidate token's text (None if this trace never saw it)."""
@@ -267,6 +292,11 @@ class Trace:
             "token_text": np.array(self.token_text, dtype=str) if T else np.zeros(0, dtype="<U1"),
             "generated": np.array(self.generated, dtype=bool),
         }
+        data = self.token_bytes[:T]
+        arrays["token_bytes"] = np.frombuffer(b"".join(data), dtype=np.uint8).copy()
+        arrays["token_byte_offsets"] = np.concatenate([[0], np.cumsum([len(b) for b in data])]).astype(
+            np.int64
+        )
         if any(text.endswith("\0") for text in self.token_text):
             # numpy's str arrays drop trailing NULs: keep each text's length so they can be restored.
             arrays["token_text_length"] = np.array([len(text) for text in self.token_text], dtype=np.int64)
@@ -354,6 +384,8 @@ class Trace:
             "vocab_ids",
             "vocab_text",
             "memory_records",
+            "token_bytes",
+            "token_byte_offsets",
         }
         for key, value in arrays.items():
             if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
@@ -379,6 +411,11 @@ class Trace:
                 text.ljust(int(n), "\0") for text, n in zip(trace.token_text, lengths, strict=True)
             ]
         trace.generated = [bool(x) for x in arrays["generated"]]
+        if "token_bytes" in arrays:  # checked: offsets rise from 0 to len(token_bytes)
+            raw, offsets = arrays["token_bytes"].tobytes(), arrays["token_byte_offsets"]
+            trace.token_bytes = [raw[int(a) : int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        else:  # format 1 files from before token_bytes
+            trace.token_bytes = [text.encode("utf-8") for text in trace.token_text]
         if (
             "vocab_ids" in arrays
             and "vocab_text" in arrays
