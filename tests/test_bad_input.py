@@ -187,11 +187,6 @@ FAILED_WRITES = {
     "svg": ("export", "--trace", "{trace}", "--panel", "gates", "--out", "{out}.svg"),
     "csv": ("export", "--trace", "{trace}", "--series", "unit", "--out", "{out}.csv"),
 }
-# Qt's writers do not report every failed write: the renderer must encode into memory and write
-# the bytes itself (memviz/export/render.py, not the CLI). Until then these say more than one line.
-QT_WRITER = pytest.mark.xfail(
-    strict=True, reason="render.py: libpng prints its own line; a truncated SVG fails to parse (exit 1)"
-)
 
 
 def _failed_write(
@@ -213,9 +208,7 @@ def test_a_failed_write_keeps_the_previous_file(lstm_dir, good_trace, tmp_path, 
     assert folder_listing(tmp_path) == [out.name], "a temporary file was left behind"
 
 
-@pytest.mark.parametrize(
-    "kind", ["trace", "csv", pytest.param("png", marks=QT_WRITER), pytest.param("svg", marks=QT_WRITER)]
-)
+@pytest.mark.parametrize("kind", ["trace", "csv", "png", "svg"])
 def test_a_failed_write_is_one_clear_line(lstm_dir, good_trace, tmp_path, kind):
     done, out, _ = _failed_write(kind, lstm_dir, good_trace, tmp_path)
     assert_one_line_error(done.returncode, done.stderr, f"{out}: cannot write")

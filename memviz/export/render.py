@@ -14,6 +14,7 @@ what is drawn by defining `export_widget()` (returning the QWidget to paint); ot
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
-from memviz.paths import output_file
+from memviz.paths import output_file, replacing
 
 FORMATS = ("png", "svg", "pdf")
 DEFAULT_SIZE = (1280, 720)  # logical pixels; --scale 1.5 gives exactly a 1080p slide
@@ -276,28 +277,44 @@ class FigureRenderer:
         return image
 
     def save(self, path: str | os.PathLike, fmt: str | None = None, scale: float = 1.0) -> Path:
+        """Draw the figure into memory, then write the bytes beside `path` and rename them onto it.
+
+        Qt's writers do not report every failed write (libpng prints its own "Write Error"; a
+        truncated SVG only fails when read back): writing the bytes ourselves makes a full disk one
+        clear error and keeps the previous file.
+        """
         path = check_out_path(path)
         fmt = (fmt or format_from_path(path)).lower()
         if fmt == "png":
-            image = self.image(scale)
-            if not image.save(str(path), "PNG"):
-                raise MemvizError(f"{path}: cannot write the PNG")
+            data = self.png_bytes(scale)
         elif fmt == "svg":
-            self._save_svg(path)
+            data = self.svg_bytes()
         elif fmt == "pdf":
-            self._save_pdf(path)
+            data = self.pdf_bytes()
         else:
             raise MemvizError(f"unknown figure format '{fmt}'; formats: {', '.join(FORMATS)}")
+        write_bytes(path, data)
         return path
 
-    def _save_svg(self, path: Path) -> None:
-        from PySide6.QtCore import QRect, QSize
+    def png_bytes(self, scale: float = 1.0) -> bytes:
+        from PySide6.QtCore import QBuffer, QIODevice
+
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not self.image(scale).save(buffer, "PNG"):
+            raise MemvizError("cannot encode the PNG")
+        return bytes(buffer.data())
+
+    def svg_bytes(self) -> bytes:
+        from PySide6.QtCore import QBuffer, QIODevice, QRect, QSize
         from PySide6.QtGui import QPainter
         from PySide6.QtSvg import QSvgGenerator
 
         width, height = self.figure_size()
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
         generator = QSvgGenerator(QSvgGenerator.SvgVersion.Svg11)  # 1.1: clip paths (Tiny 1.2 drops them)
-        generator.setFileName(str(path))
+        generator.setOutputDevice(buffer)
         generator.setSize(QSize(width, height))
         generator.setViewBox(QRect(0, 0, width, height))
         generator.setResolution(DPI)
@@ -305,17 +322,19 @@ class FigureRenderer:
         generator.setDescription("memviz figure")
         painter = QPainter()
         if not painter.begin(generator):
-            raise MemvizError(f"{path}: cannot write the SVG")
+            raise MemvizError("cannot draw the SVG")
         self.paint(painter)
         painter.end()
-        postprocess_svg(path)
+        return postprocess_svg_text(bytes(buffer.data()).decode("utf-8", errors="replace"))
 
-    def _save_pdf(self, path: Path) -> None:
-        from PySide6.QtCore import QMarginsF, QSizeF
+    def pdf_bytes(self) -> bytes:
+        from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QSizeF
         from PySide6.QtGui import QPageLayout, QPageSize, QPainter, QPdfWriter
 
         width, height = self.figure_size()
-        writer = QPdfWriter(str(path))
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        writer = QPdfWriter(buffer)
         writer.setResolution(DPI)
         writer.setCreator("memviz")
         writer.setTitle(self.title())
@@ -328,9 +347,11 @@ class FigureRenderer:
         writer.setPageLayout(QPageLayout(page, QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
         painter = QPainter()
         if not painter.begin(writer):
-            raise MemvizError(f"{path}: cannot write the PDF")
+            raise MemvizError("cannot draw the PDF")
         self.paint(painter)
         painter.end()
+        del writer  # the writer flushes the document's end into the buffer
+        return bytes(buffer.data())
 
     def close(self) -> None:
         self.panel.hide()
@@ -406,7 +427,19 @@ def _matrix(group) -> tuple[float, ...] | None:
     return values if len(values) == 6 else None
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` beside `path`, check every write and the close, then rename it onto `path`."""
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+
 def postprocess_svg(path: Path) -> None:
+    """`postprocess_svg_text` on a file, in place."""
+    write_bytes(path, postprocess_svg_text(path.read_text(encoding="utf-8", errors="replace")))
+
+
+def postprocess_svg_text(text: str) -> bytes:
     """Make the generator's SVG look the same in every viewer, not only in browsers.
 
     1. Qt writes cosmetic pens (1-2 px lines in a plot scaled to data units) as
@@ -421,7 +454,6 @@ def postprocess_svg(path: Path) -> None:
 
     ET.register_namespace("", _SVG_NS)
     ET.register_namespace("xlink", _XLINK_NS)
-    text = path.read_text(encoding="utf-8", errors="replace")
     # a token can be a control character (GPT-2's byte tokens); XML forbids them: show their picture
     text = _XML_INVALID.sub(lambda m: chr(0x2400 + ord(m.group())), text)
     root = ET.fromstring(text)
@@ -448,7 +480,9 @@ def postprocess_svg(path: Path) -> None:
                 group.remove(shape)
                 twin.append(shape)
             parent.insert(index + 1, twin)
-    tree.write(path, encoding="UTF-8", xml_declaration=True)
+    out = io.BytesIO()
+    tree.write(out, encoding="UTF-8", xml_declaration=True)
+    return out.getvalue()
 
 
 def _bake(shape, m: tuple[float, ...], svg: str) -> bool:
