@@ -23,6 +23,14 @@ from memviz.ui.token_strip import NEGATIVE, POSITIVE, signal_values  # noqa: E40
 TEXT = "def f(x): return x + 1\n"
 
 
+@pytest.fixture(autouse=True)
+def _no_unsaved_run_question(monkeypatch):
+    """pytest-qt closes the windows before the fixtures shut them down: nobody answers a question."""
+    from memviz.ui.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "ask_before_discarding", False)
+
+
 class RecordingPanel(Panel):
     """A stand-in panel that records what the window asks of it."""
 
@@ -107,7 +115,7 @@ def test_launch_shows_the_shell(make_window):
     assert file_items[:4] == ["Open text...", "Model...", "Open model folder...", "Open trace..."]
     assert file_items[-1] == "Quit"
     assert window.model_label.text() == "no model"
-    assert window.step_label.text() == "step 0 of 0"
+    assert window.step_label.text() == "no steps yet"
     assert not window.transport.reset_action.isEnabled()
     assert window.editor.text()  # a sample prompt is ready to read
     keys = {
@@ -163,7 +171,7 @@ def test_lstm_step_scrub_and_click(qtbot, make_window, lstm_dir):
     qtbot.mouseClick(strip, Qt.LeftButton, pos=rect.center())
     assert window.view.state.cursor == 1
     window.redraw()
-    assert window.step_label.text() == "step 2 of 5"
+    assert window.step_label.text() == "step 1 of 0\u20134"  # 0-based, as on the axes
     assert strip.token_marks(1)["current"] and not strip.token_marks(2)["current"]
     assert window.context_label.text() == "context 5 / 50000 max"
     assert "lstm" in window.model_label.text().lower()
@@ -233,7 +241,7 @@ def test_gpt2_play_generate_and_attention_tint(qtbot, make_window, gpt2_dir):
     assert window.strip.token_color(n + 6) is None
     np.testing.assert_array_equal(values, signal_values(trace, window.view.state, "attention"))
     assert window.context_label.text() == f"context {n + 10} / 128"
-    assert window.step_label.text() == f"step {n + 5} of {n + 10}"
+    assert window.step_label.text() == f"step {n + 4} of 0\u2013{n + 9}"
     assert window.rate_label.text().endswith("tok/s")
 
 
@@ -398,7 +406,7 @@ def test_saved_trace_opens_without_a_model(qtbot, make_window, lstm_dir, tmp_pat
     window = make_window()
     window.open_trace(saved_lstm_trace(lstm_dir, tmp_path))
     window.redraw()
-    assert window.step_label.text() == "step 8 of 8"
+    assert window.step_label.text() == "step 7 of 0\u20137"
     assert "saved trace" in window.model_label.text()
     assert [window.strip.token_marks(i)["generated"] for i in range(8)] == [False] * 5 + [True] * 3
     assert not window.transport.reset_action.isEnabled()
@@ -564,7 +572,7 @@ def test_status_text_changes_do_not_relayout_the_window(qtbot, make_window, lstm
         window.scrub_to(step)
         window.redraw()
         qtbot.wait(20)
-    assert window.step_label.text() == "step 4 of 8"
+    assert window.step_label.text() == "step 3 of 0\u20137"
     assert LayoutRequests.count == 0
     # A text that needs more room than the label has does ask for a layout, once.
     window.step_label.setText("step 4 of 8, and a much longer text than before")

@@ -14,6 +14,14 @@ from memviz.export.session_file import load_session, save_session, saved_view
 from memviz.panels.view_model import ViewModel
 
 
+@pytest.fixture(autouse=True)
+def _no_unsaved_run_question(monkeypatch):
+    """pytest-qt closes the windows before the fixtures shut them down: nobody answers a question."""
+    from memviz.ui.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "ask_before_discarding", False)
+
+
 @pytest.fixture(scope="module")
 def lstm_trace(tmp_path_factory, lstm_dir):
     path = tmp_path_factory.mktemp("session") / "run.memviz"

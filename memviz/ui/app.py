@@ -38,12 +38,33 @@ def initial_model(requested: str | None) -> str | None:
     return names[0] if names else None
 
 
+def store_model(path: str | Path) -> str:
+    """The model a memory store belongs to (what `--model` defaults to with `--memory`): its source
+    (a bundled name, a folder or a Hugging Face id), else its name. A file that is not a store is
+    refused here, before any window opens."""
+    import sqlite3
+
+    from memviz.memory.store import MemoryStore
+
+    store = MemoryStore.open(path)  # validates: exists, is a store, of a version this memviz reads
+    try:
+        with sqlite3.connect(f"file:{store.path}?mode=ro", uri=True) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        store.close()
+    source = meta.get("model_source") or meta.get("model_name")
+    if not source or source == "?":
+        raise MemvizError(f"{path}: the store does not say which model it belongs to: give --model")
+    return str(source)
+
+
 def create_window(
     model: str | None = None,
     text: str | None = None,
     play: bool = False,
     trace=None,
     settings: QSettings | None = None,
+    memory: str | Path | None = None,
 ):
     """Build and show the main window. With no model and no trace: the default model, or the picker."""
     from memviz.ui.main_window import MainWindow
@@ -63,6 +84,8 @@ def create_window(
         window.message("no bundled model installed: choose a folder or a Hugging Face id")
         QTimer.singleShot(0, window.show_model_picker)
     else:
+        if memory is not None:
+            window.open_memory(memory)  # once the model is loaded; a store of another model: an error
         window.load_model(spec, play=play)
     return window
 
@@ -72,6 +95,7 @@ def run_gui(
     text_file: str | Path | None = None,
     play: bool = False,
     trace_path: str | Path | None = None,
+    memory: str | Path | None = None,
 ) -> int:
     """Open the app and run its event loop. Bad files fail before any window opens (MemvizError)."""
     text = None
@@ -87,8 +111,12 @@ def run_gui(
         trace = Trace.load(trace_path)
         if model:
             raise MemvizError("give --model or --trace, not both")
+        if memory is not None:
+            raise MemvizError("--memory recalls in a live run: give it with --model (or alone), not --trace")
+    if memory is not None and not model:
+        model = store_model(memory)  # the model the store belongs to
     app = application()
-    window = create_window(model=model, text=text, play=play, trace=trace)
+    window = create_window(model=model, text=text, play=play, trace=trace, memory=memory)
     for warning in warnings:
         window.message(warning)
     app.aboutToQuit.connect(window.shutdown)

@@ -8,7 +8,9 @@ import argparse
 def cmd_gui(args: argparse.Namespace) -> int:
     from memviz.ui.app import run_gui
 
-    return run_gui(model=args.model, text_file=args.text_file, play=args.play, trace_path=args.trace)
+    return run_gui(
+        model=args.model, text_file=args.text_file, play=args.play, trace_path=args.trace, memory=args.memory
+    )
 
 
 def register(subparsers) -> None:
@@ -18,4 +20,9 @@ def register(subparsers) -> None:
     source.add_argument("--trace", metavar="FILE", help="open a saved .memviz trace (no model needed)")
     p.add_argument("--text-file", metavar="F", help="text to read (UTF-8)")
     p.add_argument("--play", action="store_true", help="start reading at once")
+    p.add_argument(
+        "--memory",
+        metavar="STORE",
+        help="recall from this long-term memory store (with the model it belongs to unless --model is given)",
+    )
     p.set_defaults(func=cmd_gui)

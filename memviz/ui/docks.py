@@ -20,6 +20,7 @@ from memviz.panels.view_model import ViewModel
 log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1
+MIN_DOCK_WIDTH, MIN_DOCK_HEIGHT = 240, 160  # below this a panel's axes and labels overlap
 
 
 class Docks(QObject):
@@ -41,6 +42,8 @@ class Docks(QObject):
         self.panels: dict[str, Panel] = {}
         self.arch: str | None = None  # the architecture the layout belongs to
         self._failures: set[tuple[str, str]] = set()
+        self._followed: tuple | None = None  # what `follow` last checked
+        self._trace: Trace | None = None  # the run the panels were made for
         self.rebuild_menu()
 
     # -- panels ---------------------------------------------------------------------------------
@@ -63,12 +66,29 @@ class Docks(QObject):
             log.exception("panel %s: supports() failed", getattr(cls, "name", cls))
             return False
 
-    def rebuild(self, trace: Trace | None, memory_store=None) -> None:
+    def _wanted(self, trace: Trace | None) -> list[type[Panel]]:
+        if trace is None:
+            return []
+        return [cls for cls in panel_registry.panel_classes() if self._supports(cls, trace)]
+
+    def follow(self, trace: Trace | None) -> bool:
+        """The run changed (it gained memory columns, a store was attached or detached): rebuild
+        when the panels that support it are no longer the ones shown. True if it rebuilt.
+
+        Cheap when nothing changed: the check runs again only when the trace's columns change."""
+        key = (id(trace), None if trace is None else trace.column_names, self.arch)
+        if key == self._followed:
+            return False
+        self._followed = key
+        if [cls.name for cls in self._wanted(trace)] == list(self.docks):
+            return False
+        self.rebuild(trace)
+        return True
+
+    def rebuild(self, trace: Trace | None) -> None:
         """Docks for the panel classes that support `trace`; the layout saved for its architecture."""
         arch = trace.architecture if trace is not None else None
-        wanted = [
-            cls for cls in panel_registry.panel_classes() if trace is not None and self._supports(cls, trace)
-        ]
+        wanted = self._wanted(trace)
         wanted_names = [cls.name for cls in wanted]
         if self.arch is not None and self.docks:
             self.save_layout()
@@ -79,19 +99,29 @@ class Docks(QObject):
                 dock.deleteLater()
                 del self.docks[name]
                 del self.panels[name]
+        # Another run (a reset, a model switch, a saved trace): every panel is made afresh in its
+        # dock, so nothing of the previous run (its bars, axes, notes, spin boxes) can stay shown.
+        renewed = trace is not self._trace and trace is not None
+        self._trace = trace
+        if renewed:
+            for name, dock in self.docks.items():
+                panel = self._make(type(self.panels[name]))
+                if panel is not None:
+                    old = self.panels[name]
+                    dock.setWidget(panel)
+                    old.deleteLater()
+                    self.panels[name] = panel
         created = []
         for cls in wanted:
             if cls.name in self.docks:
                 continue
-            try:
-                panel = cls(self.view)
-            except Exception:
-                log.exception("panel %s failed to build", cls.name)
-                self.report(f"panel {cls.title} could not be built (see the log)")
+            panel = self._make(cls)
+            if panel is None:
                 continue
             dock = QDockWidget(cls.title, self.window)
             dock.setObjectName(f"dock-{cls.name}")
             dock.setWidget(panel)
+            dock.setMinimumSize(MIN_DOCK_WIDTH, MIN_DOCK_HEIGHT)  # never squeezed to a sliver
             dock.setFeatures(
                 QDockWidget.DockWidgetMovable
                 | QDockWidget.DockWidgetClosable
@@ -100,17 +130,25 @@ class Docks(QObject):
             dock.visibilityChanged.connect(self._on_visibility)
             self.docks[cls.name] = dock
             self.panels[cls.name] = panel
-            if hasattr(panel, "set_store"):  # the memory panel shows what the store holds
-                panel.set_store(memory_store)
-            self.safe(panel, "apply_theme", self.view.state)
             created.append(dock)
         if created or arch != self.arch:
             self.default_layout([self.docks[n] for n in wanted_names if n in self.docks])
             self.restore_layout(arch)
         self.arch = arch
+        self._followed = (id(trace), None if trace is None else trace.column_names, arch)
         self.rebuild_menu()
-        if created:
+        if created or renewed:
             self.built.emit()
+
+    def _make(self, cls: type[Panel]) -> Panel | None:
+        try:
+            panel = cls(self.view)
+        except Exception:
+            log.exception("panel %s failed to build", cls.name)
+            self.report(f"panel {cls.title} could not be built (see the log)")
+            return None
+        self.safe(panel, "apply_theme", self.view.state)
+        return panel
 
     def _on_visibility(self, visible: bool) -> None:
         if visible:
@@ -148,11 +186,20 @@ class Docks(QObject):
         bottom = bottom[:2]
         width, height = w.width(), w.height()
         w.resizeDocks(right, [int(width * 0.55)] * len(right), Qt.Horizontal)
+        if len(right) > 1:  # the right column shared equally: no panel squeezed to its minimum
+            w.resizeDocks(right, [height // len(right)] * len(right), Qt.Vertical)
         if bottom:
             w.resizeDocks(bottom, [int(height * 0.45)] * len(bottom), Qt.Vertical)
+            if len(bottom) > 1:
+                w.resizeDocks(bottom, [int(width * 0.45) // len(bottom)] * len(bottom), Qt.Horizontal)
 
     def reset_layout(self) -> None:
-        docks = list(self.docks.values())
+        """The default layout again, exactly as a first run lays it out (same order, same sizes)."""
+        order = [cls.name for cls in panel_registry.panel_classes()]
+        docks = sorted(
+            self.docks.values(),
+            key=lambda d: order.index(d.objectName()[5:]) if d.objectName()[5:] in order else len(order),
+        )
         for dock in docks:
             dock.setFloating(False)
             self.window.removeDockWidget(dock)

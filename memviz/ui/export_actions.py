@@ -15,6 +15,7 @@ any moment.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +24,7 @@ from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -38,6 +40,7 @@ from PySide6.QtWidgets import (
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
 from memviz.export import render
+from memviz.options import SCALE_RANGE
 from memviz.panels.base import Panel
 from memviz.panels.view_model import ViewModel
 from memviz.ui.jobs import Job, JobThread
@@ -94,7 +97,7 @@ class ExportActions(QObject):
         self._timer: QTimer | None = None  # renders the frames of an animation, one per tick
         self._make_actions()
         self._restored: Trace | None = None  # the trace whose saved view was last restored
-        self._make_actions()
+        self._saved: tuple[int, int] | None = None  # (id of the trace, its steps) when last saved
         self.watch_panels()
 
     # -- menus -------------------------------------------------------------------------------
@@ -193,13 +196,43 @@ class ExportActions(QObject):
             self._trace(), type(panel), self._state(), path, scale=scale, size=self._size_of(panel)
         )
 
+    def scale_range(self, panel) -> tuple[float, float]:
+        """The PNG scales this panel can be exported at: the CLI's --scale bounds (memviz.options),
+        and no more pixels than the CLI allows (a side, and in all)."""
+        from memviz.export.cli import MAX_PIXELS, MAX_SIDE
+
+        low, high = SCALE_RANGE
+        width, height = self._size_of(panel)
+        high = min(high, MAX_SIDE / max(width, height), math.sqrt(MAX_PIXELS / (width * height)))
+        return low, max(low, math.floor(high * 100) / 100)
+
+    def ask_scale(self, panel, default: float = 2.0) -> float | None:
+        low, high = self.scale_range(panel)
+        width, height = self._size_of(panel)
+        value, ok = QInputDialog.getDouble(
+            self.window,
+            "Export figure",
+            f"Scale (pixels per screen pixel, {low:g} to {high:g}; the figure is {width}x{height} at 1)",
+            min(max(default, low), high),
+            low,
+            high,
+            2,
+        )
+        return float(value) if ok else None
+
     def export_figure_dialog(self, panel) -> None:
         try:
             self._trace()
             path = self._save_name("Export figure", FIGURE_FILTER, "png", f"{panel.name}.png")
-            if path:
-                out = self.export_figure(panel, path, scale=2.0 if path.lower().endswith(".png") else 1.0)
-                self._say(f"exported {out}")
+            if not path:
+                return
+            scale = 1.0
+            if path.lower().endswith(".png"):
+                scale = self.ask_scale(panel)
+                if scale is None:
+                    return
+            out = self.export_figure(panel, path, scale=scale)
+            self._say(f"exported {out}")
         except MemvizError as exc:
             self._fail("Could not export the figure", exc)
 
@@ -245,14 +278,24 @@ class ExportActions(QObject):
         return (self.panel_of(focus) if focus is not None else None) or (panels[0] if panels else None)
 
     def export_animation_dialog(self, panel=None) -> None:
+        """From a panel's menu: that panel; from File: the dialog lets the user choose the panel
+        (the one that last had focus first)."""
         try:
             trace = self._trace()
-            panel = panel or self._current_panel()
-            if panel is None:
+            current = panel or self._current_panel()
+            if current is None:
                 raise MemvizError("no panel to animate")
             dialog = QDialog(self.window)
-            dialog.setWindowTitle(f"Animate {panel.title}")
+            dialog.setObjectName("animationDialog")
+            dialog.setWindowTitle("Export animation")
             form = QFormLayout(dialog)
+            choice = QComboBox()
+            choice.setObjectName("animationPanel")
+            for p in self.host.panels.values():
+                choice.addItem(p.title, p.name)
+            choice.setCurrentIndex(max(0, choice.findData(current.name)))
+            form.addRow("panel", choice)
+            self.animation_dialog = dialog  # tests fill it in
             start, stop, fps = QSpinBox(), QSpinBox(), QDoubleSpinBox()
             for spin in (start, stop):
                 spin.setRange(0, len(trace) - 1)
@@ -270,6 +313,7 @@ class ExportActions(QObject):
             form.addRow(buttons)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return
+            panel = self.host.panels.get(choice.currentData()) or current
             path = self._save_name("Export animation", ANIMATION_FILTER, "gif", f"{panel.name}.gif")
             if path:
                 self.start_animation(panel, path, start.value(), stop.value(), fps.value())
@@ -420,17 +464,27 @@ class ExportActions(QObject):
     def save_session(self, path) -> Path:
         from memviz.export.session_file import save_session
 
+        trace = self._trace()
         extra = {"window_state": base64.b64encode(bytes(self.host.saveState())).decode("ascii")}
-        return save_session(path, self._trace(), self.host.view.state, extra=extra)
+        out = save_session(path, trace, self.host.view.state, extra=extra)
+        self._saved = (id(trace), len(trace))
+        return out
 
-    def save_session_dialog(self) -> None:
+    def is_saved(self, trace: Trace) -> bool:
+        """Whether this trace, with all its steps, was saved (nothing would be lost)."""
+        return self._saved == (id(trace), len(trace))
+
+    def save_session_dialog(self) -> bool:
+        """Ask where, and save; True when it was saved."""
         try:
             self._trace()
             path = self._save_name("Save session", SESSION_FILTER, "memviz", "session.memviz")
             if path:
                 self._say(f"saved session {self.save_session(path)}")
+                return True
         except MemvizError as exc:
             self._fail("Could not save the session", exc)
+        return False
 
     def open_session(self, path) -> None:
         self.host.open_trace(path)

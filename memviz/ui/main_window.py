@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QSplitter, QToolBar, QWidget
 
 from memviz.core.trace import Trace
@@ -34,7 +34,7 @@ from memviz.ui.model_picker import ModelPicker, remember_model
 from memviz.ui.pacing import MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS, RedrawPacer
 from memviz.ui.playback import Playback
 from memviz.ui.resources import style_sheet
-from memviz.ui.status import StatusLine, error_box
+from memviz.ui.status import StatusLine, error_box, warning_box
 from memviz.ui.text_editor import DEFAULT_TEXT, TextEditor
 from memviz.ui.token_strip import TokenStripView
 from memviz.ui.transport import GenerateBar, Transport
@@ -44,10 +44,15 @@ from memviz.ui.worker import WorkerThread
 # the names the window module has always had
 __all__ = ["LAYOUT_VERSION", "MAX_REDRAW_INTERVAL_MS", "REDRAW_INTERVAL_MS", "MainWindow", "style_sheet"]
 
+MIN_WIDTH, MIN_HEIGHT = 960, 600  # the toolbars in two rows and two docks side by side still fit
+
 
 class MainWindow(QMainWindow):
     panels_built = Signal()  # after the docks were rebuilt for a trace: `panels` may hold new panels
     trace_opened = Signal(object)  # a saved trace was opened (File -> Open trace, a session, --trace)
+    # Quitting or switching model with a run that has steps and was not saved asks first (Save /
+    # Discard / Cancel). Tests and scripts switch the question off here (or per window).
+    ask_before_discarding: bool = True
 
     def __init__(self, settings: QSettings | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -60,7 +65,6 @@ class MainWindow(QMainWindow):
         self.error_box: QMessageBox | None = None
         self.picker: ModelPicker | None = None
         self._closed = False
-        self._memory_store = None  # the open long-term memory store, or None
 
         self._worker_thread = WorkerThread(self)
         self.worker = self._worker_thread.worker
@@ -83,8 +87,13 @@ class MainWindow(QMainWindow):
         self.docks_part.shown.connect(self.schedule_redraw)
         self._connect_playback()
         self.view.changed.connect(self._on_view_changed)
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance().focusChanged.connect(self._on_focus_changed)
         self.apply_theme()
+        self.setMinimumSize(MIN_WIDTH, MIN_HEIGHT)  # smaller, the toolbars and the docks overlap
         self._restore_geometry()
+        self._memory_after_load: str | None = None  # a store to open once the model is there
         self._update_actions()
         self._update_status()
         from memviz.ui.export_actions import ExportActions
@@ -123,7 +132,7 @@ class MainWindow(QMainWindow):
         self.editor.setPlainText(DEFAULT_TEXT)
         self.editor.file_loaded.connect(self._on_text_file_loaded)
         self.editor.file_failed.connect(lambda reason: self.show_error("Could not open the text", reason))
-        self.editor.leave_requested.connect(lambda: self.strip.setFocus())
+        self.editor.leave_requested.connect(self.give_keys_to_player)
         self.strip_view = TokenStripView(self.view)
         self.strip = self.strip_view.strip
         splitter = QSplitter(Qt.Vertical)
@@ -189,6 +198,18 @@ class MainWindow(QMainWindow):
             self.run_menu.addAction(action)
         self.run_menu.addSeparator()
         self.run_menu.addAction(self.generate_bar.generate_action)
+        self.run_menu.addSeparator()
+        # Esc moves the keys between the editor (typing) and the player (Space, Left, Right, Home)
+        self.edit_text_action = QAction("Edit the text / back to the player", self)
+        self.edit_text_action.setShortcut(QKeySequence(Qt.Key_Escape))
+        self.edit_text_action.setToolTip(
+            "Esc: type in the editor; Esc again (or Ctrl+Enter) gives the keys back"
+        )
+        self.edit_text_action.triggered.connect(self.toggle_editor_focus)
+        self.run_menu.addAction(self.edit_text_action)
+        read_action = QAction("Read the text (Ctrl+Enter in the editor)", self)
+        read_action.triggered.connect(self._run_from_editor)
+        self.run_menu.addAction(read_action)
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -223,7 +244,7 @@ class MainWindow(QMainWindow):
         controls.recallChanged.connect(self._on_recall_changed)
         controls.busyChanged.connect(self.playback.set_busy)
         controls.error.connect(self.message)
-        controls.addFinished.connect(self._on_memory_added)
+        controls.summary.connect(self.message)
         self.playback.run_ended.connect(self._remember_run)
         action = dock.toggleViewAction()
         action.setText("Memory settings")
@@ -232,22 +253,29 @@ class MainWindow(QMainWindow):
     def _remember_run(self, _reason: str) -> None:
         self.memory_controls.remember(self.worker.session)
 
-    def _on_memory_added(self, result) -> None:
-        self.message(f"memory: {result}")
-
     def _on_recall_changed(self, _recall) -> None:
         self._on_memory_changed(self.memory_controls.store)
 
     def _on_memory_changed(self, store) -> None:
-        """A new store or new recall settings: the worker restarts the run with them."""
-        panel = self.panels.get("memory")
-        if panel is not None:
-            panel.set_store(store)
-        self._memory_store = store
+        """A new store or new recall settings: the worker restarts the run with them (and the
+        panels follow the new run: the memory panel comes with its first recalled step)."""
         self.playback.set_memory(store, self.memory_controls.recall)
         self.message(
             "long-term memory off" if store is None else f"recalling from {store.path} (run restarted)"
         )
+
+    def open_memory(self, path: str | Path) -> None:
+        """Recall from the store at `path` once the model is loaded (`memviz gui --memory`); a store
+        of another model is refused with a clear error."""
+        if self.info is not None and self._loading is None:
+            self._open_memory_now(str(path))
+        else:
+            self._memory_after_load = str(path)
+
+    def _open_memory_now(self, path: str) -> None:
+        job = self.memory_controls.open_store(path, create=False)
+        if job is not None:
+            job.failed.connect(lambda reason: self.show_error("Could not open the memory store", reason))
 
     # == wiring the playback controller ===============================================================
     def _connect_playback(self) -> None:
@@ -285,7 +313,12 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, spec: str, _info) -> None:
         if self.worker.session is not None:  # a store of another model no longer fits: memory goes off
-            self.memory_controls.set_backend(self.worker.session.backend)
+            self.memory_controls.set_backend(
+                self.worker.session.backend, open_default=self._memory_after_load is None
+            )
+        if self._memory_after_load is not None:
+            path, self._memory_after_load = self._memory_after_load, None
+            self._open_memory_now(path)
         if Path(spec).expanduser().is_dir() or ("/" in spec and not Path(spec).exists()):
             remember_model(self.settings, spec)
         if self.picker is not None:
@@ -305,6 +338,7 @@ class MainWindow(QMainWindow):
 
     def _on_stepped(self, index: int, rate: float) -> None:
         """A new step: redraws for new steps are paced by the cost of a frame."""
+        self._follow_panels()
         self.pacer.from_model = True
         try:
             if not self.playback.follow(index):
@@ -318,17 +352,27 @@ class MainWindow(QMainWindow):
     # == the trace and the panels ========================================================================
     def set_trace(self, trace: Trace | None) -> None:
         """Show a trace (a new run, a reset or a saved file): docks for the panels that support it."""
-        self.docks_part.rebuild(trace, self._memory_store)
+        self.docks_part.rebuild(trace)
         for panel in self.panels.values():
             self.docks_part.safe(panel, "set_trace", trace)
         self.strip.set_trace(trace)
         self.view_bar.configure(trace)
         self.schedule_redraw()
 
+    def _follow_panels(self) -> None:
+        """The run gained (or lost) columns, e.g. its first recalled memories: the docks follow."""
+        if self.docks_part.follow(self.trace):
+            for panel in self.panels.values():
+                self.docks_part.safe(panel, "set_trace", self.trace)
+            self.view_bar.configure(self.trace)
+            self.schedule_redraw()
+
     def open_trace(self, source: str | Path | Trace) -> None:
-        """Show a saved trace without a model: scrub and replay it, nothing is recomputed."""
+        """Show a saved trace without a model: scrub and replay it, nothing is recomputed. The editor
+        shows the trace's text (what was read), not the text typed before."""
         trace = source if isinstance(source, Trace) else Trace.load(source)
         self.playback.open_trace(trace)
+        self.editor.setPlainText("".join(trace.token_text))
         if not isinstance(source, Trace):
             self.message(f"opened {source}: {len(trace)} tokens")
         self.trace_opened.emit(trace)
@@ -415,8 +459,22 @@ class MainWindow(QMainWindow):
         self.playback.generate(self.generate_bar.tokens(), sampling)
 
     def _run_from_editor(self) -> None:
-        self.strip.setFocus()
+        """Ctrl+Enter in the editor: read its text, and hand the keys to the player."""
+        self.give_keys_to_player()
         self.playback.play_text()
+
+    def give_keys_to_player(self) -> None:
+        """Focus leaves the editor: Space plays, Left / Right step, Home resets (Esc, Ctrl+Enter)."""
+        self.strip.setFocus()
+
+    def toggle_editor_focus(self) -> None:
+        if self.editor.hasFocus():
+            self.give_keys_to_player()
+        else:
+            self.editor.setFocus()
+
+    def _on_focus_changed(self, _old, new) -> None:
+        self.status.show_keys(editing=new is self.editor)
 
     # == theme, files, picker ==============================================================================
     def set_theme(self, name: str) -> None:
@@ -443,15 +501,24 @@ class MainWindow(QMainWindow):
             self.editor.load_file(path)
 
     def _on_text_file_loaded(self, path: str, warnings: list) -> None:
-        for warning in warnings:
-            self.message(warning)
-        self.message(f"opened {path}: Home (reset) then Space reads it")
+        self.message(f"opened {path}: Ctrl+Enter in the editor (or Space) reads it")
+        for warning in warnings:  # after "opened": the warning is the line left showing
+            self.message(f"warning: {warning}")
+        if warnings:
+            self.error_box = warning_box(
+                self, f"{Path(path).name} was opened with a warning", "\n".join(warnings)
+            )
         self.playback.text_replaced()
 
     def open_model_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a model folder", str(Path.home()))
         if folder:
-            self.load_model(folder)
+            self.choose_model(folder)
+
+    def choose_model(self, spec: str) -> None:
+        """The user chose another model: an unsaved run is kept or dropped as they say."""
+        if self.confirm_discard("loading another model"):
+            self.load_model(spec)
 
     def open_trace_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -466,7 +533,7 @@ class MainWindow(QMainWindow):
     def show_model_picker(self) -> ModelPicker:
         if self.picker is None:
             self.picker = ModelPicker(self.settings, self)
-            self.picker.chosen.connect(self.load_model)
+            self.picker.chosen.connect(self.choose_model)
         self.picker.refresh_recent()
         self.picker.set_loading(self._loading)
         self.picker.show()
@@ -475,8 +542,38 @@ class MainWindow(QMainWindow):
 
     # == closing ==========================================================================================
     def closeEvent(self, event) -> None:
+        if not self._closed and not self.confirm_discard("quitting"):
+            event.ignore()
+            return
         self.shutdown()
         super().closeEvent(event)
+
+    def run_is_unsaved(self) -> bool:
+        """A live run with steps that was not saved (a saved trace opened from a file is saved)."""
+        trace = self.trace
+        return (
+            self.info is not None
+            and trace is not None
+            and len(trace) > 0
+            and not self.export_actions.is_saved(trace)
+        )
+
+    def confirm_discard(self, doing: str) -> bool:
+        """Ask Save / Discard / Cancel before an unsaved run is lost; True when it may go."""
+        if not (self.ask_before_discarding and self.run_is_unsaved()):
+            return True
+        self.set_playing(False)
+        buttons = QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel
+        answer = QMessageBox.question(
+            self,
+            "memviz",
+            f"The run has {len(self.trace)} steps that were not saved. Save the session before {doing}?",
+            buttons,
+            QMessageBox.Save,
+        )
+        if answer == QMessageBox.Save:
+            return self.export_actions.save_session_dialog()
+        return answer == QMessageBox.Discard
 
     def shutdown(self) -> None:
         """Save the layout, stop the jobs and the worker. Safe to call twice."""
@@ -493,3 +590,6 @@ class MainWindow(QMainWindow):
         self.memory_controls.cancel_add()
         self.memory_controls.wait()
         self._worker_thread.stop()
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance().focusChanged.disconnect(self._on_focus_changed)

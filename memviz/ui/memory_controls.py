@@ -8,6 +8,7 @@ Signals:
     recallChanged(object)     a RecallSettings (k, lam, temperature) after any spin box edit
     rememberChanged(bool)     the "remember past runs" checkbox
     addFinished(object)       an AddResult per document added
+    summary(str)              the same, said for people: "added notes.txt: 332 memories"
     busyChanged(bool)         True while documents are being added (the worker pauses a run meanwhile)
     error(str)                a one-line message for the status bar
 """
@@ -32,19 +33,26 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.session import RecallSettings
+from memviz.options import MAX_KNN_K
 from memviz.ui.jobs import Job, JobRunner
+
+#: what the memory panel's scores mean (the store searches by squared L2 distance)
+SCORES_TEXT = (
+    "Scores are \u2212distance\u00b2: minus the squared distance between the model's state now and "
+    "the stored one (0 = the same state; more negative = farther)."
+)
 
 
 def add_files(store, backend, paths: list[str], job: Job) -> list:
     """The work of "Add documents": each file read and stored in turn (on the session's worker)."""
-    from memviz.textio import read_text_file
+    from memviz.ui.text_editor import read_text
 
     results = []
     for path in paths:
         if job.cancelled:
             break
         name = Path(path).name
-        text, _warnings = read_text_file(path)
+        text, _warnings = read_text(path)
         result = store.add_document(
             text,
             name,
@@ -53,7 +61,7 @@ def add_files(store, backend, paths: list[str], job: Job) -> list:
             cancelled=lambda: job.cancelled,
         )
         results.append(result)
-        job.produce(result)
+        job.produce((name, result))
     return results
 
 
@@ -62,6 +70,7 @@ class MemoryControls(QWidget):
     recallChanged = Signal(object)  # noqa: N815
     rememberChanged = Signal(bool)  # noqa: N815
     addFinished = Signal(object)  # noqa: N815
+    summary = Signal(str)  # one line per document added (or run remembered), for the status bar
     busyChanged = Signal(bool)  # noqa: N815
     error = Signal(str)
 
@@ -86,7 +95,8 @@ class MemoryControls(QWidget):
         self.progress.setFormat("%v / %m entries")
         self.progress_label = QLabel("")
         self.k_spin = QSpinBox()
-        self.k_spin.setRange(1, 1024)
+        self.k_spin.setRange(1, MAX_KNN_K)  # the CLI's --knn-k bound (a search returns at most the store)
+        self.k_spin.setToolTip(f"Neighbours recalled per step, 1 to {MAX_KNN_K} (kNN-LM used 1024)")
         self.lambda_spin = QDoubleSpinBox()
         self.lambda_spin.setRange(0.0, 1.0)
         self.lambda_spin.setSingleStep(0.05)
@@ -98,6 +108,13 @@ class MemoryControls(QWidget):
         self.remember_box = QCheckBox("Remember past runs")
         self.remember_box.setToolTip("After each run, store what the model read so later runs can recall it")
         self.set_recall(RecallSettings())
+        self.scores_label = QLabel(SCORES_TEXT)
+        self.scores_label.setObjectName("memoryScoresLegend")
+        self.scores_label.setWordWrap(True)
+        self.notice_label = QLabel("")  # why memory went off (a model switch), or which store opened
+        self.notice_label.setObjectName("memoryNotice")
+        self.notice_label.setWordWrap(True)
+        self._last_name = ""  # the document whose AddResult comes next
 
         buttons = QHBoxLayout()
         for b in (self.open_button, self.new_button, self.default_button, self.off_button):
@@ -112,11 +129,13 @@ class MemoryControls(QWidget):
         form.addRow("temperature", self.temperature_spin)
         layout = QVBoxLayout(self)
         layout.addWidget(self.store_label)
+        layout.addWidget(self.notice_label)
         layout.addLayout(buttons)
         layout.addLayout(adding)
         layout.addWidget(self.progress_label)
         layout.addLayout(form)
         layout.addWidget(self.remember_box)
+        layout.addWidget(self.scores_label)
         layout.addStretch(1)
 
         self.open_button.clicked.connect(lambda: self._pick(create=False))
@@ -155,12 +174,38 @@ class MemoryControls(QWidget):
     def busy(self) -> bool:
         return self._adding is not None
 
-    def set_backend(self, backend) -> None:
-        """The model changed: a store of the old model no longer fits, so memory is switched off."""
-        self.backend = backend
+    def describe(self, result) -> str:
+        """One line for the status bar: "added notes.txt: 332 memories"."""
+        name, result = result if isinstance(result, tuple) else ("the run", result)
+        state = "cancelled, kept" if result.cancelled else "added"
+        total = f" ({len(self.store)} in the store)" if self.store is not None else ""
+        return f"{state} {name}: {result.entries} memories{total}"
+
+    def set_backend(self, backend, open_default: bool = True) -> None:
+        """The model changed: a store of the old model no longer fits, so memory is switched off,
+        and said so; the new model's default store is opened if it has one (`open_default`)."""
+        old_backend, self.backend = self.backend, backend
+        notice = ""
         if self.store is not None and backend is not None and self.store.fingerprint != backend.fingerprint():
+            notice = f"memory off: {self.store.path.name} belongs to {self.store.model_name}, not {backend.info.name}"
             self._set_store(None)
         self._sync_enabled()
+        if backend is None or backend is old_backend or self.store is not None:
+            self._notify(notice)
+            return
+        from memviz.memory.store import default_store_path
+
+        default = default_store_path(backend.info.name)
+        if open_default and default.exists():
+            self._notify(f"{notice}; opening {backend.info.name}'s store" if notice else "")
+            self.open_store(str(default), create=False)
+        elif notice:
+            self._notify(f"{notice}; {backend.info.name} has no store yet (New store\u2026 or Default)")
+
+    def _notify(self, text: str) -> None:
+        self.notice_label.setText(text)
+        if text:
+            self.error.emit(text)
 
     def open_store(self, path: str | None, create: bool = False) -> Job | None:
         """Open (or create) a store for the current model; None: the model's default store.
@@ -242,7 +287,7 @@ class MemoryControls(QWidget):
     def _show_store(self) -> None:
         s = self.store
         self.store_label.setText(
-            "memory off" if s is None else f"{s.path.name}: {len(s)} entries ({s.model_name})"
+            "memory off" if s is None else f"{s.path.name}: {len(s)} memories ({s.model_name})"
         )
         self.store_label.setToolTip("" if s is None else str(s.path))
 
@@ -278,19 +323,23 @@ class MemoryControls(QWidget):
         if result is not None:
             self._show_store()
             self.addFinished.emit(result)
+            self.summary.emit(self.describe(result))
 
     @Slot(int, int, str)
     def _on_progress(self, done: int, total: int, name: str) -> None:
+        self._last_name = name
         self.progress.setMaximum(total)
         self.progress.setValue(done)
         self.progress_label.setText(f"adding {name}")
 
     @Slot(object)
-    def _on_added(self, result) -> None:
-        state = "cancelled, kept" if result.cancelled else "added"
-        self.progress_label.setText(f"{state} {result.entries} entries ({result.rate:.0f} entries/s)")
+    def _on_added(self, produced) -> None:
+        name, result = produced
         self._show_store()
+        line = self.describe(produced)
+        self.progress_label.setText(f"{line}, {result.rate:.0f} a second")
         self.addFinished.emit(result)
+        self.summary.emit(line)
 
     @Slot()
     def _on_add_done(self) -> None:

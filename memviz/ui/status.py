@@ -24,6 +24,25 @@ def error_box(parent: QWidget, title: str, reason: str) -> QMessageBox:
     return box
 
 
+def warning_box(parent: QWidget, title: str, text: str) -> QMessageBox:
+    """A window-modal, non-blocking warning (deleted when closed)."""
+    box = QMessageBox(QMessageBox.Warning, "memviz", title, QMessageBox.Ok, parent)
+    box.setInformativeText(text)
+    box.setAttribute(Qt.WA_DeleteOnClose)
+    box.open()
+    return box
+
+
+#: what the keys do, shown while the editor has them and while the player has them
+EDITING_KEYS = "typing \u2014 Ctrl+Enter: read it and play \u00b7 Esc: keys to the player"
+PLAYER_KEYS = "Space: play/pause \u00b7 \u2190 \u2192: step \u00b7 Home: reset"
+
+
+def step_text(cursor: int, steps: int) -> str:
+    """Steps are 0-based everywhere (the panels' axes, `--step`): "step 4 of 0-7"."""
+    return f"step {cursor} of 0\u2013{steps - 1}" if steps else "no steps yet"
+
+
 class StatusLine:
     """Builds its widgets into a QStatusBar and keeps them up to date."""
 
@@ -39,8 +58,20 @@ class StatusLine:
         self.step_label = LiveLabel("")
         self.rate_label = LiveLabel("")
         self.context_label = LiveLabel("")
-        for widget in (self.busy, self.model_label, self.step_label, self.rate_label, self.context_label):
+        self.keys_label = QLabel(PLAYER_KEYS)  # what the keys do now: typing or playing
+        self.keys_label.setObjectName("keysHint")
+        for widget in (
+            self.keys_label,
+            self.busy,
+            self.model_label,
+            self.step_label,
+            self.rate_label,
+            self.context_label,
+        ):
             bar.addPermanentWidget(widget)
+
+    def show_keys(self, editing: bool) -> None:
+        self.keys_label.setText(EDITING_KEYS if editing else PLAYER_KEYS)
 
     def message(self, text: str) -> None:
         self.messages.append(text)
@@ -61,7 +92,7 @@ class StatusLine:
             self.model_label.setText(f"{trace.model.get('name', '?')} (saved trace)")
         else:
             self.model_label.setText("no model")
-        self.step_label.setText(f"step {cursor + 1} of {T}" if T else "step 0 of 0")
+        self.step_label.setText(step_text(cursor, T))
         self.rate_label.setText(f"{rate:.1f} tok/s" if rate else "- tok/s")
         if info is not None:
             from memviz.core.session import MAX_TOKENS

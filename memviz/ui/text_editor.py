@@ -18,6 +18,22 @@ DEFAULT_TEXT = (
 )
 
 
+BINARY_PROBE_BYTES = 8192  # NUL bytes in a file's first 8 KiB: a program or an image, not a text
+
+
+def read_text(path: str | Path) -> tuple[str, list[str]]:
+    """A text file and its warnings (memviz.textio); a file that is clearly binary (it holds NUL
+    bytes, which no text in any encoding the app reads does) is refused with a clear reason."""
+    try:
+        with Path(path).open("rb") as handle:
+            head = handle.read(BINARY_PROBE_BYTES)
+    except OSError:
+        head = b""  # read_text_file says why it cannot be read
+    if b"\x00" in head:
+        raise MemvizError(f"{path}: a binary file (a program, an image or an archive?), not a text")
+    return read_text_file(path)
+
+
 class TextEditor(QPlainTextEdit):
     """Plain text editor for the prompt. Ctrl+Enter reads it; Esc hands the keys back to the player."""
 
@@ -40,7 +56,7 @@ class TextEditor(QPlainTextEdit):
     def load_file(self, path: str | Path) -> bool:
         """Replace the text by a file's. Failures are reported through `file_failed`, not raised."""
         try:
-            text, warnings = read_text_file(path)
+            text, warnings = read_text(path)
         except MemvizError as exc:
             self.file_failed.emit(str(exc))
             return False

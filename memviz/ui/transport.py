@@ -33,6 +33,18 @@ SPEEDS: list[tuple[str, float]] = [
 DEFAULT_SPEED = 10.0
 
 
+def fit_combo(combo: QComboBox) -> None:
+    """Show a combo's choices whole: the box as wide as its longest item, the list never elided."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+    view = combo.view()
+    view.setTextElideMode(Qt.ElideNone)
+    widest = max(
+        (combo.fontMetrics().horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0
+    )
+    view.setMinimumWidth(widest + 48)  # the check mark and the frame
+    combo.updateGeometry()
+
+
 class Transport(QToolBar):
     """Reset, step back, play/pause, step forward and the speed. Keys: Home, Left, Space, Right."""
 
@@ -68,6 +80,7 @@ class Transport(QToolBar):
             self.speed.addItem(label, value)
         self.set_speed(DEFAULT_SPEED)
         self.speed.setToolTip("Tokens per second while playing and generating")
+        fit_combo(self.speed)
         self.speed.currentIndexChanged.connect(lambda _i: self.speed_changed.emit(self.tokens_per_second()))
         self.addWidget(self.speed)
         self.note = QLabel("")  # why a run waits ("adding documents…"), empty otherwise

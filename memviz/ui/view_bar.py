@@ -13,6 +13,7 @@ from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels.view_model import ViewModel
 from memviz.ui.token_strip import SIGNALS, available_signals
+from memviz.ui.transport import fit_combo
 
 
 class ViewBar(QToolBar):
@@ -76,6 +77,7 @@ class ViewBar(QToolBar):
         for name in signals:
             self.signal_combo.addItem(SIGNALS[name][0], name)
         self.signal_combo.blockSignals(blocked)
+        fit_combo(self.signal_combo)
         self.sync(self.view.state)
 
     def sync(self, state: ViewState) -> None:
