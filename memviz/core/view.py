@@ -31,6 +31,12 @@ THEMES: dict[str, Theme] = {
 }
 
 
+# how heatmaps choose their colour levels: "stable" (levels only grow during a run: colours never
+# shift as steps come), "fixed" (the quantity's natural range over the whole trace), "step" (each
+# step's own range, as before)
+SCALES: tuple[str, ...] = ("stable", "fixed", "step")
+
+
 @dataclass(frozen=True)
 class ViewState:
     cursor: int = -1  # the step shown; -1 = no step yet
@@ -40,6 +46,7 @@ class ViewState:
     signal: str = "attention"  # what tints the token strip: "attention", "unit", "memory", "none"
     follow: bool = True  # cursor follows the newest step while the model runs
     theme: str = "dark"
+    scale: str = "stable"  # colour scale of the heatmaps: one of SCALES
 
     @property
     def theme_obj(self) -> Theme:

@@ -216,8 +216,17 @@ class AnimationJob:
         self.renderer = FigureRenderer(
             cls, trace, replace(state, cursor=self.steps[0], follow=False), size=size, exact_fit=False
         )
+        if state.scale == "stable":
+            self._scan_levels()
         self.done = 0
         self.closed = False
+
+    def _scan_levels(self) -> None:
+        """Let the heatmaps see every frame's levels first: a stable scale then holds the range
+        over all exported frames from the first frame on, so colours never shift in the file."""
+        panel = self.renderer.panel
+        for step in self.steps:
+            panel.render(replace(self.state, cursor=step, follow=False))
 
     @property
     def total(self) -> int:

@@ -2,11 +2,12 @@
 
     memviz export (--trace FILE.memviz | <trace options>) (--panel NAME | --all) [--step N]
                   [--layer L] [--head H] --format png|svg|pdf|gif|mp4 [--scale S] [--theme talk|dark]
+                  [--colour-scale stable|fixed|step]
                   [--animate [--from A --to B]] --out PATH
     memviz export --trace FILE --format csv --series unit|attention|topk [--layer L] [--unit U] ... --out F.csv
 
 Steps are counted from 0, as on the panels' axes. A saved session's view (layer, head, unit,
-theme, step) is the default for every option it holds.
+theme, step, colour scale) is the default for every option it holds.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def register(subparsers) -> None:
     p.add_argument("--size", metavar="WxH", help="figure size in pixels at 96 dpi (default 1280x720)")
     p.add_argument(
         "--theme", choices=("dark", "talk"), help="talk: light background, larger fonts, for slides"
+    )
+    p.add_argument(
+        "--colour-scale",
+        dest="colour_scale",
+        choices=("stable", "fixed", "step"),
+        help="heatmap colours: stable (default: one scale over the steps drawn), fixed (the quantity's "
+        "natural range: 0..1, -1..1, the run's largest |c|), step (each step's own range)",
     )
     p.add_argument("--animate", action="store_true", help="one frame per step (GIF or MP4)")
     p.add_argument("--from", dest="start", type=index, metavar="A", help="first step of the animation")
@@ -155,6 +163,7 @@ def view_state(args: argparse.Namespace, trace, saved):
         head=base.head if args.head is None else args.head,
         unit=base.unit if args.unit is None else args.unit,
         theme=args.theme or (base.theme if saved else "talk"),
+        scale=getattr(args, "colour_scale", None) or base.scale,
         follow=False,
     )
 

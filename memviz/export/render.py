@@ -144,6 +144,7 @@ class FigureRenderer:
             self.panel
         ):  # a still figure ends at its data; an animation keeps one frame
             heatmap.exact_fit = exact_fit
+            heatmap.settles = False  # a figure's view never waits for a run to settle
         self.panel.set_trace(trace)
         self.panel.apply_theme(state)
         self.size = tuple(size or DEFAULT_SIZE)

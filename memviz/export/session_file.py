@@ -32,7 +32,7 @@ def state_to_dict(state) -> dict:
 
 
 def state_from_dict(data: dict):
-    from memviz.core.view import THEMES, ViewState
+    from memviz.core.view import SCALES, THEMES, ViewState
 
     known = {f.name: f for f in fields(ViewState)}
     values = {}
@@ -52,6 +52,8 @@ def state_from_dict(data: dict):
         values[key] = value
     if values.get("theme") not in THEMES:
         values.pop("theme", None)
+    if values.get("scale") not in SCALES:  # an old file (none saved) or an unknown scale: the default
+        values.pop("scale", None)
     return ViewState(**values)
 
 

@@ -11,16 +11,18 @@ The image holds the data exactly as given (`Heatmap.data`): the trace's own numb
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from functools import cache
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontMetricsF, QImage, QPaintEngine, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsObject,
@@ -38,6 +40,7 @@ from memviz.core.view import THEMES, Theme, ViewState
 from memviz.panels import colormaps
 from memviz.panels.base import Panel
 from memviz.panels.live_label import LiveLabel
+from memviz.panels.scales import ColourScale
 from memviz.panels.static_texts import StaticTexts
 from memviz.panels.view_model import ViewModel
 
@@ -503,9 +506,15 @@ class _Image(pg.GraphicsObject):
 class Heatmap(pg.GraphicsLayout):
     """One heatmap with its colour bar: rows x cols, cell (r, c) drawn over [c, c+1] x [r, r+1].
 
-    The view follows the data (growing axes shown to `stable_extent`) until the user zooms or pans;
-    a double click follows again.
+    The view follows the data until the user zooms or pans; a double click follows again. While
+    steps come quickly (a run) a growing axis is shown to `stable_extent`, so the axes are laid out
+    again every few dozen steps, not at every step; once no step has come for SETTLE_MS (the run
+    ended, or was paused) the view ends exactly at the data.
+
+    Its colour levels follow the view's colour scale (`scale`, a ColourScale: stable, fixed, step).
     """
+
+    SETTLE_MS = 400  # a gap between two drawings longer than this: the run is settled
 
     clicked = Signal(int, int)  # row, col
 
@@ -543,13 +552,20 @@ class Heatmap(pg.GraphicsLayout):
         vb.disableAutoRange()
         vb.sigRangeChangedManually.connect(self._user_moved)
         self.grows = grows  # (rows, cols): which of them grow as a run goes on
-        self.exact_fit = False  # True: the view ends at the data (still figures), not at a stable extent
+        self.exact_fit = False  # True: the view always ends at the data (still figures)
+        self.settles = True  # False: a growing axis keeps its stable extent (an animation's frames)
+        self._last_drawn = -math.inf  # time.monotonic() of the last set_data
+        self._settle_timer = QTimer()
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(self.SETTLE_MS)
+        self._settle_timer.timeout.connect(self.settle)
         self.following = True
         self._extent = (0, 0)
         self.image = _Image(self)
         self.plot.addItem(self.image)
         self.cmap_name = cmap
         self.levels = tuple(float(v) for v in levels)
+        self.scale = ColourScale(self.levels, value_name)
         self.colorbar = pg.ColorBarItem(
             values=self.levels, colorMap=colormaps.colormap(cmap), interactive=False, width=12
         )
@@ -576,12 +592,14 @@ class Heatmap(pg.GraphicsLayout):
     def set_data(
         self, data: np.ndarray, levels: tuple[float, float] | None = None, keep: tuple[int, int] | None = None
     ) -> None:
-        """Show `data` (rows x cols) as is; levels stay fixed unless given.
+        """Show `data` (rows x cols) as is. `levels`: the range the panel asks for at this step (None:
+        the levels it was built with); the colour scale decides what is used (`ColourScale.levels`).
 
         `keep` = (r, c) promises that data[:r, :c] equals the previous data[:r, :c], so only the other
         cells are coloured again (a new step of a growing matrix costs one row and column).
         """
-        if levels is not None and tuple(levels) != self.levels:
+        levels = self.scale.levels(None if levels is None else (float(levels[0]), float(levels[1])))
+        if levels is not None and levels != self.levels:
             self._set_levels(*levels)  # the colouring below sees the new levels and redoes every cell
         rows, cols = data.shape if data.ndim == 2 else (0, 0)
         old_rows, old_cols = self.data.shape if self.data.ndim == 2 else (0, 0)
@@ -609,14 +627,34 @@ class Heatmap(pg.GraphicsLayout):
 
     def _follow(self) -> None:
         rows, cols = self.data.shape if self.data.ndim == 2 else (0, 0)
-        stable = not self.exact_fit
+        now = time.monotonic()
+        running = not self.settles or now - self._last_drawn < self.SETTLE_MS / 1000
+        self._last_drawn = now
+        stable = not self.exact_fit and running
         extent = (
             stable_extent(rows) if stable and self.grows[0] else rows,
             stable_extent(cols) if stable and self.grows[1] else cols,
         )
-        if extent != self._extent and rows and cols:
+        if extent != (rows, cols) and self.settles:
+            self._settle_timer.start()  # the view ends at the data once no step comes for a while
+        self._show_extent(extent)
+
+    def _show_extent(self, extent: tuple[int, int]) -> None:
+        if extent != self._extent and extent[0] and extent[1]:
             self._extent = extent
             self.plot.getViewBox().setRange(xRange=(0, extent[1]), yRange=(0, extent[0]), padding=0.0)
+
+    def settle(self) -> None:
+        """The run is settled: the view ends exactly at the data (when it follows the data)."""
+        self._settle_timer.stop()
+        if self.following and self.data.ndim == 2:
+            self._show_extent(self.data.shape)
+
+    @property
+    def view_extent(self) -> tuple[float, float]:
+        """(rows, cols) the view shows: the ends of its y and x ranges."""
+        (_x0, x1), (_y0, y1) = self.plot.getViewBox().viewRange()
+        return (y1, x1)
 
     def follow_data(self) -> None:
         """Show the whole data again (after a zoom or a pan)."""
@@ -741,7 +779,43 @@ MIN_VIEW = (48, 36)  # pixels: the least a heatmap's or a list's cells get (the 
 
 
 class GraphicsPanel(Panel):
-    """A panel made of an optional row of controls above one pyqtgraph canvas."""
+    """A panel made of an optional row of controls above one pyqtgraph canvas.
+
+    Before each render its heatmaps are told the view's colour scale and the layer shown (a
+    subclass' `render` is wrapped for this), and a new trace resets their held levels.
+    """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        render = cls.__dict__.get("render")
+        if render is None or getattr(render, "_scaled", False):
+            return
+
+        @functools.wraps(render)
+        def scaled_render(self, state: ViewState) -> None:
+            self.begin_scales(state)
+            return render(self, state)
+
+        scaled_render._scaled = True
+        cls.render = scaled_render
+
+    def begin_scales(self, state: ViewState) -> None:
+        # a panel with a layer selector shows one layer: its stable levels are held per layer
+        context = state.layer if "layer" in self._spins else 0
+        for heatmap in self.colour_scaled():
+            heatmap.scale.begin(state.scale, context, self.trace)
+
+    def colour_scaled(self) -> tuple[Heatmap, ...]:
+        """The panel's heatmaps (found once: they are built with the panel)."""
+        found = self.__dict__.get("_scaled_heatmaps")
+        if not found:  # a tuple: heatmaps_of looks in lists and dicts only, so it is not counted twice
+            found = self._scaled_heatmaps = tuple(heatmaps_of(self))
+        return found
+
+    def set_trace(self, trace: Trace | None) -> None:
+        super().set_trace(trace)
+        for heatmap in self.colour_scaled():
+            heatmap.scale.reset()
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)

@@ -29,6 +29,7 @@ from memviz.errors import MemvizError
 from memviz.panels.base import Panel
 from memviz.panels.view_model import ViewModel
 from memviz.ui.actions import TOOLBAR, build_actions
+from memviz.ui.colour_scale_menu import add_colour_scale_menu
 from memviz.ui.docks import LAYOUT_VERSION, Docks
 from memviz.ui.model_picker import ModelPicker, remember_model
 from memviz.ui.pacing import MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS, RedrawPacer
@@ -188,6 +189,7 @@ class MainWindow(QMainWindow):
             group.addAction(action)
             self.view_menu.addAction(action)
             self.theme_actions[name] = action
+        self.scale_actions = add_colour_scale_menu(self.view_menu, self.view)
         self.view_menu.addSeparator()
         for toolbar in (self.main_toolbar, self.transport, self.generate_bar, self.view_bar):
             self.view_menu.addAction(toolbar.toggleViewAction())
@@ -207,9 +209,11 @@ class MainWindow(QMainWindow):
         )
         self.edit_text_action.triggered.connect(self.toggle_editor_focus)
         self.run_menu.addAction(self.edit_text_action)
-        read_action = QAction("Read the text (Ctrl+Enter in the editor)", self)
-        read_action.triggered.connect(self._run_from_editor)
-        self.run_menu.addAction(read_action)
+        # Ctrl+Enter anywhere in the window (in the editor too): read the text, keys to the player
+        self.read_text_action = QAction("Read the text", self)
+        self.read_text_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.read_text_action.triggered.connect(self._run_from_editor)
+        self.run_menu.addAction(self.read_text_action)
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("window/geometry")
