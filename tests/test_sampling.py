@@ -155,3 +155,62 @@ def test_greedy_session_is_the_argmax_chain(run_session, lstm_dir):
         for _ in range(25):
             chain.append(int(model(torch.tensor([chain]))[0][0, -1].argmax()))
     assert session.trace.token_ids == chain
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SamplingConfig(temperature=0.8, top_k=5, top_p=0.9, seed=3),
+        SamplingConfig(temperature=1.3, top_k=0, top_p=0.6, seed=11),
+        SamplingConfig(temperature=0.0),
+    ],
+    ids=["k5-p0.9", "p0.6", "greedy"],
+)
+def test_the_trace_records_the_distribution_each_token_was_drawn_from(lstm_dir, tmp_path, config):
+    """sample_topk_ids/probs[t]: for a generated token t, the kept top K of the very distribution it
+    was drawn from (the model's after temperature, top-k, top-p); a read token's row is -1 / NaN."""
+    from memviz.backends.registry import load_backend
+    from memviz.core.session import Session
+    from memviz.core.trace import Trace
+
+    session = Session(load_backend(str(lstm_dir)), sampling=config)
+    session.feed("The quick brown")
+    session.run()
+    replay = Sampler(config)  # the same seed: the same draws, from the same distributions
+    expected: dict[int, np.ndarray] = {}
+    session.generate(8)
+    while session.pending:
+        p = session.last_distribution.copy()
+        t = session.step()
+        expected[t] = replay.filtered(p)
+        assert session.trace.token_ids[t] == replay.draw(expected[t])
+    trace = Trace.load(session.trace.save(tmp_path / "run.memviz"))
+    ids, probs = trace.array("sample_topk_ids"), trace.array("sample_topk_probs")
+    assert ids.shape == probs.shape == trace.array("topk_ids").shape
+    for t in range(len(trace)):
+        if not trace.generated[t]:
+            assert (ids[t] == -1).all() and np.isnan(probs[t]).all()
+            continue
+        dist = expected[t]
+        kept = np.flatnonzero(dist > 0)
+        shown = ids[t][ids[t] >= 0]
+        assert len(shown) == min(len(kept), ids.shape[1])
+        order = kept[np.lexsort((kept, -dist[kept]))][: len(shown)]  # best first, ties to the lower id
+        np.testing.assert_array_equal(shown, order)
+        np.testing.assert_allclose(probs[t][: len(shown)], dist[shown], rtol=1e-6)
+        assert (probs[t][len(shown) :] == 0).all()
+        assert dist[trace.token_ids[t]] > 0  # the token drawn is among those kept
+        if len(kept) <= ids.shape[1]:
+            assert trace.token_ids[t] in shown
+        if config.top_k:
+            assert len(shown) <= config.top_k
+    assert sum(trace.generated) == 8
+
+
+def test_old_traces_without_the_sampling_record_still_open(run_session, lstm_dir, tmp_path):
+    from memviz.core.trace import Trace
+
+    trace = run_session(lstm_dir, "The quick", generate=3).trace
+    arrays = {k: v for k, v in trace.to_arrays().items() if not k.startswith("sample_topk")}
+    old = Trace.from_arrays(arrays)
+    assert not old.has("sample_topk_ids") and len(old) == len(trace)

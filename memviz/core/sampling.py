@@ -69,12 +69,24 @@ class Sampler:
         return p
 
     def sample(self, probs: np.ndarray) -> int:
-        p = self.filtered(probs)
+        return self.draw(self.filtered(probs))
+
+    def draw(self, p: np.ndarray) -> int:
+        """A token drawn from `p`, a distribution `filtered` made (the one a trace records)."""
         if self.config.temperature == 0:
             return int(np.argmax(p))
         cumulative = np.cumsum(p)
         index = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
         return min(index, len(p) - 1)
+
+
+def kept_top_k(filtered: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k most probable tokens of a sampling distribution; places beyond the tokens it kept (after
+    top-k and top-p, probability 0) are id -1, probability 0."""
+    ids, probs = top_k_of(filtered, k)
+    ids[probs <= 0] = -1
+    probs[probs <= 0] = 0.0
+    return ids, probs
 
 
 def top_k_of(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

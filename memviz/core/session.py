@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from memviz.backends.base import Backend
-from memviz.core.sampling import Sampler, SamplingConfig, top_k_of
+from memviz.core.sampling import Sampler, SamplingConfig, kept_top_k, top_k_of
 from memviz.core.trace import KEPT_CANDIDATES, StepRecord, Trace
 from memviz.errors import MemvizError
 from memviz.memory.knn import knn_distribution, mix
@@ -178,6 +178,7 @@ class Session:
     # -- running ----------------------------------------------------------------------------
     def step(self) -> int | None:
         """Read one token (queued text first, then a sampled one). Returns its step index, or None."""
+        sampled = None
         if self._queue:
             token, generated = self._queue.popleft(), False
         elif self._to_generate > 0:
@@ -185,7 +186,8 @@ class Session:
                 if self.backend.info.extra.get("head") == "classifier":
                     raise MemvizError(f"{self.backend.info.name} is a classifier: it generates no text")
                 raise MemvizError("nothing to generate from: read some text first")
-            token, generated = self.sampler.sample(self._last_probs), True
+            sampled = self.sampler.filtered(self._last_probs)  # what the token is drawn from, recorded
+            token, generated = self.sampler.draw(sampled), True
             self._to_generate -= 1
         else:
             return None
@@ -198,9 +200,9 @@ class Session:
             self.cancel()
             self.stop_reason = f"limit of {self.max_tokens} tokens a run reached: reset to read more"
             return None
-        return self._read(token, generated)
+        return self._read(token, generated, sampled)
 
-    def _read(self, token: int, generated: bool) -> int:
+    def _read(self, token: int, generated: bool, sampled: np.ndarray | None = None) -> int:
         out = self.backend.step(token)
         if out.logits is None:  # a classifier: its answer is in the internals (PREDICTION)
             return self._read_without_lm(out, token, generated)
@@ -220,8 +222,20 @@ class Session:
             memory["lm_topk_ids"], memory["lm_topk_probs"] = top_k_of(p_lm, KEPT_CANDIDATES)
             memory["knn_topk_ids"], memory["knn_topk_probs"] = top_k_of(p_knn, KEPT_CANDIDATES)
         topk_ids, topk_probs = top_k_of(probs, KEPT_CANDIDATES)
+        # the distribution a generated token was drawn from (after temperature, top-k, top-p): its
+        # kept top K on the token's own step; a read token's step holds ids -1 and NaN
+        if sampled is not None:
+            memory["sample_topk_ids"], memory["sample_topk_probs"] = kept_top_k(sampled, KEPT_CANDIDATES)
+        else:
+            memory["sample_topk_ids"] = np.full(len(topk_ids), -1, dtype=np.int64)
+            memory["sample_topk_probs"] = np.full(len(topk_ids), np.nan, dtype=np.float32)
         vocab = self.trace.vocab
-        for ids in (topk_ids, memory.get("lm_topk_ids", ()), memory.get("knn_topk_ids", ())):
+        for ids in (
+            topk_ids,
+            memory.get("lm_topk_ids", ()),
+            memory.get("knn_topk_ids", ()),
+            memory["sample_topk_ids"][memory["sample_topk_ids"] >= 0],
+        ):
             for token_id in ids:
                 if int(token_id) not in vocab:
                     vocab[int(token_id)] = self.backend.token_text(int(token_id))
