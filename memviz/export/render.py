@@ -229,7 +229,7 @@ class FigureRenderer:
     def paint(self, painter) -> None:
         """Paint the figure at (0, 0) in logical (96 dpi) pixels."""
         from PySide6.QtCore import QPoint, QPointF, QRect, Qt
-        from PySide6.QtGui import QColor, QRegion
+        from PySide6.QtGui import QColor, QFontMetricsF, QRegion
         from PySide6.QtWidgets import QGraphicsView, QWidget
 
         width, height = self.figure_size()
@@ -238,11 +238,14 @@ class FigureRenderer:
         title_h = self.band_height()
         painter.save()
         painter.setPen(QColor(theme.foreground))
-        painter.setFont(self.title_font())
+        font = self.title_font()
+        painter.setFont(font)
+        # a narrow figure: the title's end gives way with an ellipsis, never cut mid-letter
+        shown = QFontMetricsF(font).elidedText(self.title(), Qt.TextElideMode.ElideRight, width - 24)
         painter.drawText(
             QRect(12, 0, width - 24, title_h),
             int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
-            self.title(),
+            shown,
         )
         painter.restore()
         body = self.body_widget()

@@ -1,6 +1,9 @@
 """The next-token distribution: the top-k candidates after reading the current token, best first.
 
 The token that was actually read next (trace.token_ids[cursor + 1], when there is one) is highlighted.
+When it was generated, outlined bars show what sampling did: each candidate's probability in the
+distribution the token was drawn from (after temperature, top-k and top-p: the trace's
+sample_topk_ids/probs of that step), 0 for a candidate sampling dropped.
 
 Speed: a step must not re-layout the plot or regenerate its axes. The candidates' texts are painted by
 `RankAxis` (cached QStaticText per string, a fixed width) instead of being set as axis ticks; the
@@ -170,8 +173,12 @@ class DistributionPanel(GraphicsPanel):
         self.x_axis.enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], pen=None)
         self.actual_bar = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], pen=None)
+        # what sampling did: outlines over the bars, at each candidate's probability after sampling
+        self.sample_bars = pg.BarGraphItem(x0=[], y=[], height=0.7, width=[], brush=None)
+        self.sample_bars.setZValue(5)
         self.plot.addItem(self.bars)
         self.plot.addItem(self.actual_bar)
+        self.plot.addItem(self.sample_bars)
         self.values = Labels(align=Qt.AlignmentFlag.AlignLeft)
         self.values.setZValue(6)
         self.plot.addItem(self.values, ignoreBounds=True)
@@ -180,6 +187,7 @@ class DistributionPanel(GraphicsPanel):
         self.labels: list[str] = []
         self.highlight: int | None = None  # rank of the actual next token in the bars
         self.next_id: int | None = None
+        self.sampled: np.ndarray | None = None  # shown candidates' probabilities after sampling
         self.step = -1
         self.x_max = 0.0  # the probability axis' upper end (one of X_RANGES)
         self._view_range: tuple[float, int] | None = None  # (x_max, k) last given to the view
@@ -197,6 +205,8 @@ class DistributionPanel(GraphicsPanel):
             self.rows_fit = rows
             if self.trace is not None and self.step >= 0:
                 self.render(self.view.state)
+        elif self.trace is not None and self.step >= 0:  # a new width: values inside or after their bars
+            self.values.set_items(self._value_items(self.view.state.theme_obj))
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
@@ -226,24 +236,69 @@ class DistributionPanel(GraphicsPanel):
         else:
             self.actual_bar.setOpts(x0=[0.0], y=[self.highlight], width=[self.probs[self.highlight]])
         self.ranks.set_texts([show_token(s, LABEL_CHARS) for s in self.labels])
+        self.sampled = self._sampled(trace, t + 1)
+        if self.sampled is None:
+            self.sample_bars.setOpts(x0=[], y=[], width=[])
+        else:
+            kept = self.sampled > 0  # a candidate sampling dropped has no outline
+            self.sample_bars.setOpts(x0=np.zeros(int(kept.sum())), y=ranks[kept], width=self.sampled[kept])
         theme = state.theme_obj
-        fg = theme.foreground
-        self.values.set_items([(float(p), float(rank), f"{p:.4f}", fg) for rank, p in enumerate(self.probs)])
-        self.x_max = x_range_for(float(self.probs[0]) if k else 0.0)
+        top = float(self.probs[0]) if k else 0.0
+        if self.sampled is not None and k:
+            top = max(top, float(self.sampled.max()))
+        self.x_max = x_range_for(top)
         if self._view_range != (self.x_max, k):
             self._view_range = (self.x_max, k)
             self.plot.setRange(xRange=(0, self.x_max), yRange=(-0.6, k - 0.4), padding=0.0)
+        self.values.set_items(self._value_items(theme))
         self._set_title(f"next token after step {t} '{show_token(trace.token_text[t], 10)}'", theme)
         if self.next_id is None:
             actual = "actual next token: none yet"
         else:
-            kind = "sampled" if trace.generated[t + 1] else "read"
+            kind = (
+                "sampled; outlines: after sampling"
+                if self.sampled is not None
+                else ("sampled" if trace.generated[t + 1] else "read")
+            )
             all_ids = trace.array("topk_ids")[t]  # the rank among every candidate kept, shown or not
             found = np.flatnonzero(all_ids == self.next_id)
             where = f"rank {int(found[0]) + 1}" if len(found) else f"not in the top {len(all_ids)}"
             actual = f"actual next ({kind}): '{show_token(trace.token_text[t + 1], 24)}', {where}"
         if actual != self.note.text():
             self.note.setText(actual)
+
+    def _sampled(self, trace: Trace, step: int) -> np.ndarray | None:
+        """The shown candidates' probabilities in the distribution token `step` was drawn from
+        (0 where sampling dropped them); None for a read token or a trace without the record."""
+        if step >= len(trace) or not trace.generated[step] or not trace.has("sample_topk_ids"):
+            return None
+        ids, probs = trace.array("sample_topk_ids")[step], trace.array("sample_topk_probs")[step]
+        if not np.isfinite(probs).all():
+            return None
+        found = {int(i): float(p) for i, p in zip(ids, probs, strict=False) if i >= 0}
+        return np.array([found.get(int(i), 0.0) for i in self.ids], dtype=np.float32)
+
+    def _value_items(self, theme) -> list[tuple[float, float, str, str]]:
+        """Each bar's value at its end; inside the bar (dark text) when it would pass the axis' end."""
+        view = self.plot.getViewBox()
+        per_pixel = self.x_max / max(view.width(), 1.0)
+        metrics = QFontMetricsF(self.values.font)
+        items = []
+        for rank, p in enumerate(self.probs):
+            text = f"{p:.4f}"
+            end = float(p)
+            after = float(self.sampled[rank]) if self.sampled is not None else 0.0
+            if after > 0:  # kept by sampling: the model's probability, then the one drawn from
+                end = max(end, after)
+                text = f"{p:.3f}\u2192{after:.3f}"
+            width = (metrics.horizontalAdvance(text) + 8) * per_pixel
+            if end + width > self.x_max:
+                x = max(end - width, 0.0)
+                over_fill = x + 4 * per_pixel < float(p)  # on the filled bar, else inside an outline
+                items.append((x, float(rank), text, "#111111" if over_fill else theme.foreground))
+            else:
+                items.append((end, float(rank), text, theme.foreground))
+        return items
 
     def _set_title(self, text: str, theme) -> None:
         """The plot's title (its text escaped: tokens such as '<b>' are shown, not parsed)."""
@@ -268,7 +323,7 @@ class DistributionPanel(GraphicsPanel):
             elide_label(label)  # a narrow dock: the title's end gives way, the whole of it in the tooltip
             label.item.setPos(0, 0)
             bounds = label.itemRect()
-            if bounds.width() <= label.rect().width():
+            if bounds.width() <= label.rect().width() + 1:  # an elided title is as wide as its label
                 target = QRectF(bounds)
                 target.moveCenter(label.rect().center())
                 label.item.setPos(target.topLeft() - bounds.topLeft())
@@ -290,5 +345,12 @@ class DistributionPanel(GraphicsPanel):
             self._set_title(text, theme)
         self.bars.setOpts(brush="#6f8fb7" if theme.is_dark else "#9fb7d6")
         self.actual_bar.setOpts(brush=theme.accent)
+        outline = pg.mkPen("#ffffff" if theme.is_dark else "#111111", width=1.5)
+        outline.setCosmetic(True)
+        self.sample_bars.setOpts(pen=outline, brush=None)
         self.values.font = theme_font(theme, -2)
-        self.values.set_items([(x, y, text, theme.foreground) for x, y, text, _ in self.values.items])
+        # the 0 at the origin: a label half past the axis' left end is drawn (pyqtgraph hides it)
+        half_zero = QFontMetricsF(theme_font(theme, -1)).horizontalAdvance("0") / 2
+        self.x_axis.setStyle(hideOverlappingLabels=int(half_zero) + 2)
+        if self.trace is not None and self.step >= 0:
+            self.values.set_items(self._value_items(theme))
