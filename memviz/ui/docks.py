@@ -131,7 +131,10 @@ class Docks(QObject):
             self.docks[cls.name] = dock
             self.panels[cls.name] = panel
             created.append(dock)
-        if created or arch != self.arch:
+        kept = [d for d in self.docks.values() if d not in created]
+        if created and arch == self.arch and kept:
+            self._add_to_layout(created, kept)  # the run gained a panel: the layout stays as it is
+        elif created or arch != self.arch:
             self.default_layout([self.docks[n] for n in wanted_names if n in self.docks])
             self.restore_layout(arch)
         self.arch = arch
@@ -139,6 +142,19 @@ class Docks(QObject):
         self.rebuild_menu()
         if created or renewed:
             self.built.emit()
+
+    def _add_to_layout(self, created: list[QDockWidget], kept: list[QDockWidget]) -> None:
+        """New docks during a run (the memory panel with the first recalled step): a tab in front
+        of the last panel under the text, as in the default layout, and nothing else moves."""
+        w = self.window
+        bottom = [d for d in kept if w.dockWidgetArea(d) == Qt.BottomDockWidgetArea and not d.isFloating()]
+        for dock in created:
+            if bottom:
+                w.tabifyDockWidget(bottom[-1], dock)
+            else:
+                w.addDockWidget(Qt.BottomDockWidgetArea, dock, Qt.Horizontal)
+            dock.show()
+            dock.raise_()
 
     def _make(self, cls: type[Panel]) -> Panel | None:
         try:
