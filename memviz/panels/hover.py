@@ -72,6 +72,9 @@ class HoverReadout(QObject):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         kind = event.type()
+        if kind == QEvent.Type.ToolTip:
+            # from the resting point itself: pyqtgraph's scene drops moves faster than its rate limit
+            self.moved(self.panel.canvas.mapToScene(event.pos()))
         if kind == QEvent.Type.ToolTip and self.tooltip:
             # the value under the mouse, not the panel's explanation
             QToolTip.showText(

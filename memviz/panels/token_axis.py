@@ -83,6 +83,7 @@ class LabelledTokenAxis(TokenAxis):
         return [show_token(self.tokens[i], LABEL_CHARS) for i in indices]
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph's name)
+        minVal, maxVal = sorted((minVal, maxVal))  # an inverted view gives them top first
         n = len(self.tokens)
         lo, hi = max(math.ceil(minVal - 0.5), 0), min(math.floor(maxVal - 0.5), n - 1)
         self._range = (minVal, maxVal)
@@ -137,6 +138,7 @@ class UnitAxis(PixmapAxis):
         self.update()
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802
+        minVal, maxVal = sorted((minVal, maxVal))
         n = len(self.order)
         lo, hi = max(math.ceil(minVal - 0.5), 0), min(math.floor(maxVal - 0.5), n - 1)
         if n == 0 or hi < lo or size <= 0 or maxVal <= minVal:

@@ -35,8 +35,8 @@ class UnitRows(QObject):
         sort_keys: dict[str, Callable[[int, int], np.ndarray]],
         changed: Callable[[], None],
     ) -> None:
-        """`sort_keys`: label -> key(layer, t) giving one number per unit (rows sorted by it, largest
-        first); `changed` is called when the user picks another order (the panel draws again)."""
+        """`sort_keys`: label -> key(layer, t) giving one number per unit (rows sorted by it, the
+        largest on top); `changed` is called when the user picks another order (the panel draws again)."""
         super().__init__(panel)
         self.heatmaps = heatmaps
         self.sort_keys = sort_keys
@@ -52,11 +52,12 @@ class UnitRows(QObject):
         self.combo = QComboBox()
         self.combo.addItems([BY_NUMBER, *sort_keys])
         self.combo.setToolTip(
-            "Order of the unit rows (largest first). The wheel over a heatmap zooms the units."
+            "Order of the unit rows (the largest on top). The wheel over a heatmap zooms the units."
         )
         self.combo.currentTextChanged.connect(self.set_sort)
-        panel.controls.addWidget(label)
-        panel.controls.addWidget(self.combo)
+        at = max(panel.controls.count() - 2, 0)  # before the stretch and the note (finish_controls)
+        panel.controls.insertWidget(at, label)
+        panel.controls.insertWidget(at + 1, self.combo)
         first = heatmaps[0].plot.getViewBox()
         for heatmap in heatmaps:
             vb = heatmap.plot.getViewBox()
@@ -80,7 +81,8 @@ class UnitRows(QObject):
             order = np.arange(units)
         else:
             key = np.asarray(self.sort_keys[self.sort](layer, t), dtype=np.float64)
-            order = np.argsort(-np.nan_to_num(key, nan=-np.inf), kind="stable")  # ties by unit number
+            # rows count up from the bottom: ascending puts the largest on top (ties by unit number)
+            order = np.argsort(np.nan_to_num(key, nan=-np.inf), kind="stable")
         if len(order) == len(self.order) and np.array_equal(order, self.order):
             return False
         self.order = order

@@ -121,6 +121,33 @@ def tint_strengths(values: np.ndarray, signal: str) -> np.ndarray:
     return strengths
 
 
+def tint_scale(values: np.ndarray, signal: str) -> tuple[float, float] | None:
+    """The values at the two ends of the tint's colour scale (what tint_strengths maps to its lowest
+    and to its full strength), or None when nothing is tinted."""
+    kind = SIGNALS.get(signal, ("", "none"))[1]
+    finite = values[np.isfinite(values)]
+    if kind == "none":
+        return None
+    if signal == "attention":
+        return 0.0, 1.0
+    if not finite.size:
+        return None
+    if signal == "memory":
+        return float(finite.min()), float(finite.max())
+    top = 1.0 if signal == "unit" else float(np.abs(finite).max())
+    return -top, top
+
+
+def wrap_before(texts: list[str], start: int, index: int) -> int:
+    """Where a line that starts at token `start` should break when token `index` does not fit: the
+    first token of the word `index` belongs to (a word: tokens with no whitespace between them), or
+    `index` itself when that word starts the line (a word longer than the line breaks inside)."""
+    j = index
+    while j > start and not (texts[j - 1][-1:].isspace() or texts[j][:1].isspace()):
+        j -= 1
+    return j if j > start else index
+
+
 class TokenStrip(QWidget):
     """Flowing token boxes. Lay-out is incremental: new tokens are placed after the last one."""
 
@@ -137,6 +164,7 @@ class TokenStrip(QWidget):
         self.state = view.state
         self._rects: list[QRect] = []  # one per laid-out token
         self._line_tops: list[int] = []  # y of each token's line (sorted), for hit tests
+        self._line_start = 0  # the first token of the last line laid out
         self._laid_width = -1
         self._values = np.zeros(0)
         self._strengths = np.zeros(0)
@@ -236,6 +264,7 @@ class TokenStrip(QWidget):
     def _relayout(self) -> None:
         self._rects.clear()
         self._line_tops.clear()
+        self._line_start = 0
         self._laid_width = self.width()
         self._extend_layout()
 
@@ -245,6 +274,7 @@ class TokenStrip(QWidget):
         if len(self._rects) > n:  # the trace was replaced by a shorter one
             self._rects.clear()
             self._line_tops.clear()
+            self._line_start = 0
         if len(self._rects) == n:
             return
         line_height = self._metrics.height() + 2 * self.PAD_Y
@@ -256,16 +286,30 @@ class TokenStrip(QWidget):
                 x, y = self.MARGIN, y + line_height
         else:
             x, y = self.MARGIN, self.MARGIN
+            self._line_start = 0
+        texts = trace.token_text
         for i in range(len(self._rects), n):
-            text = trace.token_text[i]
+            text = texts[i]
             width = self._text_width(display_text(text))
-            if x + width > right and x > self.MARGIN:
+            if x + width > right and x > self.MARGIN and text.strip() == "" and "\n" not in text:
+                width = max(right - x, 1)  # a space that does not fit ends its line (never starts the next)
+            elif x + width > right and x > self.MARGIN:
+                # wrap at the start of the word this token belongs to, moving its first tokens down
+                start = self._line_start
+                first = wrap_before(texts, start, i)
                 x, y = self.MARGIN, y + line_height
+                for j in range(first, i):
+                    moved = self._rects[j]
+                    self._rects[j] = QRect(x, y, moved.width(), moved.height())
+                    self._line_tops[j] = y
+                    x += moved.width()
+                self._line_start = first
             self._rects.append(QRect(x, y, width, line_height - 2))
             self._line_tops.append(y)
             x += width
             if text.endswith("\n"):
                 x, y = self.MARGIN, y + line_height
+                self._line_start = i + 1
         bottom = (self._rects[-1].bottom() if self._rects else 0) + self.MARGIN + line_height
         if self.minimumHeight() != bottom:
             self.setMinimumHeight(bottom)
@@ -393,8 +437,87 @@ class TokenStrip(QWidget):
             area.ensureVisible(rect.center().x(), rect.center().y(), 20, rect.height() * 2)
 
 
+def scale_text(value: float) -> str:
+    return f"{value:.3g}"
+
+
+class TokenLegend(QWidget):
+    """What tints the strip, and its colour scale from one end value to the other (the strip's own
+    tint colours over the panel's background)."""
+
+    BAR_WIDTH = 120
+
+    def __init__(self, strip: TokenStrip, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.strip = strip
+        self.setObjectName("tokenStripLegend")
+        self.label = ""
+        self.scale: tuple[float, float] | None = None
+
+    def describe(self, state: ViewState, values: np.ndarray) -> bool:
+        """Take the signal and its values; True when the legend changed."""
+        label = SIGNALS.get(state.signal, (state.signal, ""))[0]
+        if state.signal == "attention":
+            label += f" (layer {state.layer}, head {state.head}; colour: square root of the weight)"
+        elif state.signal in ("unit", "cell"):
+            label += f" (layer {state.layer}, unit {state.unit})"
+        elif state.signal == "memory":
+            label += " (best score at each step, lowest to highest of the run)"
+        scale = tint_scale(values, state.signal)
+        if (label, scale) == (self.label, self.scale):
+            return False
+        self.label, self.scale = label, scale
+        self.update()
+        return True
+
+    def ends(self) -> tuple[float, float]:
+        """The tint strengths at the two ends of the bar."""
+        kind = SIGNALS.get(self.strip.state.signal, ("", "none"))[1]
+        return (-1.0, 1.0) if kind == "diverging" else (0.0, 1.0)
+
+    def end_texts(self) -> tuple[str, str]:
+        if self.scale is None:
+            return "", ""
+        return scale_text(self.scale[0]), scale_text(self.scale[1])
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        theme = self.strip.state.theme_obj
+        painter.fillRect(self.rect(), QColor(theme.panel_background))
+        painter.setPen(QColor(theme.foreground))
+        metrics = painter.fontMetrics()
+        x = 6
+        middle = self.height() // 2
+        baseline = middle + metrics.ascent() // 2 - 1
+        if self.scale is None:
+            painter.drawText(
+                x,
+                baseline,
+                "tint: none" if self.label == SIGNALS["none"][0] else f"tint: {self.label}: no values",
+            )
+            painter.end()
+            return
+        lo_text, hi_text = self.end_texts()
+        painter.drawText(x, baseline, lo_text)
+        x += metrics.horizontalAdvance(lo_text) + 4
+        bar = QRect(x, middle - 5, self.BAR_WIDTH, 10)
+        low, high = self.ends()
+        for k in range(bar.width()):
+            strength = low + (high - low) * k / max(bar.width() - 1, 1)
+            painter.fillRect(QRect(bar.left() + k, bar.top(), 1, bar.height()), self.strip._tint(strength))
+        painter.setPen(QColor(theme.foreground))
+        painter.setBrush(Qt.NoBrush)
+        painter.drawRect(bar.adjusted(0, 0, -1, -1))
+        x = bar.right() + 5
+        painter.drawText(x, baseline, hi_text)
+        x += metrics.horizontalAdvance(hi_text) + 10
+        rest = self.width() - x - 4
+        painter.drawText(x, baseline, metrics.elidedText(f"tint: {self.label}", Qt.ElideRight, max(rest, 0)))
+        painter.end()
+
+
 class TokenStripView(QScrollArea):
-    """The strip in a vertical scroll area that follows the cursor."""
+    """The strip in a vertical scroll area that follows the cursor, its tint's legend below it."""
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -403,7 +526,28 @@ class TokenStripView(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setFocusProxy(self.strip)
+        self.legend = TokenLegend(self.strip, self)
+        self._place_legend()
+
+    def _legend_height(self) -> int:
+        return self.strip.fontMetrics().height() + 6
+
+    def _place_legend(self) -> None:
+        height = self._legend_height()
+        self.setViewportMargins(0, 0, 0, height)
+        frame = self.frameWidth()
+        area = self.contentsRect()
+        self.legend.setGeometry(area.left(), area.bottom() + 1 - height + 0 * frame, area.width(), height)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._place_legend()
 
     def render(self, state: ViewState) -> None:
+        theme_changed = state.theme != self.strip.state.theme
         self.strip.render(state)
         self.strip.scroll_to(state.cursor, self)
+        self.legend.describe(state, self.strip.values())
+        if theme_changed:
+            self._place_legend()
+            self.legend.update()
