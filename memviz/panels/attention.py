@@ -12,6 +12,7 @@ from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, tok
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
 
@@ -67,7 +68,7 @@ class AttentionPanel(GraphicsPanel):
 
     def _readout(self, row: int, col: int, value: float) -> str:
         """One line: "query 41 'def' -> key 12 'read': 0.372"."""
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
 
         def named(i: int) -> str:
             return f"{i} '{show_token(tokens[i], 24)}'" if i < len(tokens) else str(i)
@@ -75,7 +76,7 @@ class AttentionPanel(GraphicsPanel):
         return f"query {named(row)} \u2192 key {named(col)}: {value:.3f}"
 
     def _tooltip(self, row: int, col: int, value: float) -> str:
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
         return (
             f"layer {self.layer}, head {self.head}\nquery {token_label(tokens, row)}\n"
             f"key {token_label(tokens, col)}\nattention = {value:.6f}"
@@ -83,7 +84,7 @@ class AttentionPanel(GraphicsPanel):
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
-        self.heatmap.set_axis_tokens(trace.token_text if trace is not None else [])
+        self.heatmap.set_axis_tokens(live_labels(trace))
         self.heatmap.set_data(self.heatmap.data[:0, :0])
         self.step = -1
         self._shown = (-1, -1, -1)
@@ -108,7 +109,7 @@ class AttentionPanel(GraphicsPanel):
         self.heatmap.set_highlight_row(t)
         for side in ("bottom", "left"):
             self.heatmap.plot.getAxis(side).grew(t + 1)
-        self.note.setText(f"layer {layer}  head {head}  query {token_label(trace.token_text, t)}")
+        self.note.setText(f"layer {layer}  head {head}  query {token_label(live_labels(trace), t)}")
 
     def apply_theme(self, state: ViewState) -> None:
         super().apply_theme(state)

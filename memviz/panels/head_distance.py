@@ -17,6 +17,7 @@ from memviz.panels.attention import attention_shape, shows_attention
 from memviz.panels.heatmap import GraphicsPanel, Heatmap, Labels, clamp, theme_font, token_label
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
 MAX_LABELS = 256  # write the number in each cell up to this many heads
@@ -117,7 +118,7 @@ class HeadDistancePanel(GraphicsPanel):
         self.apply_theme(view.state)
 
     def _tooltip(self, row: int, col: int, value: float) -> str:
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
         return (
             f"layer {row}, head {col}\nmean attention distance = {value:.4f} tokens back\n"
             f"over queries 0..{token_label(tokens, self.step)}"
@@ -162,7 +163,7 @@ class HeadDistancePanel(GraphicsPanel):
                     for head in range(heads)
                 ]
             )
-        self.note.setText(f"queries 0..{token_label(trace.token_text, t)}")
+        self.note.setText(f"queries 0..{token_label(live_labels(trace), t)}")
 
     def _style_labels(self) -> None:
         self.labels.font = theme_font(self.view.state.theme_obj, -2)

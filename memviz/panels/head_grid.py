@@ -31,6 +31,7 @@ from memviz.core.view import ViewState
 from memviz.panels.attention import attention_shape, shows_attention
 from memviz.panels.heatmap import GraphicsPanel, add_static_plot, clamp, show_token, style_plot, token_label
 from memviz.panels.hover import HoverReadout
+from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
 MAX_POINTS = 96  # columns (bins) per cell at most
@@ -225,7 +226,7 @@ class HeadGridPanel(GraphicsPanel):
         self._draw()
         layer, head = clamp(state.layer, layers), clamp(state.head, heads)
         self.selected.setRect(QRectF(head, layer, 1, 1))
-        note = f"query {token_label(trace.token_text, t)}  selected: layer {layer}, head {head}"
+        note = f"query {token_label(live_labels(trace), t)}  selected: layer {layer}, head {head}"
         if note != self.note.text():
             self.note.setText(note)
 
@@ -309,7 +310,7 @@ class HeadGridPanel(GraphicsPanel):
         return None
 
     def tooltip_for(self, layer: int, head: int) -> str:
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
         row = self.rows[layer, head]
         key = int(np.argmax(row))
         distance = float(row.astype(np.float64) @ (self.step - np.arange(len(row))))
@@ -339,7 +340,7 @@ class HeadGridPanel(GraphicsPanel):
 
     def readout_for(self, layer: int, head: int, keys: range) -> str:
         """One line: the head, the key(s) under the mouse and the weight drawn there."""
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
         row = self.rows[layer, head]
         weights = row[keys.start : keys.stop].astype(np.float64)
         key = keys.start + int(np.argmax(weights))

@@ -1,4 +1,6 @@
-"""LSTM gates i, f, g, o of one layer as four heatmaps: units x time, a cursor at the current step."""
+"""The gates of one layer of a recurrent model as heatmaps, units x time, a cursor at the current step:
+an LSTM's i, f, g, o (four heatmaps) or a GRU's r, z, n (three), as the trace's `gate_names` say.
+A layer narrower than the widest shows its own units only (the rest is padding)."""
 
 from __future__ import annotations
 
@@ -11,93 +13,140 @@ from memviz.panels import colormaps
 from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, token_label
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.recurrent_info import GATES, LSTM_GATES, Gate, cell_of, gates_of, layer_size
+from memviz.panels.scales import ColourScale
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.token_labels import live_labels
 from memviz.panels.unit_rows import UnitRows
 from memviz.panels.view_model import ViewModel
 
-GATES = (
-    ("i", "input gate", colormaps.SEQUENTIAL, (0.0, 1.0)),
-    ("f", "forget gate", colormaps.SEQUENTIAL, (0.0, 1.0)),
-    ("g", "candidate g (tanh)", colormaps.DIVERGING, (-1.0, 1.0)),
-    ("o", "output gate", colormaps.SEQUENTIAL, (0.0, 1.0)),
-)
+MAX_GATES = 4  # an LSTM's; a GRU shows three of the heatmaps
+
+EXPLAIN = {
+    "lstm": "Gates of every unit (rows) at every step (columns): i how much is written, f how much of the "
+    "cell is kept, g what is written (tanh, -1..1), o how much of the cell is shown.",
+    "gru": "Gates of every unit (rows) at every step (columns): r how much of h the candidate sees, "
+    "z how much of h is kept (h = (1 - z) n + z h), n the candidate (tanh, -1..1).",
+}
 
 
 class GatesPanel(GraphicsPanel):
     name = "gates"
-    title = "LSTM gates"
+    title = "LSTM/GRU gates"
     architectures = ("lstm",)
+    kinds = ("recurrent",)  # every recurrent cell: the gates are the trace's gate_names
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)
         self.add_spin("layer", "layer")
         self.finish_controls()
-        self.setToolTip(
-            "Gates of every unit (rows) at every step (columns): i how much is written, f how much of the "
-            "cell is kept, g what is written (tanh, -1..1), o how much of the cell is shown."
-        )
-        self.heatmaps: list[Heatmap] = []
-        for index, (letter, label, cmap, levels) in enumerate(GATES):
-            heatmap = Heatmap(
-                cmap=cmap,
-                levels=levels,
-                x_label="step",
-                y_label="unit",
-                title=f"{letter}: {label}",
-                x_tokens=True,
-                value_name=letter,
-                grows=(False, True),
-            )
-            replace_axis(heatmap, "bottom", LabelledTokenAxis("bottom"))
-            use_contrast_outline(heatmap)
-            heatmap.tooltip_fn = self._tooltip(index)
-            heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
-            self.canvas.ci.addItem(heatmap, row=index // 2, col=index % 2)
-            self.heatmaps.append(heatmap)
+        self.setToolTip(EXPLAIN["lstm"])
+        self.gates: tuple[Gate, ...] = gates_of(None)
+        # all four are built once; a trace shows the first len(gates), configured for its gates
+        self._built: tuple[Heatmap, ...] = tuple(self._heatmap(index) for index in range(MAX_GATES))
+        self.heatmaps: list[Heatmap] = list(self._built)
+        self._place()
         self.units = UnitRows(
             self,
-            self.heatmaps,
-            {"variance of f": self._f_variance, "f now": self._f_now},
+            list(self._built),
+            {"variance of f": self._kept_variance, "f now": self._kept_now},
             changed=lambda: self.render(self.view.state),
         )
         self.readout = HoverReadout(self)
-        for index, heatmap in enumerate(self.heatmaps):
-            self.readout.add(heatmap_source(heatmap, self._readout(index)))
+        for index, heatmap in enumerate(self._built):
+            self.readout.add(self._only_shown(heatmap, heatmap_source(heatmap, self._readout(index))))
         self.layer = 0
+        self.size = 0  # units of the layer shown (its real size)
         self.step = -1
         self._shown = (-1, -1)  # layer and step on screen
         self.apply_theme(view.state)
 
-    def _f_variance(self, layer: int, t: int) -> np.ndarray:
-        return self.trace.array("gates")[: t + 1, layer, 1].astype(np.float64).var(axis=0)
+    def _heatmap(self, index: int) -> Heatmap:
+        gate = GATES[LSTM_GATES[index]]
+        heatmap = Heatmap(
+            cmap=gate.cmap,
+            levels=gate.levels,
+            x_label="step",
+            y_label="unit",
+            title=f"{gate.letter}: {gate.label}",
+            x_tokens=True,
+            value_name=gate.letter,
+            grows=(False, True),
+        )
+        replace_axis(heatmap, "bottom", LabelledTokenAxis("bottom"))
+        use_contrast_outline(heatmap)
+        heatmap.tooltip_fn = self._tooltip(index)
+        heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
+        return heatmap
 
-    def _f_now(self, layer: int, t: int) -> np.ndarray:
-        return self.trace.array("gates")[t, layer, 1]
+    def _place(self) -> None:
+        """The shown heatmaps in a grid of two columns (three gates: the third spans the row)."""
+        layout = self.canvas.ci
+        for heatmap in self._built:
+            if heatmap in layout.items:
+                layout.removeItem(heatmap)
+        shown = self.heatmaps
+        for index, heatmap in enumerate(shown):
+            last_alone = index == len(shown) - 1 and index % 2 == 0
+            layout.addItem(heatmap, row=index // 2, col=index % 2, colspan=2 if last_alone else 1)
+
+    def _only_shown(self, heatmap: Heatmap, source):
+        return lambda scene_pos: source(scene_pos) if heatmap in self.heatmaps else None
+
+    def colour_scaled(self) -> tuple[Heatmap, ...]:
+        return tuple(self.heatmaps)
+
+    def _configure(self, trace: Trace | None) -> None:
+        """Show the trace's gates: as many heatmaps, each with its gate's title, colours and range."""
+        gates = gates_of(trace)[:MAX_GATES]
+        self.setToolTip(EXPLAIN.get(cell_of(trace), EXPLAIN["lstm"]))
+        if gates == self.gates:
+            return
+        self.gates = gates
+        for heatmap, gate in zip(self._built, gates, strict=False):
+            heatmap.cmap_name = gate.cmap
+            heatmap.value_name = gate.letter
+            heatmap.scale = ColourScale(gate.levels, gate.letter)
+            heatmap._set_levels(*gate.levels)
+            heatmap.colorbar.setColorMap(colormaps.colormap(gate.cmap))
+            heatmap.plot.setTitle(f"{gate.letter}: {gate.label}")
+        if len(gates) != len(self.heatmaps):
+            self.heatmaps = list(self._built[: len(gates)])
+            self._place()
+        kept = gates[1].letter if len(gates) > 1 else gates[0].letter  # f (LSTM) or z (GRU): what is kept
+        self.units.set_sort_keys({f"variance of {kept}": self._kept_variance, f"{kept} now": self._kept_now})
+        self.apply_theme(self.view.state)
+
+    def _kept_variance(self, layer: int, t: int) -> np.ndarray:
+        gates = self.trace.array("gates")
+        return gates[: t + 1, layer, 1, : self.size].astype(np.float64).var(axis=0)
+
+    def _kept_now(self, layer: int, t: int) -> np.ndarray:
+        return self.trace.array("gates")[t, layer, 1, : self.size]
 
     def _readout(self, gate: int):
-        letter = GATES[gate][0]
-
         def line(row: int, col: int, value: float) -> str:
-            tokens = self.trace.token_text if self.trace is not None else []
+            letter = self.gates[gate].letter if gate < len(self.gates) else "?"
+            tokens = live_labels(self.trace)
             token = f" '{show_token(tokens[col], 24)}'" if col < len(tokens) else ""
             return f"{letter}: unit {self.units.unit_at(row)}, step {col}{token}: {value:.3f}"
 
         return line
 
     def _tooltip(self, gate: int):
-        letter = GATES[gate][0]
-
         def text(row: int, col: int, value: float) -> str:
-            tokens = self.trace.token_text if self.trace is not None else []
+            letter = self.gates[gate].letter if gate < len(self.gates) else "?"
+            tokens = live_labels(self.trace)
             unit = self.units.unit_at(row)
             return f"{letter} gate, layer {self.layer}, unit {unit}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
 
         return text
 
     def set_trace(self, trace: Trace | None) -> None:
+        self._configure(trace)
         super().set_trace(trace)
-        tokens = trace.token_text if trace is not None else []
-        for heatmap in self.heatmaps:
+        tokens = live_labels(trace)
+        for heatmap in self._built:
             heatmap.set_axis_tokens(tokens)
             heatmap.set_data(heatmap.data[:0, :0])
         self.step = -1
@@ -107,26 +156,27 @@ class GatesPanel(GraphicsPanel):
         trace = self.trace
         if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("gates"):
             return
-        gates = trace.array("gates")  # [T, L, 4, H]
+        gates = trace.array("gates")  # [T, L, G, H]
         t = clamp(state.cursor, len(trace))
         self.layer = layer = clamp(state.layer, gates.shape[1])
+        self.size = size = layer_size(trace, layer, gates.shape[3])  # units past it are padding
         self.step = t
         self.sync_spin("layer", layer, gates.shape[1] - 1)
-        reordered = self.units.update(layer, t, gates.shape[3])
+        reordered = self.units.update(layer, t, size)
         # earlier steps never change: with the same layer (and row order) only the new column is coloured
         same = self._shown[0] == layer and not reordered
-        keep = (gates.shape[3], min(self._shown[1], t) + 1) if same else None
+        keep = (size, min(self._shown[1], t) + 1) if same else None
         self._shown = (layer, t)
-        unit = clamp(state.unit, gates.shape[3])
+        unit = clamp(state.unit, size)
         for index, heatmap in enumerate(self.heatmaps):
-            heatmap.set_data(self.units.rows(gates[: t + 1, layer, index].T), keep=keep)
+            heatmap.set_data(self.units.rows(gates[: t + 1, layer, index, :size].T), keep=keep)
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(self.units.row_of_unit(unit))
             heatmap.plot.getAxis("bottom").grew(t + 1)
         self.units.show_rows(unit)
-        self.note.setText(f"layer {layer}  step {token_label(trace.token_text, t)}")
+        self.note.setText(f"layer {layer}  step {token_label(live_labels(trace), t)}")
 
     def apply_theme(self, state: ViewState) -> None:
         super().apply_theme(state)
-        for heatmap in getattr(self, "heatmaps", []):
+        for heatmap in getattr(self, "_built", ()):
             heatmap.apply_theme(state.theme_obj)

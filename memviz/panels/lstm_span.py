@@ -1,10 +1,12 @@
-"""Working-memory span of an LSTM: how much of what each step wrote is still in each cell now.
+"""Working-memory span of an LSTM (or a GRU): how much of what each step wrote is still in each cell now.
 
 The cell update c_t = f_t * c_{t-1} + i_t * g_t unrolls to c_t = sum_s (prod_{r=s+1..t} f_r) i_s g_s:
 what step s wrote reaches step t scaled by the product of the forget gates in between. The panel
 shows that retention R_t[u, s] = prod_{r=s+1..t} f_r[u] for every unit u and every step s <= t
 (1 at s = t), and each unit's effective memory length sum_s R_t[u, s] in steps (for a constant
-forget gate f it tends to 1 / (1 - f)).
+forget gate f it tends to 1 / (1 - f)). A GRU's h_t = (1 - z_t) n_t + z_t h_{t-1} keeps what step s
+wrote by the product of its update gates z in between: the same picture with z for f (gate 1 of both).
+A layer narrower than the widest shows its own units only (the rest is padding).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from memviz.panels.heatmap import (
 )
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.recurrent_info import cell_of, layer_size
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.token_labels import live_labels
 from memviz.panels.unit_rows import UnitRows
 from memviz.panels.view_model import ViewModel
 
@@ -36,6 +40,13 @@ EXPLAIN = (
     "forget gates f from s+1 to t (1 at s = t). Bottom: each unit's effective memory length, the sum of "
     "that row, in steps (a unit with a constant forget gate f keeps about 1/(1-f) steps)."
 )
+EXPLAIN_GRU = (
+    "Working-memory span. Top: for every unit (row) and every earlier step s (column), the fraction of "
+    "what step s wrote into h that is still there at the current step t: the product of the unit's "
+    "update gates z from s+1 to t (1 at s = t; h = (1 - z) n + z h). Bottom: each unit's effective memory "
+    "length, the sum of that row, in steps (a unit with a constant update gate z keeps about 1/(1-z) steps)."
+)
+TITLES = {"lstm": "retention: prod f from s+1 to now", "gru": "working-memory span, running product of z"}
 
 
 class LogForgetSums:
@@ -101,8 +112,9 @@ class Retention:
 
 class SpanPanel(GraphicsPanel):
     name = "span"
-    title = "LSTM working-memory span"
+    title = "LSTM/GRU working-memory span"
     architectures = ("lstm", "gru")  # gate 1 is f (LSTM) or z (GRU): the span is their running product
+    kinds = ("recurrent",)
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)
@@ -152,15 +164,16 @@ class SpanPanel(GraphicsPanel):
         self.span = np.zeros(0)
         self.layer = self.unit = 0
         self.step = -1
+        self.cell = "lstm"
         self.apply_theme(view.state)
 
     def _readout(self, row: int, col: int, value: float) -> str:
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
         token = f" '{show_token(tokens[col], 24)}'" if col < len(tokens) else ""
         return f"unit {self.units.unit_at(row)}: of what step {col}{token} wrote, {value:.3f} is kept"
 
     def _tooltip(self, row: int, col: int, value: float) -> str:
-        tokens = self.trace.token_text if self.trace is not None else []
+        tokens = live_labels(self.trace)
         row = self.units.unit_at(row)
         return (
             f"unit {row}, layer {self.layer}\nof what step {token_label(tokens, col)} wrote,\n"
@@ -177,7 +190,12 @@ class SpanPanel(GraphicsPanel):
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
-        self.heatmap.set_axis_tokens(trace.token_text if trace is not None else [])
+        self.cell = cell_of(trace)
+        self.setToolTip(EXPLAIN_GRU if self.cell == "gru" else EXPLAIN)
+        self.heatmap.plot.setTitle(TITLES[self.cell])
+        self.heatmap.value_name = "kept"
+        self.apply_theme(self.view.state)
+        self.heatmap.set_axis_tokens(live_labels(trace))
         self.heatmap.set_data(self.heatmap.data[:0, :0])
         self.kept = Retention()
         self.step = -1
@@ -189,10 +207,11 @@ class SpanPanel(GraphicsPanel):
         gates = trace.array("gates")
         t = clamp(state.cursor, len(trace))
         self.layer = layer = clamp(state.layer, gates.shape[1])
-        self.unit = unit = clamp(state.unit, gates.shape[3])
+        size = layer_size(trace, layer, gates.shape[3])  # units past it are padding
+        self.unit = unit = clamp(state.unit, size)
         self.step = t
         self.sync_spin("layer", layer, gates.shape[1] - 1)
-        self.retention = self.kept.get(gates, layer, t)
+        self.retention = self.kept.get(gates, layer, t)[:size]
         self.span = self.retention.sum(axis=1)
         self.units.update(layer, t, len(self.span))
         self.heatmap.set_data(self.units.rows(self.retention))
@@ -204,7 +223,7 @@ class SpanPanel(GraphicsPanel):
         self.bars.setOpts(x=units, height=self.span)
         self.selected_bar.setOpts(x=[unit], height=[self.span[unit]])
         self.note.setText(
-            f"layer {layer}  step {token_label(trace.token_text, t)}  unit {unit}: {self.span[unit]:.2f} steps"
+            f"layer {layer}  step {token_label(live_labels(trace), t)}  unit {unit}: {self.span[unit]:.2f} steps"
         )
 
     def apply_theme(self, state: ViewState) -> None:

@@ -1,4 +1,5 @@
-"""LSTM cell state and hidden state: units x time heatmaps, and the selected unit over time.
+"""LSTM cell state and hidden state (a GRU's hidden state only: it has no cell): units x time
+heatmaps, and the selected unit over time. A layer narrower than the widest shows its own units only.
 
 Diverging colours around 0 with symmetric levels: the largest, over the run, of each step's 98th
 percentile of |value|, rounded up to a 1-2-5 step so the colours stay put while the run grows. A few
@@ -27,11 +28,20 @@ from memviz.panels.heatmap import (
 )
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.recurrent_info import cell_of, layer_size
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
+from memviz.panels.token_labels import live_labels
 from memviz.panels.unit_rows import UnitRows
 from memviz.panels.view_model import ViewModel
 
 STATES = (("cell", "c", "cell state c"), ("hidden", "h", "hidden state h"))
+
+EXPLAIN = {
+    "lstm": "Cell state c (the LSTM's working memory) and hidden state h = o * tanh(c) of every unit (rows) "
+    "at every step. Click a row to follow that unit in the plot below.",
+    "gru": "Hidden state h of every unit (rows) at every step: a GRU has no separate cell, h is its memory "
+    "(h = (1 - z) n + z h). Click a row to follow that unit in the plot below.",
+}
 
 
 class RunningPeak:
@@ -41,10 +51,10 @@ class RunningPeak:
         self.seen: dict[int, int] = {}
         self.peak: dict[int, float] = {}
 
-    def level(self, column: np.ndarray, layer: int) -> float:
+    def level(self, column: np.ndarray, layer: int, size: int | None = None) -> float:
         start = self.seen.get(layer, 0)
-        if start < len(column):
-            new = float(np.percentile(np.abs(column[start:, layer]), 98, axis=-1).max())
+        if start < len(column):  # the layer's own units (`size`): padding would pull the percentile down
+            new = float(np.percentile(np.abs(column[start:, layer, :size]), 98, axis=-1).max())
             self.peak[layer] = max(self.peak.get(layer, 0.0), new)
             self.seen[layer] = len(column)
         return colormaps.symmetric_level(np.array([self.peak.get(layer, 0.0)]))
@@ -52,18 +62,16 @@ class RunningPeak:
 
 class StatePanel(GraphicsPanel):
     name = "state"
-    title = "LSTM cell and hidden state"
+    title = "LSTM/GRU cell and hidden state"
     architectures = ("lstm",)
+    kinds = ("recurrent",)  # a GRU: the hidden state only
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)
         self.add_spin("layer", "layer")
         self.add_spin("unit", "unit")
         self.finish_controls()
-        self.setToolTip(
-            "Cell state c (the LSTM's working memory) and hidden state h = o * tanh(c) of every unit (rows) "
-            "at every step. Click a row to follow that unit in the plot below."
-        )
+        self.setToolTip(EXPLAIN["lstm"])
         self.heatmaps: dict[str, Heatmap] = {}
         for index, (key, letter, label) in enumerate(STATES):
             heatmap = Heatmap(
@@ -82,6 +90,7 @@ class StatePanel(GraphicsPanel):
             heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
             self.canvas.ci.addItem(heatmap, row=0, col=index)
             self.heatmaps[key] = heatmap
+        self._built: tuple[tuple[str, Heatmap], ...] = tuple(self.heatmaps.items())
         self.units = UnitRows(
             self,
             list(self.heatmaps.values()),
@@ -90,7 +99,10 @@ class StatePanel(GraphicsPanel):
         )
         self.readout = HoverReadout(self)
         for key, letter, _ in STATES:
-            self.readout.add(heatmap_source(self.heatmaps[key], self._readout(letter)))
+            source = heatmap_source(self.heatmaps[key], self._readout(letter))
+            self.readout.add(
+                lambda pos, key=key, source=source: source(pos) if key in self.heatmaps else None
+            )
         self.axis = LabelledTokenAxis("bottom")
         self.plot: pg.PlotItem = self.canvas.ci.addPlot(
             row=1, col=0, colspan=2, axisItems=pixmap_axes(bottom=self.axis)
@@ -119,20 +131,52 @@ class StatePanel(GraphicsPanel):
         self.canvas.ci.layout.setRowStretchFactor(0, 3)
         self.canvas.ci.layout.setRowStretchFactor(1, 2)
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
-        self.layer = self.unit = 0
+        self.layer = self.unit = self.size = 0
         self.step = -1
         self._shown = (-1, -1)  # layer and step on screen
         self.apply_theme(view.state)
 
+    def colour_scaled(self) -> tuple[Heatmap, ...]:
+        return tuple(self.heatmaps.values())
+
+    @property
+    def memory_key(self) -> str:
+        """The state that carries the memory: c (LSTM), h (GRU)."""
+        return "cell" if "cell" in self.heatmaps else "hidden"
+
     def _c_variance(self, layer: int, t: int) -> np.ndarray:
-        return self.trace.array("cell")[: t + 1, layer].astype(np.float64).var(axis=0)
+        column = self.trace.array(self.memory_key)
+        return column[: t + 1, layer, : self.size].astype(np.float64).var(axis=0)
 
     def _c_now(self, layer: int, t: int) -> np.ndarray:
-        return self.trace.array("cell")[t, layer]
+        return self.trace.array(self.memory_key)[t, layer, : self.size]
+
+    def _configure(self, trace: Trace | None) -> None:
+        """An LSTM shows c and h; a GRU (or a trace without cell states) h alone, across the row."""
+        gru = cell_of(trace) == "gru" or (trace is not None and len(trace) > 0 and not trace.has("cell"))
+        keys = ("hidden",) if gru else ("cell", "hidden")
+        self.setToolTip(EXPLAIN["gru" if gru else "lstm"])
+        if tuple(self.heatmaps) == keys:
+            return
+        layout = self.canvas.ci
+        for _key, heatmap in self._built:
+            if heatmap in layout.items:
+                layout.removeItem(heatmap)
+        self.heatmaps = {key: heatmap for key, heatmap in self._built if key in keys}
+        for index, heatmap in enumerate(self.heatmaps.values()):
+            layout.addItem(heatmap, row=0, col=index, colspan=2 if len(keys) == 1 else 1)
+        cell_curve = self.curves["cell"]
+        if gru and cell_curve in self.plot.items:
+            self.plot.removeItem(cell_curve)  # the legend's entry goes with it
+        elif not gru and cell_curve not in self.plot.items:
+            self.plot.addItem(cell_curve)
+            self.legend.addItem(cell_curve, "c")
+        letter = "h" if gru else "c"
+        self.units.set_sort_keys({f"variance of {letter}": self._c_variance, f"{letter} now": self._c_now})
 
     def _readout(self, letter: str):
         def line(row: int, col: int, value: float) -> str:
-            tokens = self.trace.token_text if self.trace is not None else []
+            tokens = live_labels(self.trace)
             token = f" '{show_token(tokens[col], 24)}'" if col < len(tokens) else ""
             return f"{letter}: unit {self.units.unit_at(row)}, step {col}{token}: {value:.3f}"
 
@@ -140,16 +184,17 @@ class StatePanel(GraphicsPanel):
 
     def _tooltip(self, letter: str):
         def text(row: int, col: int, value: float) -> str:
-            tokens = self.trace.token_text if self.trace is not None else []
+            tokens = live_labels(self.trace)
             row = self.units.unit_at(row)
             return f"{letter}, layer {self.layer}, unit {row}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
 
         return text
 
     def set_trace(self, trace: Trace | None) -> None:
+        self._configure(trace)
         super().set_trace(trace)
-        tokens = trace.token_text if trace is not None else []
-        for heatmap in self.heatmaps.values():
+        tokens = live_labels(trace)
+        for _key, heatmap in self._built:
             heatmap.set_axis_tokens(tokens)
             heatmap.set_data(heatmap.data[:0, :0])
         self.axis.set_tokens(tokens)
@@ -162,12 +207,17 @@ class StatePanel(GraphicsPanel):
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
-        if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("cell"):
+        if trace is None or len(trace) == 0 or state.cursor < 0:
             return
+        if not all(trace.has(key) for key in self.heatmaps):
+            self._configure(trace)  # a trace without the cell states it was expected to have
+            if not all(trace.has(key) for key in self.heatmaps):
+                return
         t = clamp(state.cursor, len(trace))
         columns = {key: trace.array(key) for key in self.heatmaps}  # [T, L, H]
-        layers, units = columns["cell"].shape[1:]
+        layers, width = columns["hidden"].shape[1:]
         self.layer = layer = clamp(state.layer, layers)
+        self.size = units = layer_size(trace, layer, width)  # units past it are padding
         self.unit = unit = clamp(state.unit, units)
         self.step = t
         self.sync_spin("layer", layer, layers - 1)
@@ -175,13 +225,13 @@ class StatePanel(GraphicsPanel):
         x = np.arange(t + 1) + 0.5
         reordered = self.units.update(layer, t, units)
         for key, heatmap in self.heatmaps.items():
-            level = self.peaks[key].level(columns[key], layer)
+            level = self.peaks[key].level(columns[key], layer, units)
             if key == "hidden":
                 level = min(level, 1.0)
             # earlier steps never change: with the same layer (and levels) only the new column is coloured
             same = self._shown[0] == layer and not reordered
             keep = (units, min(self._shown[1], t) + 1) if same else None
-            data = self.units.rows(columns[key][: t + 1, layer].T)
+            data = self.units.rows(columns[key][: t + 1, layer, :units].T)
             heatmap.set_data(data, levels=(-level, level), keep=keep)
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(self.units.row_of_unit(unit))
@@ -199,12 +249,12 @@ class StatePanel(GraphicsPanel):
         self.plot.setTitle(
             f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt"
         )
-        self.note.setText(f"layer {layer}  unit {unit}  step {token_label(trace.token_text, t)}")
+        self.note.setText(f"layer {layer}  unit {unit}  step {token_label(live_labels(trace), t)}")
 
     def apply_theme(self, state: ViewState) -> None:
         super().apply_theme(state)
         theme = state.theme_obj
-        for heatmap in getattr(self, "heatmaps", {}).values():
+        for _key, heatmap in getattr(self, "_built", ()):
             heatmap.apply_theme(theme)
         if hasattr(self, "plot"):
             style_plot(self.plot, theme)

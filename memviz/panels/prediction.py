@@ -15,6 +15,7 @@ from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels.heatmap import GraphicsPanel, clamp, pixmap_axes, show_token, style_plot
 from memviz.panels.token_axis import LabelledTokenAxis
+from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
 COLOURS = ("#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7")
@@ -56,7 +57,7 @@ class PredictionPanel(GraphicsPanel):
 
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
-        self.axis.set_tokens(trace.token_text if trace is not None else [])
+        self.axis.set_tokens(live_labels(trace))
         for curve in self.curves:
             self.plot.removeItem(curve)
         self.legend.clear()
@@ -79,7 +80,6 @@ class PredictionPanel(GraphicsPanel):
         trace = self.trace
         if trace is None or len(trace) == 0 or state.cursor < 0 or not trace.has("prediction"):
             return
-        self.axis.set_tokens(trace.token_text)
         prediction = trace.array("prediction")  # [T, C]
         labels = labels_of(trace)
         self._ensure_curves(labels)
@@ -92,7 +92,7 @@ class PredictionPanel(GraphicsPanel):
         self.plot.setXRange(0, max(1, len(prediction)), padding=0)
         self.cursor_line.setValue(t + 0.5)
         best = int(np.argmax(prediction[t])) if prediction.shape[1] > 1 else 0
-        token = show_token(trace.token_text[t], 24)
+        token = show_token(trace.token_label(t), 24)
         answer = f"{labels[best]} {prediction[t, best]:.3f}"
         self.plot.setTitle(f"after step {t} '{token}': {answer}")
 

@@ -75,6 +75,22 @@ class UnitRows(QObject):
                 self.combo.setCurrentText(sort)
             self._changed()
 
+    def set_sort_keys(self, sort_keys: dict[str, Callable[[int, int], np.ndarray]]) -> None:
+        """Other sort keys (another cell's quantities): a sort by a key that is gone goes by number."""
+        if list(sort_keys) == list(self.sort_keys):
+            self.sort_keys = sort_keys
+            return
+        position = list(self.sort_keys).index(self.sort) if self.sort in self.sort_keys else -1
+        self.sort_keys = sort_keys
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        self.combo.addItems([BY_NUMBER, *sort_keys])
+        # the same place in the list: "f now" becomes "z now"
+        self.sort = list(sort_keys)[position] if 0 <= position < len(sort_keys) else BY_NUMBER
+        self.combo.setCurrentText(self.sort)
+        self.combo.blockSignals(False)
+        self.order = np.zeros(0, dtype=np.intp)  # drawn again in the new order
+
     def update(self, layer: int, t: int, units: int) -> bool:
         """The order at this layer and step; True when it differs from the one shown before."""
         if self.sort == BY_NUMBER or self.sort not in self.sort_keys:

@@ -328,6 +328,8 @@ class MainWindow(QMainWindow):
         if self.picker is not None:
             self.picker.refresh_recent()
             self.picker.accept()
+        self.strip.placeholder = "Press Ctrl+Enter to read the text (or Space to play)"
+        self.strip.update()
         self.strip.setFocus()
 
     def _on_load_failed(self, spec: str, reason: str) -> None:
@@ -376,7 +378,7 @@ class MainWindow(QMainWindow):
         shows the trace's text (what was read), not the text typed before."""
         trace = source if isinstance(source, Trace) else Trace.load(source)
         self.playback.open_trace(trace)
-        self.editor.setPlainText("".join(trace.token_text))
+        self.editor.setPlainText(trace.text())  # from the tokens' bytes: split characters whole
         if not isinstance(source, Trace):
             self.message(f"opened {source}: {len(trace)} tokens")
         self.trace_opened.emit(trace)

@@ -7,6 +7,7 @@ The strip is a view of the Trace like the panels: `values(state)` are the trace'
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 import numpy as np
 from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
@@ -15,7 +16,10 @@ from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
+from memviz.panels.prediction import COLOURS as LABEL_COLOURS
+from memviz.panels.prediction import labels_of as class_labels
 from memviz.panels.static_texts import StaticTexts
+from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
 #: signal name -> (label, scale kind). "sequential": [0, 1]; "diverging": signed around 0.
@@ -25,7 +29,12 @@ SIGNALS: dict[str, tuple[str, str]] = {
     "cell": ("Unit: cell state c", "diverging"),
     "attention": ("Attention of the current token", "sequential"),
     "memory": ("Memory similarity", "sequential"),
+    # a classifier's answer after each token: one label's probability around 0.5, or the likeliest label
+    "prediction": ("Prediction", "prediction"),
 }
+
+#: what the strip says before it has tokens (the window changes it once a model is loaded)
+PLACEHOLDER = "No tokens yet. Load a model, type a text and press Space (or Play)."
 
 POSITIVE = QColor(32, 120, 255)  # diverging, > 0 (char-rnn: blue/green for positive)
 NEGATIVE = QColor(230, 50, 40)  # diverging, < 0
@@ -36,15 +45,17 @@ def available_signals(trace: Trace | None) -> list[str]:
     names = ["none"]
     if trace is None:
         return names
-    arch = trace.architecture
-    if arch == "lstm" or trace.has("hidden"):
+    recurrent = trace.kind == "recurrent"
+    if recurrent or trace.has("hidden"):
         names.append("unit")
-    if arch == "lstm" or trace.has("cell"):
+    if (recurrent and trace.model.get("cell", "lstm") == "lstm") or trace.has("cell"):  # a GRU has no c
         names.append("cell")
     if trace.kind == "transformer" or trace.has("attention"):
         names.append("attention")
     if trace.memory is not None or trace.has("memory_scores"):
         names.append("memory")
+    if trace.has("prediction") or trace.model.get("head") == "classifier":
+        names.append("prediction")
     return names
 
 
@@ -62,6 +73,8 @@ def signal_values(trace: Trace | None, state: ViewState, signal: str | None = No
     - "unit": hidden[t, layer, unit]; "cell": cell[t, layer, unit] (LSTM)
     - "attention": attention of the step at the cursor (layer, head) over tokens 0..cursor
     - "memory": the best memory score (max over the retrieved ones) at each step
+    - "prediction": a classifier's probability of its one label, or of its likeliest label
+      (`prediction_classes` says which) after each step
     """
     signal = signal or state.signal
     T = 0 if trace is None else len(trace)
@@ -90,17 +103,37 @@ def signal_values(trace: Trace | None, state: ViewState, signal: str | None = No
                     best = scores.max(axis=1) if scores.shape[1] else np.full(len(scores), -np.inf)
                 best[~np.isfinite(best)] = np.nan
                 out[: len(best)] = best
+        elif signal == "prediction":
+            if trace.has("prediction"):
+                prediction = trace.array("prediction")[:T].astype(np.float64)  # [T, C]
+                if prediction.shape[1]:
+                    out[: len(prediction)] = (
+                        prediction.max(axis=1) if prediction.shape[1] > 1 else prediction[:, 0]
+                    )
     except (KeyError, IndexError):
         pass
     return out
 
 
-def tint_strengths(values: np.ndarray, signal: str) -> np.ndarray:
+def prediction_classes(trace: Trace | None) -> np.ndarray | None:
+    """The likeliest label at each step of a classifier with several labels (None: one label, or no
+    prediction column)."""
+    if trace is None or not trace.has("prediction"):
+        return None
+    prediction = trace.array("prediction")[: len(trace)]
+    if prediction.shape[1] < 2:
+        return None
+    return np.argmax(prediction, axis=1)
+
+
+def tint_strengths(values: np.ndarray, signal: str, labels: int = 1) -> np.ndarray:
     """Map values to tint strengths in [-1, 1] (sign = colour for diverging signals; NaN = none).
 
     attention: sqrt(value) (absolute, so that a spread-out row stays faint and a sharp one bright;
     the root lifts small weights in a long context into view);
-    memory: min-max over the run; diverging: value / max |value| of the run (h is already in [-1, 1]).
+    memory: min-max over the run; diverging: value / max |value| of the run (h is already in [-1, 1]);
+    prediction: one label's probability around 0.5 (2p - 1: 0.5 untinted, 1 and 0 full in the two
+    colours), or with `labels` > 1 how far the likeliest label's probability is above a uniform guess.
     """
     kind = SIGNALS.get(signal, ("", "none"))[1]
     strengths = np.full(values.shape, np.nan)
@@ -113,6 +146,9 @@ def tint_strengths(values: np.ndarray, signal: str) -> np.ndarray:
     elif signal == "memory":
         lo, hi = v.min(), v.max()
         strengths[finite] = (v - lo) / (hi - lo) if hi > lo else 1.0
+    elif signal == "prediction":
+        floor = 1.0 / labels if labels > 1 else 0.5
+        strengths[finite] = np.clip((v - floor) / (1.0 - floor), -1.0, 1.0)
     elif signal == "unit":
         strengths[finite] = np.clip(v, -1, 1)
     else:
@@ -121,7 +157,7 @@ def tint_strengths(values: np.ndarray, signal: str) -> np.ndarray:
     return strengths
 
 
-def tint_scale(values: np.ndarray, signal: str) -> tuple[float, float] | None:
+def tint_scale(values: np.ndarray, signal: str, labels: int = 1) -> tuple[float, float] | None:
     """The values at the two ends of the tint's colour scale (what tint_strengths maps to its lowest
     and to its full strength), or None when nothing is tinted."""
     kind = SIGNALS.get(signal, ("", "none"))[1]
@@ -130,6 +166,8 @@ def tint_scale(values: np.ndarray, signal: str) -> tuple[float, float] | None:
         return None
     if signal == "attention":
         return 0.0, 1.0
+    if signal == "prediction":
+        return (1.0 / labels if labels > 1 else 0.0), 1.0
     if not finite.size:
         return None
     if signal == "memory":
@@ -168,6 +206,9 @@ class TokenStrip(QWidget):
         self._laid_width = -1
         self._values = np.zeros(0)
         self._strengths = np.zeros(0)
+        self._classes: np.ndarray | None = None  # the likeliest label per token (prediction tint)
+        self._labels: Sequence[str] = ()  # the trace's token labels (partial characters as ‹C3›)
+        self.placeholder = PLACEHOLDER  # shown while there are no tokens
         self._widths: dict[str, int] = {}
         self._tints: dict[tuple, QColor] = {}
         self._texts = StaticTexts(limit=20_000)  # laid out in the painter's font (the style's)
@@ -180,6 +221,7 @@ class TokenStrip(QWidget):
     # -- data ---------------------------------------------------------------------------------
     def set_trace(self, trace: Trace | None) -> None:
         self.trace = trace
+        self._labels = live_labels(trace)
         self._relayout()
 
     def render(self, state: ViewState) -> None:
@@ -191,8 +233,14 @@ class TokenStrip(QWidget):
             self._relayout()
         self._extend_layout()
         self._values = signal_values(self.trace, state)
-        self._strengths = tint_strengths(self._values, state.signal)
+        self._classes = prediction_classes(self.trace) if state.signal == "prediction" else None
+        self._strengths = tint_strengths(self._values, state.signal, self.label_count())
         self.update()
+
+    def label_count(self) -> int:
+        """How many labels the trace's classifier has (1 without a prediction column)."""
+        trace = self.trace
+        return trace.array("prediction").shape[1] if trace is not None and trace.has("prediction") else 1
 
     def values(self) -> np.ndarray:
         """The per-token values of the current signal, as last rendered."""
@@ -208,7 +256,7 @@ class TokenStrip(QWidget):
         return QRect(self._rects[index])
 
     def token_label(self, index: int) -> str:
-        return display_text(self.trace.token_text[index])
+        return display_text(self._labels[index])
 
     def token_color(self, index: int) -> QColor | None:
         """The background tint of token `index`, or None when it has no value."""
@@ -217,7 +265,11 @@ class TokenStrip(QWidget):
         s = self._strengths[index]
         if not np.isfinite(s):
             return None
-        return self._tint(float(s))
+        return self._tint(float(s), self._class_of(index))
+
+    def _class_of(self, index: int) -> int:
+        classes = self._classes
+        return int(classes[index]) if classes is not None and index < len(classes) else -1
 
     def token_marks(self, index: int) -> dict:
         """What the strip shows for one token: its label, whether it was generated, whether it is
@@ -230,10 +282,12 @@ class TokenStrip(QWidget):
             "color": self.token_color(index),
         }
 
-    def _tint(self, s: float) -> QColor:
+    def _tint(self, s: float, label: int = -1) -> QColor:
         theme = self.state.theme_obj
         kind = SIGNALS.get(self.state.signal, ("", "none"))[1]
-        if kind == "diverging":
+        if label >= 0:  # the prediction tint of a classifier with several labels: the label's colour
+            base = QColor(LABEL_COLOURS[label % len(LABEL_COLOURS)])
+        elif kind in ("diverging", "prediction"):
             base = POSITIVE if s >= 0 else NEGATIVE
         else:
             base = theme.accent
@@ -282,12 +336,12 @@ class TokenStrip(QWidget):
         if self._rects:
             last = self._rects[-1]
             x, y = last.right() + 1, last.top()
-            if trace.token_text[len(self._rects) - 1].endswith("\n"):
+            if self._labels[len(self._rects) - 1].endswith("\n"):
                 x, y = self.MARGIN, y + line_height
         else:
             x, y = self.MARGIN, self.MARGIN
             self._line_start = 0
-        texts = trace.token_text
+        texts = self._labels
         for i in range(len(self._rects), n):
             text = texts[i]
             width = self._text_width(display_text(text))
@@ -343,7 +397,7 @@ class TokenStrip(QWidget):
             painter.drawText(
                 self.rect().adjusted(12, 12, -12, -12),
                 Qt.AlignLeft | Qt.TextWordWrap,
-                "No tokens yet. Load a model, type a text and press Space (or Play).",
+                self.placeholder,
             )
             painter.end()
             return
@@ -360,7 +414,7 @@ class TokenStrip(QWidget):
         finite = np.isfinite(strengths[lo : shown.stop]) if len(strengths) else np.zeros(0, bool)
         for i in shown:  # tints first, then texts: fewer pen changes
             if i - lo < len(finite) and finite[i - lo]:
-                painter.fillRect(self._rects[i], self._tint(float(strengths[i])))
+                painter.fillRect(self._rects[i], self._tint(float(strengths[i]), self._class_of(i)))
         # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
         # its own ascent places the line's top)
         top_offset = self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
@@ -377,7 +431,7 @@ class TokenStrip(QWidget):
                 pen_generated = generated
                 painter.setPen(generated_color if generated else foreground)
             # a QStaticText is laid out once per distinct token; it is drawn from the top of its line
-            static, static_font = self._texts.entry(display_text(trace.token_text[i]))
+            static, static_font = self._texts.entry(display_text(self._labels[i]))
             if static_font is not font:
                 font = static_font
                 painter.setFont(font)
@@ -413,20 +467,24 @@ class TokenStrip(QWidget):
 
     def tooltip_text(self, index: int) -> str:
         trace = self.trace
-        token = trace.token_text[index]
+        token = self._labels[index]
         kind = "generated" if trace.generated[index] else "read"
         lines = [f"step {index + 1}: {token!r} (id {trace.token_ids[index]}, {kind})"]
         if index < len(self._values) and np.isfinite(self._values[index]):
             label = SIGNALS.get(self.state.signal, (self.state.signal, ""))[0]
+            if self.state.signal == "prediction":
+                names = class_labels(trace)
+                name = names[max(self._class_of(index), 0)] if names else "?"
+                label = f"{label}: {name}" if self._class_of(index) >= 0 else f"{label}: p({name})"
             lines.append(f"{label}: {self._values[index]:.4f}")
         try:
             probs = trace.array("topk_probs")[index]
             ids = trace.array("topk_ids")[index]
-            if index + 1 < len(trace):
+            if index + 1 < len(trace) and ids.size:  # a classifier has no candidates: no such line
                 nxt = trace.token_ids[index + 1]
                 hit = np.nonzero(ids == nxt)[0]
                 p = f"{probs[hit[0]]:.4f}" if len(hit) else "not in the top candidates"
-                lines.append(f"p(next token {trace.token_text[index + 1]!r}) = {p}")
+                lines.append(f"p(next token {self._labels[index + 1]!r}) = {p}")
         except (KeyError, IndexError):
             pass
         return "\n".join(lines)
@@ -453,6 +511,7 @@ class TokenLegend(QWidget):
         self.setObjectName("tokenStripLegend")
         self.label = ""
         self.scale: tuple[float, float] | None = None
+        self.swatches: list[tuple[str, QColor]] = []  # several labels' colours (the prediction tint)
 
     def describe(self, state: ViewState, values: np.ndarray) -> bool:
         """Take the signal and its values; True when the legend changed."""
@@ -463,16 +522,32 @@ class TokenLegend(QWidget):
             label += f" (layer {state.layer}, unit {state.unit})"
         elif state.signal == "memory":
             label += " (best score at each step, lowest to highest of the run)"
-        scale = tint_scale(values, state.signal)
-        if (label, scale) == (self.label, self.scale):
+        labels = self.strip.label_count()
+        swatches: list[tuple[str, QColor]] = []
+        if state.signal == "prediction":
+            names = class_labels(self.strip.trace) if self.strip.trace is not None else []
+            if labels > 1:
+                label += " after each token: the likeliest label, stronger the surer"
+                swatches = [(n, self.strip._tint(1.0, k)) for k, n in enumerate(names)]
+            else:
+                name = names[0] if names else "label"
+                label += f" after each token: p({name}), untinted at 0.5, blue above, red below"
+        scale = tint_scale(values, state.signal, labels)
+        if (label, scale, [n for n, _ in swatches]) == (
+            self.label,
+            self.scale,
+            [n for n, _ in self.swatches],
+        ):
             return False
-        self.label, self.scale = label, scale
+        self.label, self.scale, self.swatches = label, scale, swatches
         self.update()
         return True
 
     def ends(self) -> tuple[float, float]:
         """The tint strengths at the two ends of the bar."""
         kind = SIGNALS.get(self.strip.state.signal, ("", "none"))[1]
+        if kind == "prediction":
+            return (-1.0, 1.0) if self.strip.label_count() == 1 else (0.0, 1.0)
         return (-1.0, 1.0) if kind == "diverging" else (0.0, 1.0)
 
     def end_texts(self) -> tuple[str, str]:
@@ -497,6 +572,10 @@ class TokenLegend(QWidget):
             )
             painter.end()
             return
+        if self.swatches:  # several labels: each one's colour, named (the tint's strength: how sure)
+            self._paint_swatches(painter, x, middle, baseline)
+            painter.end()
+            return
         lo_text, hi_text = self.end_texts()
         painter.drawText(x, baseline, lo_text)
         x += metrics.horizontalAdvance(lo_text) + 4
@@ -514,6 +593,20 @@ class TokenLegend(QWidget):
         rest = self.width() - x - 4
         painter.drawText(x, baseline, metrics.elidedText(f"tint: {self.label}", Qt.ElideRight, max(rest, 0)))
         painter.end()
+
+    def _paint_swatches(self, painter: QPainter, x: int, middle: int, baseline: int) -> None:
+        metrics = painter.fontMetrics()
+        foreground = QColor(self.strip.state.theme_obj.foreground)
+        for name, colour in self.swatches:
+            box = QRect(x, middle - 5, 10, 10)
+            painter.fillRect(box, colour)
+            painter.setPen(foreground)
+            painter.drawRect(box.adjusted(0, 0, -1, -1))
+            x = box.right() + 4
+            painter.drawText(x, baseline, name)
+            x += metrics.horizontalAdvance(name) + 10
+        rest = self.width() - x - 4
+        painter.drawText(x, baseline, metrics.elidedText(f"tint: {self.label}", Qt.ElideRight, max(rest, 0)))
 
 
 class TokenStripView(QScrollArea):
