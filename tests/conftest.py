@@ -1,9 +1,11 @@
 """Shared fixtures: real, small models built inside the tests (nothing is downloaded), sessions run
 on them, panels and windows shown on the offscreen platform.
 
-Test modules reach everything here through fixtures; no test module imports another. The plain
-functions (make_lstm_dir, make_gpt2_dir, SAMPLE_TEXT) stay importable while the last modules that
-import them directly are switched to the fixtures (lstm_dir_factory, gpt2_dir_factory, sample_text).
+Test modules reach everything here through fixtures; no test module imports another (shared classes
+live in tests/support.py, reached through fixtures too: tiny_panel_class). The plain functions
+(make_lstm_dir, make_gpt2_dir, make_rnn_dir, SAMPLE_TEXT) stay importable while the last modules that
+import them directly are switched to the fixtures (lstm_dir_factory, gpt2_dir_factory, rnn_dir_factory,
+sample_text).
 Qt and the model code are imported inside the fixtures, so tests that need neither do not pay for them.
 """
 
@@ -76,6 +78,41 @@ def make_gpt2_dir(
     return folder
 
 
+def make_rnn_dir(
+    folder: Path,
+    cell: str = "gru",
+    sizes: tuple[int, ...] = (9, 5, 7),
+    head: str = "lm",
+    labels: tuple[str, ...] | None = None,
+    seed: int = 0,
+    scale: float = 2.0,
+) -> Path:
+    """A tiny memviz-rnn folder (an LSTM or GRU, layers of `sizes`, an lm or classifier head), its
+    weights scaled by `scale` so the gates saturate (a sharper picture and test)."""
+    import torch
+
+    from memviz.backends.recurrent import RecurrentModel, RNNConfig, save_recurrent
+    from memviz.backends.tokenizers import CharTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = CharTokenizer.from_text(SAMPLE_TEXT)
+    labels = tuple(labels or (("negative", "positive") if head == "classifier" else ()))
+    config = RNNConfig(
+        cell=cell,
+        vocab_size=len(tokenizer.tokens),
+        embedding_dim=6,
+        layer_sizes=tuple(sizes),
+        tokenizer=tokenizer.kind,
+        head=head,
+        labels=labels,
+    )
+    model = RecurrentModel(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(scale)
+    return save_recurrent(model, tokenizer, folder, head=head, labels=list(labels))
+
+
 @pytest.fixture(scope="session")
 def lstm_dir(tmp_path_factory) -> Path:
     return make_lstm_dir(tmp_path_factory.mktemp("lstm") / "tiny-lstm")
@@ -102,6 +139,21 @@ def lstm_dir_factory() -> Callable[..., Path]:
 def gpt2_dir_factory() -> Callable[..., Path]:
     """make_gpt2_dir(folder, layers=3, heads=4, embd=32, positions=128, seed=0): a tiny GPT-2."""
     return make_gpt2_dir
+
+
+@pytest.fixture(scope="session")
+def rnn_dir_factory() -> Callable[..., Path]:
+    """make_rnn_dir(folder, cell="gru", sizes=(9, 5, 7), head="lm", labels=None, seed=0, scale=2.0):
+    a tiny memviz-rnn LSTM or GRU (layers of different sizes, an lm or classifier head)."""
+    return make_rnn_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_panel_class() -> type:
+    """A test-only panel (a plot of the top-1 probability): the export engine tested on its own."""
+    from support import TinyPanel
+
+    return TinyPanel
 
 
 # -- sessions --------------------------------------------------------------------------------------
@@ -210,11 +262,13 @@ def settings(tmp_path):
 
 
 @pytest.fixture
-def make_window(qtbot, settings) -> Iterator[Callable[..., Any]]:
+def make_window(qtbot, settings, monkeypatch) -> Iterator[Callable[..., Any]]:
     """make_window(settings=None) -> MainWindow: shown, active (shortcuts act in the active window),
     registered with qtbot, and shut down (worker thread stopped) when the test ends."""
     from memviz.ui.main_window import MainWindow
 
+    # the unsaved-run question is modal: asked at teardown it would wait for an answer forever
+    monkeypatch.setattr(MainWindow, "ask_before_discarding", False)
     windows: list[MainWindow] = []
 
     def make(s=None) -> MainWindow:

@@ -421,10 +421,8 @@ def test_saved_trace_opens_without_a_model(qtbot, make_window, lstm_dir, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def gpt2_long_dir(tmp_path_factory):
-    from conftest import make_gpt2_dir
-
-    return make_gpt2_dir(tmp_path_factory.mktemp("gpt2-long") / "tiny-gpt2-512", positions=512)
+def gpt2_long_dir(tmp_path_factory, gpt2_dir_factory):
+    return gpt2_dir_factory(tmp_path_factory.mktemp("gpt2-long") / "tiny-gpt2-512", positions=512)
 
 
 @pytest.mark.parametrize("panels", ["stand-in", "real"])

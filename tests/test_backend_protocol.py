@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_TEXT, make_gpt2_dir
 
 import memviz.backends.lstm as lstm_module
 from memviz.backends import hook_points as hp
@@ -21,9 +20,13 @@ WINDOW = 32  # the windowed GPT-2's context: documents below are several windows
 ATOL = 1e-5
 
 
-def shuffled_text(words: int, seed: int = 0) -> str:
-    rng = np.random.default_rng(seed)
-    return " ".join(rng.choice(SAMPLE_TEXT.split(), size=words)) + "\n"
+@pytest.fixture(scope="session")
+def shuffled_text(sample_text):
+    def shuffled_text(words: int, seed: int = 0) -> str:
+        rng = np.random.default_rng(seed)
+        return " ".join(rng.choice(sample_text.split(), size=words)) + "\n"
+
+    return shuffled_text
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,8 @@ def gpt2(gpt2_dir):
 
 
 @pytest.fixture(scope="module")
-def windowed_gpt2(tmp_path_factory):
-    folder = make_gpt2_dir(tmp_path_factory.mktemp("gpt2w") / "window-gpt2", positions=WINDOW, seed=1)
+def windowed_gpt2(tmp_path_factory, gpt2_dir_factory):
+    folder = gpt2_dir_factory(tmp_path_factory.mktemp("gpt2w") / "window-gpt2", positions=WINDOW, seed=1)
     return load_backend(str(folder))
 
 
@@ -83,23 +86,23 @@ def windowed_reference_keys(backend, ids: list[int], window: int) -> np.ndarray:
 
 # -- document_keys equals stepping ------------------------------------------------------------------
 @pytest.mark.parametrize("chunk", [2048, 7])
-def test_lstm_document_keys_equal_stepping(lstm, monkeypatch, chunk):
+def test_lstm_document_keys_equal_stepping(lstm, monkeypatch, chunk, sample_text):
     monkeypatch.setattr(lstm_module, "DOCUMENT_CHUNK", chunk)  # 7: the state carried over many chunks
-    ids = lstm.encode(SAMPLE_TEXT).ids
+    ids = lstm.encode(sample_text).ids
     keys = np.stack(list(lstm.document_keys(ids)))
     assert keys.shape == (len(ids) - 1, lstm.memory_key_dim)
     np.testing.assert_allclose(keys, stepped_keys(lstm, ids[:-1]), atol=ATOL, rtol=0)
 
 
-def test_gpt2_document_keys_equal_stepping_within_the_window(gpt2):
-    ids = gpt2.encode(SAMPLE_TEXT).ids
+def test_gpt2_document_keys_equal_stepping_within_the_window(gpt2, sample_text):
+    ids = gpt2.encode(sample_text).ids
     assert len(ids) <= gpt2.info.context_size
     keys = np.stack(list(gpt2.document_keys(ids)))
     assert keys.shape == (len(ids) - 1, gpt2.memory_key_dim)
     np.testing.assert_allclose(keys, stepped_keys(gpt2, ids[:-1]), atol=ATOL, rtol=0)
 
 
-def test_gpt2_document_keys_equal_stepping_across_overlapping_windows(windowed_gpt2):
+def test_gpt2_document_keys_equal_stepping_across_overlapping_windows(windowed_gpt2, shuffled_text):
     ids = windowed_gpt2.encode(shuffled_text(120)).ids
     assert len(ids) > 3 * WINDOW, "the document must span several windows"
     keys = np.stack(list(windowed_gpt2.document_keys(ids)))
@@ -111,7 +114,7 @@ def test_gpt2_document_keys_equal_stepping_across_overlapping_windows(windowed_g
 
 
 # -- document_keys leaves the backend as it was ------------------------------------------------------
-def test_no_hook_remains_after_steps_or_document_keys(backend):
+def test_no_hook_remains_after_steps_or_document_keys(backend, shuffled_text):
     ids = backend.encode(shuffled_text(120)).ids
     backend.reset()
     backend.step(ids[0])
@@ -130,8 +133,8 @@ def test_no_hook_remains_after_steps_or_document_keys(backend):
     backend.reset()
 
 
-def test_stepping_continues_exactly_after_document_keys(backend):
-    ids = backend.encode(SAMPLE_TEXT).ids[:24]
+def test_stepping_continues_exactly_after_document_keys(backend, sample_text, shuffled_text):
+    ids = backend.encode(sample_text).ids[:24]
     document = backend.encode(shuffled_text(120, seed=3)).ids
 
     def run(read_document: bool):
@@ -156,7 +159,7 @@ def test_stepping_continues_exactly_after_document_keys(backend):
 
 
 # -- the store asks, it does not run ----------------------------------------------------------------
-def test_creating_a_store_and_adding_a_document_never_steps(backend, tmp_path, monkeypatch):
+def test_creating_a_store_and_adding_a_document_never_steps(backend, tmp_path, monkeypatch, shuffled_text):
     calls = []
     real_step = backend.step
     monkeypatch.setattr(backend, "step", lambda token_id: calls.append(token_id) or real_step(token_id))

@@ -471,14 +471,12 @@ def test_eval_reads_the_file_before_loading_the_model(tmp_path, capsys, no_model
 
 
 @pytest.mark.parametrize("which", ["lstm", "gpt2"])
-def test_eval_progress_counts_every_predicted_token(lstm_dir, gpt2_dir, which):
-    from conftest import SAMPLE_TEXT
-
+def test_eval_progress_counts_every_predicted_token(lstm_dir, gpt2_dir, which, sample_text):
     from memviz.backends.registry import load_backend
     from memviz.train.evaluate import bits_per_char, gpt2_bits_per_char, lstm_bits_per_char
 
     backend = load_backend(str(lstm_dir if which == "lstm" else gpt2_dir))
-    text = SAMPLE_TEXT * 3
+    text = sample_text * 3
     calls: list[tuple[int, int]] = []
     if which == "lstm":
         n = len(backend.encode(text).ids)

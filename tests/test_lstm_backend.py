@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_TEXT, make_lstm_dir
 from safetensors.numpy import load_file as load_numpy
 
 from memviz.backends.lstm import (
@@ -25,10 +24,10 @@ TOL = 1e-5
 TEXT = "The lazy fox: def f(x): return x + 1\nquick brown dog. " * 2
 
 
-def _scaled_lstm_dir(folder, scale: float = 3.0, seed: int = 1):
+def _scaled_lstm_dir(folder, sample_text, scale: float = 3.0, seed: int = 1):
     """A random LSTM with weights large enough that gates saturate and differ (a sharper test)."""
     torch.manual_seed(seed)
-    tokenizer = CharTokenizer.from_text(SAMPLE_TEXT)
+    tokenizer = CharTokenizer.from_text(sample_text)
     model = LSTMLanguageModel(len(tokenizer.tokens), 12, 24, 3)
     with torch.no_grad():
         for p in model.parameters():
@@ -38,10 +37,10 @@ def _scaled_lstm_dir(folder, scale: float = 3.0, seed: int = 1):
 
 
 @pytest.fixture(scope="module", params=["default", "scaled"])
-def lstm_folder(request, lstm_dir, tmp_path_factory):
+def lstm_folder(request, lstm_dir, tmp_path_factory, sample_text):
     if request.param == "default":
         return lstm_dir
-    return _scaled_lstm_dir(tmp_path_factory.mktemp("lstm-scaled") / "scaled-lstm")
+    return _scaled_lstm_dir(tmp_path_factory.mktemp("lstm-scaled") / "scaled-lstm", sample_text)
 
 
 def _reference_per_step(model: LSTMLanguageModel, ids: list[int]):
@@ -184,8 +183,8 @@ def test_session_reports_unknown_count(lstm_dir):
     assert session.feed("fox") == []
 
 
-def test_checkpoint_round_trip_and_format(tmp_path):
-    folder = make_lstm_dir(tmp_path / "m", layers=2, hidden=8, embedding=4, seed=3)
+def test_checkpoint_round_trip_and_format(tmp_path, lstm_dir_factory):
+    folder = lstm_dir_factory(tmp_path / "m", layers=2, hidden=8, embedding=4, seed=3)
     config = json.loads((folder / "config.json").read_text())
     assert config == {
         "model_type": "memviz-lstm",
@@ -208,8 +207,8 @@ def test_checkpoint_round_trip_and_format(tmp_path):
     assert backend.info.context_size is None
 
 
-def test_checkpoint_shape_mismatch_is_refused(tmp_path):
-    folder = make_lstm_dir(tmp_path / "m", layers=2, hidden=8, embedding=4)
+def test_checkpoint_shape_mismatch_is_refused(tmp_path, lstm_dir_factory):
+    folder = lstm_dir_factory(tmp_path / "m", layers=2, hidden=8, embedding=4)
     config = json.loads((folder / "config.json").read_text())
     config["hidden_size"] = 9
     (folder / "config.json").write_text(json.dumps(config))
@@ -217,8 +216,8 @@ def test_checkpoint_shape_mismatch_is_refused(tmp_path):
         load_backend(str(folder))
 
 
-def test_fingerprint_tells_models_apart(tmp_path):
-    a = LSTMBackend.from_folder(make_lstm_dir(tmp_path / "a", layers=1, hidden=8, seed=0))
+def test_fingerprint_tells_models_apart(tmp_path, lstm_dir_factory):
+    a = LSTMBackend.from_folder(lstm_dir_factory(tmp_path / "a", layers=1, hidden=8, seed=0))
     a2 = LSTMBackend.from_folder(tmp_path / "a")
-    b = LSTMBackend.from_folder(make_lstm_dir(tmp_path / "b", layers=1, hidden=8, seed=1))
+    b = LSTMBackend.from_folder(lstm_dir_factory(tmp_path / "b", layers=1, hidden=8, seed=1))
     assert a.fingerprint() == a2.fingerprint() != b.fingerprint()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_TEXT, make_lstm_dir
 
 import memviz.memory.store as store_module
 from memviz.backends.registry import load_backend
@@ -25,11 +24,15 @@ from memviz.memory.store import MemoryStore, default_store_path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def shuffled_text(seed: int = 0, words: int = 80) -> str:
-    """Text in the tiny models' vocabulary that the untrained models cannot predict."""
-    vocab = SAMPLE_TEXT.split()
-    rng = np.random.default_rng(seed)
-    return " ".join(rng.choice(vocab, size=words)) + "\n"
+@pytest.fixture(scope="session")
+def shuffled_text(sample_text):
+    def shuffled_text(seed: int = 0, words: int = 80) -> str:
+        """Text in the tiny models' vocabulary that the untrained models cannot predict."""
+        vocab = sample_text.split()
+        rng = np.random.default_rng(seed)
+        return " ".join(rng.choice(vocab, size=words)) + "\n"
+
+    return shuffled_text
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +46,9 @@ def gpt2(gpt2_dir):
 
 
 @pytest.fixture()
-def small_store(tmp_path, lstm):
+def small_store(tmp_path, lstm, sample_text, shuffled_text):
     store = MemoryStore.open(tmp_path / "small.sqlite", backend=lstm, create=True)
-    store.add_document(SAMPLE_TEXT, "sample", lstm, batch_size=64)
+    store.add_document(sample_text, "sample", lstm, batch_size=64)
     store.add_document(shuffled_text(1), "shuffled", lstm, batch_size=64)
     yield store
     store.close()
@@ -69,9 +72,9 @@ def run_text(backend, text, memory=None, lam=0.25, k=8, temperature=1.0):
 
 
 # -- retrieval ---------------------------------------------------------------------------------------
-def test_exact_retrieval_matches_brute_force(small_store, lstm):
+def test_exact_retrieval_matches_brute_force(small_store, lstm, sample_text, shuffled_text):
     ids, keys, values = all_keys(small_store)
-    assert len(small_store) == len(ids) == len(SAMPLE_TEXT) - 1 + len(shuffled_text(1)) - 1
+    assert len(small_store) == len(ids) == len(sample_text) - 1 + len(shuffled_text(1)) - 1
     rng = np.random.default_rng(0)
     queries = np.concatenate(
         [
@@ -104,10 +107,10 @@ def test_search_pads_with_minus_one_when_store_is_small(tmp_path, lstm):
         store.search(np.zeros(3, np.float32), 2)
 
 
-def test_records_highlight_the_stored_token(small_store, lstm):
+def test_records_highlight_the_stored_token(small_store, lstm, sample_text):
     recs = small_store.records(limit=1000)
     assert len(recs) == len(small_store)
-    text = SAMPLE_TEXT
+    text = sample_text
     for r in recs[:40]:
         assert r.token == r.token_text == lstm.token_text(r.next_token)
         assert r.document_name == "sample"
@@ -149,7 +152,7 @@ def test_snippets_match_the_documents_in_every_document(small_store, monkeypatch
 
 
 # -- recall in a session --------------------------------------------------------------------------
-def test_lambda_zero_leaves_the_distribution_exactly_as_it_was(small_store, lstm):
+def test_lambda_zero_leaves_the_distribution_exactly_as_it_was(small_store, lstm, shuffled_text):
     text = shuffled_text(2, words=20)
     plain = run_text(lstm, text)
     plain_dist = plain.last_distribution.copy()
@@ -168,7 +171,7 @@ def test_lambda_zero_leaves_the_distribution_exactly_as_it_was(small_store, lstm
     "model, k, temperature",
     [("lstm", 1, 1.0), ("lstm", 8, 1e-4), ("gpt2", 1, 1.0), ("gpt2", 8, 1.0)],
 )
-def test_memorisation_top1_at_lambda_one(tmp_path, model, k, temperature, request):
+def test_memorisation_top1_at_lambda_one(tmp_path, model, k, temperature, request, shuffled_text):
     backend = request.getfixturevalue(model)
     text = shuffled_text(3, words=60)
     store = MemoryStore.open(tmp_path / "m.sqlite", backend=backend, create=True)
@@ -188,7 +191,7 @@ def test_memorisation_top1_at_lambda_one(tmp_path, model, k, temperature, reques
     assert np.all(scores[:-1, 0] > -1e-3)  # every read position finds itself
 
 
-def test_remember_past_runs(tmp_path, lstm):
+def test_remember_past_runs(tmp_path, lstm, shuffled_text):
     text = shuffled_text(4, words=40)
     store = MemoryStore.open(tmp_path / "runs.sqlite", backend=lstm, create=True)
     first = run_text(lstm, text, memory=store, lam=0.25)
@@ -214,7 +217,7 @@ def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:
     )
 
 
-def test_persistence_across_processes(tmp_path, lstm_dir, lstm):
+def test_persistence_across_processes(tmp_path, lstm_dir, lstm, shuffled_text):
     path = tmp_path / "p.sqlite"
     text = shuffled_text(5, words=50)
     add = _python(
@@ -260,11 +263,13 @@ def test_persistence_across_processes(tmp_path, lstm_dir, lstm):
     assert store.get([got["ids"][0]])[0].position == 10
 
 
-def test_kill_during_write_keeps_exactly_the_committed_batches(tmp_path, lstm_dir, lstm):
+def test_kill_during_write_keeps_exactly_the_committed_batches(
+    tmp_path, lstm_dir, lstm, sample_text, shuffled_text
+):
     path = tmp_path / "crash.sqlite"
     batch = 128
     store = MemoryStore.open(path, backend=lstm, create=True)
-    store.add_document(SAMPLE_TEXT, "before", lstm)  # committed, with a saved index
+    store.add_document(sample_text, "before", lstm)  # committed, with a saved index
     before = len(store)
     store.close()
     assert path.with_name(path.name + ".faiss").exists()
@@ -361,10 +366,10 @@ def test_another_process_writing_is_seen_by_an_open_store(small_store, lstm):
     assert ids[0] == n + 3 and len(small_store) == n + 6
 
 
-def test_approximate_index_beyond_the_exact_limit(tmp_path, lstm, monkeypatch):
+def test_approximate_index_beyond_the_exact_limit(tmp_path, lstm, monkeypatch, sample_text, shuffled_text):
     monkeypatch.setattr(store_module, "EXACT_LIMIT", 300)
     store = MemoryStore.open(tmp_path / "big.sqlite", backend=lstm, create=True)
-    store.add_document(SAMPLE_TEXT, "a", lstm, batch_size=100)
+    store.add_document(sample_text, "a", lstm, batch_size=100)
     assert store.exact
     store.add_document(shuffled_text(7, words=60), "b", lstm, batch_size=100)
     assert not store.exact and len(store) > 300
@@ -379,12 +384,12 @@ def test_approximate_index_beyond_the_exact_limit(tmp_path, lstm, monkeypatch):
 
 
 # -- refusals --------------------------------------------------------------------------------------
-def test_another_models_store_is_refused(small_store, gpt2, tmp_path):
+def test_another_models_store_is_refused(small_store, gpt2, tmp_path, lstm_dir_factory):
     with pytest.raises(MemvizError) as info:
         MemoryStore.open(small_store.path, backend=gpt2)
     message = str(info.value)
     assert "\n" not in message and "'tiny-lstm'" in message and "'tiny-gpt2'" in message
-    other_lstm = load_backend(str(make_lstm_dir(tmp_path / "other-lstm", seed=1)))
+    other_lstm = load_backend(str(lstm_dir_factory(tmp_path / "other-lstm", seed=1)))
     with pytest.raises(MemvizError, match="belongs to model 'tiny-lstm'.*not to 'other-lstm'"):
         MemoryStore.open(small_store.path, backend=other_lstm)
     with pytest.raises(MemvizError, match="belongs to model"):

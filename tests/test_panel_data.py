@@ -22,18 +22,21 @@ from memviz.panels.distribution import DistributionPanel
 from memviz.panels.head_distance import HeadDistancePanel
 from memviz.panels.head_grid import HeadGridPanel, bar_heights, binned_max
 from memviz.panels.heatmap import Heatmap, candidate_text, colour, native_lookup_table
-from memviz.panels.lstm_gates import GATES, GatesPanel
+from memviz.panels.lstm_gates import GatesPanel
 from memviz.panels.lstm_span import SpanPanel
 from memviz.panels.lstm_state import StatePanel
 from memviz.panels.memory_panel import CANDIDATES, MemoryPanel
+from memviz.panels.prediction import PredictionPanel
+from memviz.panels.recurrent_info import gates_of
 from memviz.panels.registry import PANEL_CLASSES
 
 LAYER, HEAD, UNIT = 1, 2, 5
 
 
 @pytest.fixture(scope="module")
-def traces(run_session, lstm_dir, gpt2_dir, tmp_path_factory) -> dict[str, Trace]:
-    """A real LSTM run recalling from a real store, and a real GPT-2 run; saved and loaded back."""
+def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -> dict[str, Trace]:
+    """A real LSTM run recalling from a real store, a real GPT-2 run and a real classifier's run (an
+    LSTM of layers 9, 5, 7, three labels); saved and loaded back."""
     from memviz.backends.registry import load_backend
     from memviz.core.session import RecallSettings
 
@@ -45,9 +48,15 @@ def traces(run_session, lstm_dir, gpt2_dir, tmp_path_factory) -> dict[str, Trace
         backend, text="The quick brown fox", generate=3, memory=store, recall=RecallSettings(k=5)
     )
     gpt2 = run_session(gpt2_dir, generate=4)
+    # an LSTM: a GRU trace does not load yet (core.trace_check expects four gates)
+    classifier_dir = rnn_dir_factory(
+        folder / "classifier", cell="lstm", head="classifier", labels=("negative", "neutral", "positive")
+    )
+    classifier = run_session(classifier_dir, text="The quick brown fox jumps over the lazy dog.")
     out = {
         "lstm": Trace.load(lstm.trace.save(folder / "lstm.memviz")),
         "gpt2": Trace.load(gpt2.trace.save(folder / "gpt2.memviz")),
+        "classifier": Trace.load(classifier.trace.save(folder / "classifier.memviz")),
     }
     store.close()
     return out
@@ -68,7 +77,7 @@ def check_gates(panel, trace: Trace, t: int) -> None:
     gates = trace.array("gates")
     for index, heatmap in enumerate(panel.heatmaps):
         np.testing.assert_array_equal(shown(heatmap), gates[: t + 1, LAYER, index].T)
-        assert heatmap.levels == GATES[index][3]
+        assert heatmap.levels == gates_of(trace)[index].levels
 
 
 def check_state(panel, trace: Trace, t: int) -> None:
@@ -151,6 +160,16 @@ def check_memory(panel, trace: Trace, t: int) -> None:
     assert titles == ["model  p_LM", "memory  p_kNN", "mix  p"]
 
 
+def check_prediction(panel, trace: Trace, t: int) -> None:
+    prediction = trace.array("prediction")  # [T, C]: after each step, every label's probability
+    np.testing.assert_array_equal(panel.values, prediction)
+    assert len(panel.curves) == prediction.shape[1]
+    for k, curve in enumerate(panel.curves):
+        np.testing.assert_array_equal(curve.yData, prediction[:, k])
+        np.testing.assert_array_equal(curve.xData, np.arange(len(prediction)) + 0.5)
+    assert panel.cursor_line.value() == t + 0.5
+
+
 # panel class -> (trace, checker, (key, index) of one value at the cursor t that the panel shows)
 CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     GatesPanel: ("lstm", check_gates, lambda t: ("gates", (t, LAYER, 2, UNIT))),
@@ -161,6 +180,7 @@ CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     HeadDistancePanel: ("gpt2", check_distance, lambda t: ("attention", (2, 0, t, 0))),
     DistributionPanel: ("lstm", check_distribution, lambda t: ("topk_probs", (t, 1))),
     MemoryPanel: ("lstm", check_memory, lambda t: ("memory_scores", (t, 0))),
+    PredictionPanel: ("classifier", check_prediction, lambda t: ("prediction", (t, 1))),
 }
 
 

@@ -130,22 +130,20 @@ class StubWindow:
         return window
 
 
-def _panel_cls():
+def _panel_cls(tiny_panel_class):
     from memviz.panels.registry import PANEL_CLASSES
 
     lstm = [c for c in PANEL_CLASSES if c.supports(Trace(model={"architecture": "lstm"}))]
     if lstm:
         return lstm[0]
-    from tests.test_export import TinyPanel  # no panels registered yet: the engine's own test panel
-
-    return TinyPanel
+    return tiny_panel_class  # no panels registered yet: the engine's own test panel
 
 
 @pytest.fixture
-def stub(qtbot, lstm_trace):
+def stub(qtbot, lstm_trace, tiny_panel_class):
     from memviz.ui.export_actions import install_export_actions
 
-    window = StubWindow(Trace.load(lstm_trace), _panel_cls())
+    window = StubWindow(Trace.load(lstm_trace), _panel_cls(tiny_panel_class))
     qtbot.addWidget(window)
     actions = install_export_actions(window)
     yield window, actions
