@@ -15,7 +15,11 @@ from memviz.train.corpus import DEFAULT_CORPUS
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a small model (how the bundled ones were made)")
-    p.add_argument("architecture", choices=["lstm", "gpt2"])
+    p.add_argument(
+        "architecture",
+        choices=["lstm", "gpt2", "rnn"],
+        help="lstm: the character LSTM; gpt2; rnn: an LSTM or GRU, word- or character-level (--cell, --tokenizer)",
+    )
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"text or .gz file (default {DEFAULT_CORPUS})")
     p.add_argument("--out", required=True, help="model folder; resumes if it holds a checkpoint")
     p.add_argument(
@@ -31,7 +35,16 @@ def register(sub) -> None:
     p.add_argument("--layers", type=integer(1, 256))
     p.add_argument("--hidden", type=integer(1, 65536), help="LSTM units / GPT-2 embedding size")
     p.add_argument("--heads", type=integer(1, 1024), default=4)
-    p.add_argument("--vocab-size", type=integer(257, 10**6), default=4096, help="GPT-2 BPE vocabulary")
+    p.add_argument("--cell", choices=["gru", "lstm"], default="gru", help="rnn: the recurrent cell")
+    p.add_argument(
+        "--tokenizer", choices=["word", "char"], default="word", help="rnn: word- or character-level"
+    )
+    p.add_argument("--embedding", type=integer(1, 65536), help="rnn: embedding size (default 128)")
+    p.add_argument(
+        "--vocab-size",
+        type=integer(2, 10**6),
+        help="GPT-2 BPE vocabulary (default 4096, at least 257); rnn word vocabulary incl. <unk> (default 8000)",
+    )
     p.add_argument("--context", type=integer(2, 65536), default=512, help="GPT-2 context window")
     p.add_argument(
         "--copy-fraction",
@@ -71,7 +84,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     from memviz.train.loop import TrainConfig
 
     out = Path(args.out)
-    if args.architecture == "lstm":
+    if args.architecture == "rnn":
+        from memviz.train.rnn import train_rnn
+
+        cfg = TrainConfig(
+            max_steps=args.max_steps,
+            minutes=args.minutes,
+            lr=args.lr or 3e-3,
+            batch_size=args.batch_size or 32,
+            seq_len=args.seq_len or 64,
+            seed=args.seed,
+            threads=args.threads,
+            constant_lr=args.constant_lr,
+        )
+        result = train_rnn(
+            args.corpus,
+            out,
+            cfg,
+            cell=args.cell,
+            tokenizer_kind=args.tokenizer,
+            layers=args.layers or 2,
+            hidden=args.hidden or 384,
+            embedding=args.embedding or 128,
+            vocab_size=args.vocab_size or 8000,
+        )
+    elif args.architecture == "lstm":
         from memviz.train.lstm import train_lstm
 
         cfg = TrainConfig(
@@ -86,7 +123,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         result = train_lstm(args.corpus, out, cfg, hidden=args.hidden or 256, layers=args.layers or 2)
     else:
+        from memviz.errors import MemvizError
         from memviz.train.gpt2 import train_gpt2
+
+        if args.vocab_size is not None and args.vocab_size < 257:
+            raise MemvizError(f"--vocab-size {args.vocab_size}: a byte-level BPE needs at least 257 tokens")
 
         cfg = TrainConfig(
             max_steps=args.max_steps,
@@ -105,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             layers=args.layers or 4,
             heads=args.heads,
             embd=args.hidden or 256,
-            vocab_size=args.vocab_size,
+            vocab_size=args.vocab_size or 4096,
             positions=args.context,
             copy_fraction=args.copy_fraction,
             random_copy_fraction=args.random_copy_fraction,
@@ -123,10 +164,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from memviz.backends.gpt2 import GPT2Backend
+    from memviz.backends.recurrent import RecurrentBackend
     from memviz.backends.registry import load_backend
     from memviz.errors import warn
     from memviz.textio import read_text_file
-    from memviz.train.evaluate import NothingToPredict, bits_per_char, induction_losses
+    from memviz.train.evaluate import NothingToPredict, bits_per_char, induction_losses, recurrent_score
 
     text, warnings = read_text_file(args.text_file)  # first: a bad file fails before the model loads
     for w in warnings:
@@ -143,13 +185,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done - bar.n)
 
+    score = None
     try:
-        bpc = bits_per_char(backend, text, progress=progress)
+        if isinstance(backend, RecurrentBackend):
+            score = recurrent_score(backend, text, progress=progress)
+            bpc = score.bits_per_char
+        else:
+            bpc = bits_per_char(backend, text, progress=progress)
     except NothingToPredict as exc:
         raise NothingToPredict(f"{args.text_file}: {exc}") from None
     finally:
         bar.close()
     result = {"model": backend.info.name, "characters": len(text), "bits_per_char": bpc}
+    if score is not None and score.rule is not None:  # a word model: what the unknown words cost
+        result["predicted_characters"] = score.characters
+        result["predicted_tokens"] = score.tokens
+        result["unknown_words"] = score.unknown
+        result["spelling_bits_per_char"] = score.spelling_bits / max(1, score.characters)
+        result["unknown_rule"] = score.rule
     if isinstance(backend, GPT2Backend):
         first, second = induction_losses(backend)
         result["induction_first_copy_loss"] = first
@@ -159,6 +212,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['model']}: {result['bits_per_char']:.3f} bits per character on {len(text):,} characters")
+    if "unknown_rule" in result:
+        print(
+            f"{result['unknown_words']:,} of {result['predicted_tokens']:,} words outside the vocabulary, "
+            f"{result['spelling_bits_per_char']:.3f} bits per character of that for their spelling ({result['unknown_rule']})"
+        )
     if "induction_first_copy_loss" in result:
         print(
             f"in-context copying: loss {result['induction_first_copy_loss']:.2f} nats/token on a random sequence, "
