@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import memviz.memory.store as store_module
+import memviz.memory.store_index as store_index
 from memviz.backends.registry import load_backend
 from memviz.core.session import RecallSettings, Session
 from memviz.errors import MemvizError
@@ -128,8 +129,9 @@ def test_snippets_match_the_documents_in_every_document(small_store, monkeypatch
     """Snippets are cut from cached document texts; SQLite's own substr on the stored text is the reference
     (with a cache too small for any document, each one is read again and dropped)."""
     import memviz.memory.store as store_module
+    import memviz.memory.store_records as store_records
 
-    monkeypatch.setattr(store_module, "DOCUMENT_CACHE_CHARS", cache_chars)
+    monkeypatch.setattr(store_records, "DOCUMENT_CACHE_CHARS", cache_chars)
     small_store._documents.clear()
     small_store._document_chars = 0
     conn = sqlite3.connect(small_store.path)
@@ -367,7 +369,7 @@ def test_another_process_writing_is_seen_by_an_open_store(small_store, lstm):
 
 
 def test_approximate_index_beyond_the_exact_limit(tmp_path, lstm, monkeypatch, sample_text, shuffled_text):
-    monkeypatch.setattr(store_module, "EXACT_LIMIT", 300)
+    monkeypatch.setattr(store_index, "EXACT_LIMIT", 300)
     store = MemoryStore.open(tmp_path / "big.sqlite", backend=lstm, create=True)
     store.add_document(sample_text, "a", lstm, batch_size=100)
     assert store.exact
