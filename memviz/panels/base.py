@@ -53,5 +53,5 @@ class Panel(QWidget):
         trace = self.trace
         if trace is None or state.cursor < 0 or state.cursor >= len(trace):
             return self.title
-        token = trace.token_text[state.cursor].replace("\n", "\\n")
+        token = trace.token_label(state.cursor).replace("\n", "\\n")
         return f"{self.title} - {trace.model.get('name', '?')} - step {state.cursor} '{token}'"

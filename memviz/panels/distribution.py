@@ -251,7 +251,7 @@ class DistributionPanel(GraphicsPanel):
             self._view_range = (self.x_max, k)
             self.plot.setRange(xRange=(0, self.x_max), yRange=(-0.6, k - 0.4), padding=0.0)
         self.values.set_items(self._value_items(theme))
-        self._set_title(f"next token after step {t} '{show_token(trace.token_text[t], 10)}'", theme)
+        self._set_title(f"next token after step {t} '{show_token(trace.token_label(t), 10)}'", theme)
         if self.next_id is None:
             actual = "actual next token: none yet"
         else:
@@ -263,7 +263,7 @@ class DistributionPanel(GraphicsPanel):
             all_ids = trace.array("topk_ids")[t]  # the rank among every candidate kept, shown or not
             found = np.flatnonzero(all_ids == self.next_id)
             where = f"rank {int(found[0]) + 1}" if len(found) else f"not in the top {len(all_ids)}"
-            actual = f"actual next ({kind}): '{show_token(trace.token_text[t + 1], 24)}', {where}"
+            actual = f"actual next ({kind}): '{show_token(trace.token_label(t + 1), 24)}', {where}"
         if actual != self.note.text():
             self.note.setText(actual)
 

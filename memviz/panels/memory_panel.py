@@ -203,7 +203,7 @@ class MemoryPanel(Panel):
             )
             return
         memory = trace.memory or {}
-        token = _token(trace.token_text[self.step], 20)
+        token = _token(trace.token_label(self.step), 20)
         store_name = Path(str(memory.get("store", "?"))).name
         head = (
             f"recalled at step {self.step} '{token}'   k={memory.get('k', '?')}  "
@@ -223,7 +223,7 @@ class MemoryPanel(Panel):
     def _texts_need_shaping(self) -> bool:
         """Whether any text the step shows needs text shaping (Arabic, Indic, combining marks)."""
         trace = self.trace
-        texts = [trace.token_text[self.step], str((trace.memory or {}).get("store", ""))]
+        texts = [trace.token_label(self.step), str((trace.memory or {}).get("store", ""))]
         for _, _, _, rec in self.rows:
             if rec is not None:
                 texts += [rec.snippet, rec.document_name]
