@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -128,6 +128,14 @@ class Backend(Protocol):
         """The memory keys after tokens 0 .. n-2 of a document, in order, lazily, batched.
 
         Leaves the step state (position, cache, recurrent state) and the model's hooks as they were.
+        """
+        ...
+
+    def set_interventions(self, specs: Sequence) -> None:
+        """Steps from now on carry out these interventions (() = none); `document_keys` does not.
+
+        Specs are memviz.core.interventions' dataclasses, already checked against this model; a
+        backend reads their fields (kind, layer, head, unit, value, step, width, start, end).
         """
         ...
 

@@ -6,12 +6,14 @@ It is Qt-free and single-threaded; the app calls `step()` from its worker thread
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from memviz.backends.base import Backend
+from memviz.core import interventions as intervention_specs
 from memviz.core.sampling import Sampler, SamplingConfig, kept_top_k, top_k_of
 from memviz.core.trace import KEPT_CANDIDATES, StepRecord, Trace
 from memviz.errors import MemvizError
@@ -75,8 +77,10 @@ class Session:
         memory: MemoryIndex | None = None,
         recall: RecallSettings | None = None,
         max_tokens: int = MAX_TOKENS,
+        interventions: Sequence[intervention_specs.Intervention] = (),
     ) -> None:
         self.backend = backend
+        self._set_interventions(interventions)
         self.sampling = sampling or SamplingConfig(temperature=0.0)
         self.memory = memory
         self.recall = recall or RecallSettings()
@@ -94,12 +98,23 @@ class Session:
             sampling=self.sampling.as_manifest(),
             memory=self._memory_manifest(),
         )
+        self.trace.extra_manifest["interventions"] = intervention_specs.to_manifest(self.interventions)
         self._queue: deque[int] = deque()
         self._to_generate = 0
         self._last_probs: np.ndarray | None = None
         self.keys: list[np.ndarray] = []  # kNN keys per step, for remembering this run
         self.warnings = []
         self.stop_reason = None
+
+    def _set_interventions(self, specs: Sequence[intervention_specs.Intervention]) -> None:
+        """Check the specs against the model (before any step) and hand them to the backend."""
+        self.interventions = tuple(specs)
+        intervention_specs.check_for_model(self.interventions, self.backend.info)
+        apply = getattr(self.backend, "set_interventions", None)
+        if apply is None and self.interventions:
+            raise MemvizError(f"{self.backend.info.name}'s backend takes no interventions")
+        if apply is not None:
+            apply(self.interventions)  # () too: a backend shared with an earlier session forgets its
 
     def _memory_manifest(self) -> dict | None:
         if self.memory is None:
