@@ -40,12 +40,9 @@ def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None
     )
     p.add_argument("--knn-temperature", type=real(0.0, 1e6, low_open=True), default=1.0)
     p.add_argument(
-        "--intervene",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="change the model during the run (repeatable): head:L.H=zero, cell:L.U=V, hidden:L.U=V, "
-        "reset:S, context:W, mask:A-B (layers, heads, units and steps from 0)",
+        "--logit-lens",
+        action="store_true",
+        help="also record, per step and layer, the final norm + unembedding of the residual stream",
     )
     add_device_options(p)
 
@@ -81,7 +78,6 @@ def text_from_args(args: argparse.Namespace) -> str:
 def build_session(args: argparse.Namespace):
     """Load the model (and memory) that the options name, ready to read."""
     from memviz.backends.registry import load_backend
-    from memviz.core.interventions import parse_all
     from memviz.core.sampling import SamplingConfig
     from memviz.core.session import RecallSettings, Session
 
@@ -89,7 +85,6 @@ def build_session(args: argparse.Namespace):
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
     )
     recall = RecallSettings(k=args.knn_k, lam=args.knn_lambda, temperature=args.knn_temperature)
-    interventions = parse_all(getattr(args, "intervene", None))  # syntax: before the model loads
     backend = load_backend(
         args.model,
         device=getattr(args, "device", None),
@@ -104,7 +99,13 @@ def build_session(args: argparse.Namespace):
         if 0 < len(memory) < recall.k:  # more neighbours than memories: only padding, k wide per step
             warn(f"--knn-k {recall.k}: {args.memory} holds {len(memory)} entries; recalling {len(memory)}")
             recall = RecallSettings(k=len(memory), lam=recall.lam, temperature=recall.temperature)
-    return Session(backend, sampling=sampling, memory=memory, recall=recall, interventions=interventions)
+    return Session(
+        backend,
+        sampling=sampling,
+        memory=memory,
+        recall=recall,
+        logit_lens=bool(getattr(args, "logit_lens", False)),
+    )
 
 
 def make_trace(args: argparse.Namespace):

@@ -6,14 +6,13 @@ It is Qt-free and single-threaded; the app calls `step()` from its worker thread
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from memviz.backends.base import Backend
-from memviz.core import interventions as intervention_specs
+from memviz.backends.logit_lens import LENS_CANDIDATES, LENS_LOGITS, lens_distributions, lens_top_k
 from memviz.core.sampling import Sampler, SamplingConfig, kept_top_k, top_k_of
 from memviz.core.trace import KEPT_CANDIDATES, StepRecord, Trace
 from memviz.errors import MemvizError
@@ -77,10 +76,18 @@ class Session:
         memory: MemoryIndex | None = None,
         recall: RecallSettings | None = None,
         max_tokens: int = MAX_TOKENS,
-        interventions: Sequence[intervention_specs.Intervention] = (),
+        logit_lens: bool = False,
     ) -> None:
         self.backend = backend
-        self._set_interventions(interventions)
+        self.logit_lens = logit_lens
+        if logit_lens:
+            if getattr(backend, "logit_lens", None) is None:
+                raise MemvizError(
+                    f"{backend.info.name} has no logit lens (transformers and recurrent models do)"
+                )
+            if backend.info.extra.get("head") == "classifier":
+                raise MemvizError(f"{backend.info.name} is a classifier: it has no next-token lens")
+            backend.logit_lens = True
         self.sampling = sampling or SamplingConfig(temperature=0.0)
         self.memory = memory
         self.recall = recall or RecallSettings()
@@ -98,23 +105,14 @@ class Session:
             sampling=self.sampling.as_manifest(),
             memory=self._memory_manifest(),
         )
-        self.trace.extra_manifest["interventions"] = intervention_specs.to_manifest(self.interventions)
         self._queue: deque[int] = deque()
         self._to_generate = 0
         self._last_probs: np.ndarray | None = None
+        self._last_lens: np.ndarray | None = None  # the last step's lens distributions [L, V]
+        self._last_lm_probs: np.ndarray | None = None  # with a memory: the model's own, unmixed
         self.keys: list[np.ndarray] = []  # kNN keys per step, for remembering this run
         self.warnings = []
         self.stop_reason = None
-
-    def _set_interventions(self, specs: Sequence[intervention_specs.Intervention]) -> None:
-        """Check the specs against the model (before any step) and hand them to the backend."""
-        self.interventions = tuple(specs)
-        intervention_specs.check_for_model(self.interventions, self.backend.info)
-        apply = getattr(self.backend, "set_interventions", None)
-        if apply is None and self.interventions:
-            raise MemvizError(f"{self.backend.info.name}'s backend takes no interventions")
-        if apply is not None:
-            apply(self.interventions)  # () too: a backend shared with an earlier session forgets its
 
     def _memory_manifest(self) -> dict | None:
         if self.memory is None:
@@ -219,6 +217,7 @@ class Session:
 
     def _read(self, token: int, generated: bool, sampled: np.ndarray | None = None) -> int:
         out = self.backend.step(token)
+        self._fill_targets(token)
         if out.logits is None:  # a classifier: its answer is in the internals (PREDICTION)
             return self._read_without_lm(out, token, generated)
         p_lm = softmax64(out.logits)
@@ -237,6 +236,8 @@ class Session:
             memory["lm_topk_ids"], memory["lm_topk_probs"] = top_k_of(p_lm, KEPT_CANDIDATES)
             memory["knn_topk_ids"], memory["knn_topk_probs"] = top_k_of(p_knn, KEPT_CANDIDATES)
         topk_ids, topk_probs = top_k_of(probs, KEPT_CANDIDATES)
+        memory.update(self._target_columns(probs, p_lm if self.memory is not None else None))
+        memory.update(self._lens_columns(out.internals.pop(LENS_LOGITS, None)))
         # the distribution a generated token was drawn from (after temperature, top-k, top-p): its
         # kept top K on the token's own step; a read token's step holds ids -1 and NaN
         if sampled is not None:
@@ -250,11 +251,13 @@ class Session:
             memory.get("lm_topk_ids", ()),
             memory.get("knn_topk_ids", ()),
             memory["sample_topk_ids"][memory["sample_topk_ids"] >= 0],
+            memory["lens_topk_ids"][memory["lens_topk_ids"] >= 0] if "lens_topk_ids" in memory else (),
         ):
             for token_id in ids:
                 if int(token_id) not in vocab:
                     vocab[int(token_id)] = self.backend.token_text(int(token_id))
         self._last_probs = probs
+        self._last_lm_probs = p_lm if self.memory is not None else None
         self.keys.append(out.memory_key)
         return self.trace.append(
             StepRecord(
@@ -269,6 +272,41 @@ class Session:
             )
         )
 
+    def _target_columns(self, probs: np.ndarray, p_lm: np.ndarray | None) -> dict[str, np.ndarray]:
+        """This step's entropy (nats, over the full distribution) and NaN target log-probs, which
+        the next token's step fills (`_fill_targets`): the last step has no next token."""
+        nonzero = probs[probs > 0]
+        columns = {
+            "entropy": np.float32(-(nonzero * np.log(nonzero)).sum()),
+            "target_logprob": np.float32(np.nan),
+        }
+        if p_lm is not None:  # with a memory: the model's own, before mixing, too
+            columns["lm_target_logprob"] = np.float32(np.nan)
+        return columns
+
+    def _lens_columns(self, lens_logits: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Per layer the lens's top K and (filled by the next step) the next token's probability."""
+        if lens_logits is None:
+            self._last_lens = None
+            return {}
+        self._last_lens = lens_distributions(lens_logits)
+        ids, probs = lens_top_k(self._last_lens, LENS_CANDIDATES)
+        target = np.full(len(ids), np.nan, dtype=np.float32)
+        return {"lens_topk_ids": ids, "lens_topk_probs": probs, "lens_target_prob": target}
+
+    def _fill_targets(self, token: int) -> None:
+        """The previous step's log p (and lens p) of `token`, the token that actually came next, from
+        that step's full distributions (the trace keeps only their top K)."""
+        step = len(self.trace) - 1
+        if step < 0 or self._last_probs is None or not self.trace.has("target_logprob"):
+            return
+        with np.errstate(divide="ignore"):
+            self.trace.fill("target_logprob", step, np.log(self._last_probs[token]))
+            if self._last_lm_probs is not None and self.trace.has("lm_target_logprob"):
+                self.trace.fill("lm_target_logprob", step, np.log(self._last_lm_probs[token]))
+        if self._last_lens is not None and self.trace.has("lens_target_prob"):
+            self.trace.fill("lens_target_prob", step, self._last_lens[:, token])
+
     def _token_bytes(self, token: int) -> bytes:
         """The token's exact bytes, from the backend where it knows them (byte-level BPE), else the
         UTF-8 of its text."""
@@ -279,6 +317,7 @@ class Session:
         """A step of a model with no next-token distribution: no candidates (K = 0), no kNN mixing,
         nothing to generate from."""
         self._last_probs = None
+        self._last_lens = None
         self.keys.append(out.memory_key)
         return self.trace.append(
             StepRecord(

@@ -62,6 +62,9 @@ class Trace:
       start=0, stop=None)` (queries start..stop-1 over keys 0..stop-1), `attention_tensor()` (the
       format's dense [L, A, T, T]) and `mean_attention_distance(upto)`.
     - Long-term memory: `memory_record(id)`, what the memory panel shows of a retrieved memory.
+    - Per step (LM runs): `target_logprob` [T] (log p of the token that came next; NaN on the last
+      step), `entropy` [T] (nats); with --logit-lens `lens_topk_ids/probs` [T, L, K] and
+      `lens_target_prob` [T, L].
 
     Everything else (fields with a leading underscore) may change with the storage.
     """
@@ -144,6 +147,11 @@ class Trace:
         self.generated.append(bool(record.generated))
         self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
         return len(self.token_ids) - 1
+
+    def fill(self, key: str, step: int, value) -> None:
+        """Write a value that comes one step late into step `step`'s row of a column: target_logprob
+        and lens_target_prob need the token that came next (the Session fills them)."""
+        self._columns[key].view()[step] = value
 
     def add_memory_records(self, records: Iterable[MemoryRecord]) -> None:
         """Keep what the store holds of memories this run retrieved (the first record of an id wins)."""

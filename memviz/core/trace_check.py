@@ -60,6 +60,12 @@ KINDS: dict[str, str] = {
     "vocab_text": "U",
     "token_bytes": "u",
     "token_byte_offsets": INTS,
+    "target_logprob": FLOATS,
+    "lm_target_logprob": FLOATS,
+    "entropy": FLOATS,
+    "lens_topk_ids": INTS,
+    "lens_topk_probs": FLOATS,
+    "lens_target_prob": FLOATS,
 }
 CANDIDATES = (
     ("topk_ids", "topk_probs"),
@@ -224,6 +230,18 @@ def check_shapes(headers: Mapping[str, Header], manifest: dict, where: str) -> N
     for key in ("cell", "hidden"):
         expect(key, (T, L, H), f"[{T}, {layers}, {units}] (tokens, layers, units)")
     expect("attention", (L, A, T, T), f"[{layers}, {heads}, {T}, {T}] (layers, heads, queries, keys)")
+    for key in ("target_logprob", "lm_target_logprob", "entropy"):
+        expect(key, (T,), f"[{T}] (one per step)")
+    expect("lens_topk_ids", (T, L, None), f"[{T}, {layers}, K] (steps, layers, candidates)")
+    if ("lens_topk_ids" in headers) != ("lens_topk_probs" in headers):
+        raise _bad(where, "'lens_topk_ids' and 'lens_topk_probs' come together; only one is there")
+    if "lens_topk_ids" in headers:
+        expect(
+            "lens_topk_probs",
+            shape_of("lens_topk_ids"),
+            f"{list(shape_of('lens_topk_ids'))} like 'lens_topk_ids'",
+        )
+    expect("lens_target_prob", (T, L), f"[{T}, {layers}] (steps, layers)")
     expect("vocab_ids", (None,), "[n]")
     if "vocab_ids" in headers or "vocab_text" in headers:
         n = (shape_of("vocab_ids") or shape_of("vocab_text"))[0]
@@ -269,6 +287,17 @@ def check_values(arrays: Mapping[str, np.ndarray], manifest: dict, where: str) -
                 raise _bad(where, f"'{probs}' holds NaN or infinite probabilities")
             if p.min() < 0 or p.max() > 1 + 1e-3:
                 raise _bad(where, f"'{probs}' holds probabilities outside 0 to 1")
+    ids_in_range("lens_topk_ids", low=-1)  # -1: a layer the lens cannot read
+    for key in ("target_logprob", "lm_target_logprob"):  # NaN: no next token (the last step)
+        if key in arrays and (arrays[key] > 1e-3).any():
+            raise _bad(where, f"'{key}' holds log-probabilities above 0")
+    if "entropy" in arrays and (np.isinf(arrays["entropy"]).any() or (arrays["entropy"] < -1e-3).any()):
+        raise _bad(where, "'entropy' holds negative or infinite entropies")
+    for key in ("lens_topk_probs", "lens_target_prob"):  # NaN: no next token, or no lens at a layer
+        if key in arrays and arrays[key].size:
+            p = arrays[key]
+            if np.isinf(p).any() or (p < 0).any() or (p > 1 + 1e-3).any():
+                raise _bad(where, f"'{key}' holds probabilities outside 0 to 1")
     for key in ("gates", "cell", "hidden", "attention"):
         if key in arrays and not np.isfinite(arrays[key]).all():
             raise _bad(where, f"'{key}' holds NaN or infinite values")
