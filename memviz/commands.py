@@ -40,6 +40,14 @@ def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None
     )
     p.add_argument("--knn-temperature", type=real(0.0, 1e6, low_open=True), default=1.0)
     p.add_argument(
+        "--intervene",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="change the model during the run (repeatable): head:L.H=zero, cell:L.U=V, hidden:L.U=V, "
+        "reset:S, context:W, mask:A-B (layers, heads, units and steps from 0)",
+    )
+    p.add_argument(
         "--logit-lens",
         action="store_true",
         help="also record, per step and layer, the final norm + unembedding of the residual stream",
@@ -78,6 +86,7 @@ def text_from_args(args: argparse.Namespace) -> str:
 def build_session(args: argparse.Namespace):
     """Load the model (and memory) that the options name, ready to read."""
     from memviz.backends.registry import load_backend
+    from memviz.core.interventions import parse_all
     from memviz.core.sampling import SamplingConfig
     from memviz.core.session import RecallSettings, Session
 
@@ -85,6 +94,7 @@ def build_session(args: argparse.Namespace):
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
     )
     recall = RecallSettings(k=args.knn_k, lam=args.knn_lambda, temperature=args.knn_temperature)
+    interventions = parse_all(getattr(args, "intervene", None))  # syntax: before the model loads
     backend = load_backend(
         args.model,
         device=getattr(args, "device", None),
@@ -104,6 +114,7 @@ def build_session(args: argparse.Namespace):
         sampling=sampling,
         memory=memory,
         recall=recall,
+        interventions=interventions,
         logit_lens=bool(getattr(args, "logit_lens", False)),
     )
 

@@ -46,6 +46,7 @@ from memviz.backends.hook_points import (
     hook_name,
     per_layer,
 )
+from memviz.backends.recurrent_interventions import RecurrentInterventions
 from memviz.backends.tokenizers import TOKENIZER_KINDS, Tokenizer, load_tokenizer, save_tokenizer
 from memviz.errors import CheckpointError
 
@@ -487,6 +488,7 @@ class RecurrentBackend:
         # The kNN-LM key: the top layer's h after reading a token.
         self.memory_key_point = hook_name(RNN_HIDDEN, self.num_layers - 1)
         self.memory_key_dim = self.layer_sizes[-1]
+        self._plan = RecurrentInterventions()  # clamps, resets, context window (set_interventions)
         self.logit_lens = False  # True (an lm head): internals also hold LENS_LOGITS (backends.logit_lens)
         self.reset()
 
@@ -524,9 +526,33 @@ class RecurrentBackend:
         return self._position
 
     def reset(self) -> None:
+        self._zero_state()
+        self._position = 0
+        self._ids: list[int] = []  # every token read: context:W rebuilds the state from the last W
+        self._last_reset = 0  # the step before which reset:S last zeroed the state
+
+    def _zero_state(self) -> None:
         self._h = [torch.zeros(H) for H in self.layer_sizes]
         self._c = [torch.zeros(H) for H in self.layer_sizes]
-        self._position = 0
+
+    def set_interventions(self, specs) -> None:
+        """Steps from now on carry out these specs (memviz.core.interventions; () = none)."""
+        self._plan = RecurrentInterventions(specs)
+
+    def _prepare_state(self, token_id: int) -> None:
+        """reset:S and context:W act on the state before the step reads its token."""
+        t = self._position
+        self._ids.append(token_id)
+        if t in self._plan.resets:
+            self._zero_state()
+            self._last_reset = t
+        if self._plan.window is not None:
+            self._zero_state()
+            layer = self._lstm_layer if self.cell == "lstm" else self._gru_layer
+            for token in self._ids[self._plan.window_start(t, self._last_reset) : t]:
+                x = self._embedding[token]
+                for k in range(self.num_layers):
+                    _, x = layer(k, x)
 
     def _lstm_layer(self, k: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         H = self.layer_sizes[k]
@@ -536,8 +562,8 @@ class RecurrentBackend:
         f = torch.sigmoid(z[H : 2 * H])
         g = torch.tanh(z[2 * H : 3 * H])
         o = torch.sigmoid(z[3 * H :])
-        c = f * self._c[k] + i * g
-        h = o * torch.tanh(c)
+        c = self._plan.clamp("cell", k, f * self._c[k] + i * g)
+        h = self._plan.clamp("hidden", k, o * torch.tanh(c))
         self._c[k], self._h[k] = c, h
         return torch.stack((i, f, g, o)), h
 
@@ -548,13 +574,14 @@ class RecurrentBackend:
         r = torch.sigmoid(gi[:H] + gh[:H])
         z = torch.sigmoid(gi[H : 2 * H] + gh[H : 2 * H])
         n = torch.tanh(gi[2 * H :] + r * gh[2 * H :])
-        h = (1 - z) * n + z * self._h[k]
+        h = self._plan.clamp("hidden", k, (1 - z) * n + z * self._h[k])
         self._h[k] = h
         return torch.stack((r, z, n)), h
 
     @torch.inference_mode()
     def step(self, token_id: int) -> StepOutput:
         L, W, G = self.num_layers, self.hidden_size, len(self.gate_names)
+        self._prepare_state(token_id)
         x = self._embedding[token_id]
         gates = np.zeros((L, G, W), dtype=np.float32)
         hiddens = np.zeros((L, W), dtype=np.float32)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,7 @@ class TransformerBackend:
         self._key_module, self._key_from, self.key_source = self._find_key_module()
         self.memory_key_dim = int(cfg.hidden_size)
         self._token_cache: dict[int, str] = {}
+        self._interventions = None  # a TransformerInterventions while a run has any (set_interventions)
         self.logit_lens = False  # True: each step's internals also hold LENS_LOGITS (backends.logit_lens)
         self._lens_head = None
         self.reset()
@@ -189,32 +190,48 @@ class TransformerBackend:
     def reset(self) -> None:
         self._cache = self._cache_cls(config=self.model.config)
         self._position = 0
+        self._ids: list[int] = []  # every token read: context:W re-reads the last W
+
+    def set_interventions(self, specs) -> None:
+        """Steps from now on carry out these specs (memviz.core.interventions; () = none)."""
+        from memviz.backends.transformer_interventions import TransformerInterventions
+
+        plan = TransformerInterventions(self.model, self.family.name, self.info.num_heads, specs)
+        self._interventions = plan if specs else None
+
+    def _step_inputs(self) -> dict:
+        if self._interventions is not None:
+            return self._interventions.forward_inputs(self._ids, self._cache)
+        ids = torch.tensor([self._ids[-1:]], device=self.model.device)
+        return {"input_ids": ids, "cache": self._cache, "use_cache": True}
+
+    def _ablating(self):
+        return self._interventions.ablating() if self._interventions is not None else nullcontext()
 
     @torch.inference_mode()
     def step(self, token_id: int) -> StepOutput:
         context = self.info.context_size
         if context is not None and self._position >= context:
             raise ContextFullError(f"context window full: {self.info.name} reads at most {context} tokens")
-        ids = torch.tensor([[token_id]], device=self.model.device)
-        with self._capturing_key() as key:
+        self._ids.append(token_id)
+        with self._capturing_key() as key, self._ablating():
             out = self.model(
-                input_ids=ids,
-                cache=self._cache,
-                use_cache=True,
+                **self._step_inputs(),
                 output_attentions=True,
                 output_hidden_states=self.logit_lens,
             )
         self._position += 1
-        # attentions: per layer [1, A, 1, n], n = t+1 or (sliding layers) the window's last n keys
+        # attentions: per layer [1, A, q, n], n = t+1 or (sliding layers, context:W) the last n keys;
+        # the last query is this step's (q > 1 under context:W)
         t1 = self._position
         if all(a.shape[-1] == t1 for a in out.attentions):
-            rows = torch.cat([a[0, :, 0, :] for a in out.attentions])
+            rows = torch.cat([a[0, :, -1, :] for a in out.attentions])
         else:
             rows = out.attentions[0].new_zeros(self.info.num_layers * self.info.num_heads, t1)
             for layer, a in enumerate(out.attentions):
                 n = a.shape[-1]
                 rows[layer * self.info.num_heads : (layer + 1) * self.info.num_heads, t1 - n :] = a[
-                    0, :, 0, :
+                    0, :, -1, :
                 ]
         attention = rows.view(self.info.num_layers, self.info.num_heads, t1).to("cpu", self._row_dtype)
         internals = {ATTENTION_ROW: attention.numpy()}

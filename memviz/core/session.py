@@ -6,6 +6,7 @@ It is Qt-free and single-threaded; the app calls `step()` from its worker thread
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from memviz.backends.base import Backend
 from memviz.backends.logit_lens import LENS_CANDIDATES, LENS_LOGITS, lens_distributions, lens_top_k
+from memviz.core import interventions as intervention_specs
 from memviz.core.sampling import Sampler, SamplingConfig, kept_top_k, top_k_of
 from memviz.core.trace import KEPT_CANDIDATES, StepRecord, Trace
 from memviz.errors import MemvizError
@@ -76,9 +78,11 @@ class Session:
         memory: MemoryIndex | None = None,
         recall: RecallSettings | None = None,
         max_tokens: int = MAX_TOKENS,
+        interventions: Sequence[intervention_specs.Intervention] = (),
         logit_lens: bool = False,
     ) -> None:
         self.backend = backend
+        self._set_interventions(interventions)
         self.logit_lens = logit_lens
         if logit_lens:
             if getattr(backend, "logit_lens", None) is None:
@@ -105,6 +109,7 @@ class Session:
             sampling=self.sampling.as_manifest(),
             memory=self._memory_manifest(),
         )
+        self.trace.extra_manifest["interventions"] = intervention_specs.to_manifest(self.interventions)
         self._queue: deque[int] = deque()
         self._to_generate = 0
         self._last_probs: np.ndarray | None = None
@@ -113,6 +118,16 @@ class Session:
         self.keys: list[np.ndarray] = []  # kNN keys per step, for remembering this run
         self.warnings = []
         self.stop_reason = None
+
+    def _set_interventions(self, specs: Sequence[intervention_specs.Intervention]) -> None:
+        """Check the specs against the model (before any step) and hand them to the backend."""
+        self.interventions = tuple(specs)
+        intervention_specs.check_for_model(self.interventions, self.backend.info)
+        apply = getattr(self.backend, "set_interventions", None)
+        if apply is None and self.interventions:
+            raise MemvizError(f"{self.backend.info.name}'s backend takes no interventions")
+        if apply is not None:
+            apply(self.interventions)  # () too: a backend shared with an earlier session forgets its
 
     def _memory_manifest(self) -> dict | None:
         if self.memory is None:
