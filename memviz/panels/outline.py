@@ -16,7 +16,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from memviz.panels.heatmap import Heatmap
+from memviz.panels.heatmap_item import Heatmap
 
 #: (colour, width in screen pixels, distance of the line's middle outside the box's edge), drawn in order
 RINGS: tuple[tuple[str | None, float, float], ...] = (
