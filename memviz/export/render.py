@@ -10,110 +10,59 @@ A figure is a title band (`Panel.figure_title`: model, step, token) above the pa
 panel's row of controls (spin boxes) is left out: the title says what they say. A panel can choose
 what is drawn by defining `export_widget()` (returning the QWidget to paint); otherwise its
 `canvas` (a QGraphicsView) is painted, or else the whole panel.
+
+Its parts (issue 14: one job a module): offscreen.py (the QApplication), panel_lookup.py (which
+panel), out_files.py (the file: format, path, writing), writers.py (PNG, SVG and PDF bytes),
+scene_paint.py (a view painted item by item), svg_post.py (the SVG made viewer-proof). Their public
+names are importable from here too.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
-from memviz.paths import output_file, replacing
+from memviz.export import writers
+from memviz.export.offscreen import ensure_app, process_events
+from memviz.export.out_files import (
+    FORMATS,
+    check_out_path,
+    format_from_path,
+    safe_file_name,
+    write_bytes,
+)
+from memviz.export.panel_lookup import all_panel_classes, panel_class, supported_panel_classes
+from memviz.export.scene_paint import paint_view
+from memviz.export.svg_post import _matrix, postprocess_svg, postprocess_svg_text
+from memviz.export.writers import DPI, _set_dpi
 
-FORMATS = ("png", "svg", "pdf")
+__all__ = [  # the names render.py had before the split, and its own
+    "DEFAULT_SIZE",
+    "DPI",
+    "FORMATS",
+    "FigureRenderer",
+    "_matrix",
+    "_set_dpi",
+    "all_panel_classes",
+    "check_out_path",
+    "ensure_app",
+    "export_all",
+    "export_figure",
+    "format_from_path",
+    "paint_view",
+    "panel_class",
+    "postprocess_svg",
+    "postprocess_svg_text",
+    "process_events",
+    "safe_file_name",
+    "supported_panel_classes",
+    "write_bytes",
+]
+
 DEFAULT_SIZE = (1280, 720)  # logical pixels; --scale 1.5 gives exactly a 1080p slide
-DPI = 96
-
-
-# -- Qt ------------------------------------------------------------------------------------------
-def ensure_app():
-    """The QApplication, created on the offscreen platform when there is none (no window needed)."""
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    if app is None:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        _quiet_offscreen_warnings()
-        app = QApplication(["memviz-export"])
-    return app
-
-
-def _quiet_offscreen_warnings() -> None:
-    """The offscreen platform warns on every shown widget ("does not support propagateSizeHints")."""
-    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
-
-    def handler(kind, context, message: str) -> None:
-        if "propagateSizeHints" in message:
-            return
-        if kind != QtMsgType.QtDebugMsg:
-            sys.stderr.write(message + "\n")
-
-    global _MESSAGE_HANDLER
-    _MESSAGE_HANDLER = handler  # keep a reference: Qt holds only a pointer
-    qInstallMessageHandler(handler)
-
-
-_MESSAGE_HANDLER = None
-
-
-def process_events(rounds: int = 3) -> None:
-    from PySide6.QtWidgets import QApplication
-
-    for _ in range(rounds):
-        QApplication.processEvents()
-
-
-# -- panels --------------------------------------------------------------------------------------
-def all_panel_classes() -> list:
-    from memviz.panels.registry import panel_classes
-
-    return panel_classes()
-
-
-def supported_panel_classes(trace: Trace, classes: Iterable | None = None) -> list:
-    return [cls for cls in (all_panel_classes() if classes is None else classes) if cls.supports(trace)]
-
-
-def panel_class(name: str, trace: Trace | None = None, classes: Iterable | None = None):
-    """The panel class called `name`; a clear error naming the valid ones otherwise."""
-    classes = list(all_panel_classes() if classes is None else classes)
-    by_name = {cls.name: cls for cls in classes}
-    if name not in by_name:
-        valid = ", ".join(sorted(by_name)) or "none registered"
-        raise MemvizError(f"unknown panel '{name}'; panels: {valid}")
-    cls = by_name[name]
-    if trace is not None and not cls.supports(trace):
-        fits = ", ".join(c.name for c in classes if c.supports(trace)) or "none"
-        raise MemvizError(
-            f"panel '{name}' does not show {trace.architecture or 'this'} traces "
-            f"(it shows {', '.join(cls.architectures)}); panels for this trace: {fits}"
-        )
-    return cls
-
-
-def format_from_path(path: str | os.PathLike, allowed: Iterable[str] = FORMATS) -> str:
-    suffix = Path(path).suffix.lower().lstrip(".")
-    suffix = {"jpeg": "jpg"}.get(suffix, suffix)
-    allowed = tuple(allowed)
-    if suffix not in allowed:
-        raise MemvizError(
-            f"{path}: cannot tell the format from the name; end it with "
-            + ", ".join("." + f for f in allowed)
-        )
-    return suffix
-
-
-def check_out_path(path: str | os.PathLike) -> Path:
-    return output_file(path, "--out ")
-
-
-def safe_file_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "figure"
 
 
 # -- the renderer --------------------------------------------------------------------------------
@@ -138,7 +87,7 @@ class FigureRenderer:
         self.panel.setAttribute(
             Qt.WidgetAttribute.WA_DontShowOnScreen, True
         )  # never a window, on any platform
-        from memviz.panels.heatmap import heatmaps_of
+        from memviz.panels.heatmap_item import heatmaps_of
 
         for heatmap in heatmaps_of(
             self.panel
@@ -258,27 +207,7 @@ class FigureRenderer:
 
     def image(self, scale: float = 1.0):
         """The figure as a QImage, `scale` device pixels per logical pixel."""
-        from PySide6.QtCore import Qt
-        from PySide6.QtGui import QImage, QPainter
-
-        if not scale > 0:
-            raise MemvizError(f"--scale must be more than 0, got {scale}")
-        width, height = self.figure_size()
-        image = QImage(round(width * scale), round(height * scale), QImage.Format.Format_ARGB32_Premultiplied)
-        image.fill(Qt.GlobalColor.transparent)
-        # Painted at the logical size onto a device with `scale` pixels per logical pixel: the same
-        # layout as at scale 1, with more pixels. The device keeps the logical 96 dpi while painting:
-        # at DPI * scale, point-sized fonts would grow by the scale on top of the pixel ratio (title
-        # cut, axes off the image).
-        image.setDevicePixelRatio(scale)
-        _set_dpi(image, DPI)
-        painter = QPainter(image)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-        self.paint(painter)
-        painter.end()
-        _set_dpi(image, DPI * scale)  # the file's resolution: it prints at the scale-1 figure's size
-        return image
+        return writers.to_image(self, scale)
 
     def save(self, path: str | os.PathLike, fmt: str | None = None, scale: float = 1.0) -> Path:
         """Draw the figure into memory, then write the bytes beside `path` and rename them onto it.
@@ -301,257 +230,18 @@ class FigureRenderer:
         return path
 
     def png_bytes(self, scale: float = 1.0) -> bytes:
-        from PySide6.QtCore import QBuffer, QIODevice
-
-        buffer = QBuffer()
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        if not self.image(scale).save(buffer, "PNG"):
-            raise MemvizError("cannot encode the PNG")
-        return bytes(buffer.data())
+        return writers.png_bytes(self, scale)
 
     def svg_bytes(self) -> bytes:
-        from PySide6.QtCore import QBuffer, QIODevice, QRect, QSize
-        from PySide6.QtGui import QPainter
-        from PySide6.QtSvg import QSvgGenerator
-
-        width, height = self.figure_size()
-        buffer = QBuffer()
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        generator = QSvgGenerator(QSvgGenerator.SvgVersion.Svg11)  # 1.1: clip paths (Tiny 1.2 drops them)
-        generator.setOutputDevice(buffer)
-        generator.setSize(QSize(width, height))
-        generator.setViewBox(QRect(0, 0, width, height))
-        generator.setResolution(DPI)
-        generator.setTitle(self.title())
-        generator.setDescription("memviz figure")
-        painter = QPainter()
-        if not painter.begin(generator):
-            raise MemvizError("cannot draw the SVG")
-        self.paint(painter)
-        painter.end()
-        return postprocess_svg_text(bytes(buffer.data()).decode("utf-8", errors="replace"))
+        return writers.svg_bytes(self)
 
     def pdf_bytes(self) -> bytes:
-        from PySide6.QtCore import QBuffer, QIODevice, QMarginsF, QSizeF
-        from PySide6.QtGui import QPageLayout, QPageSize, QPainter, QPdfWriter
-
-        width, height = self.figure_size()
-        buffer = QBuffer()
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        writer = QPdfWriter(buffer)
-        writer.setResolution(DPI)
-        writer.setCreator("memviz")
-        writer.setTitle(self.title())
-        page = QPageSize(
-            QSizeF(width * 72 / DPI, height * 72 / DPI),
-            QPageSize.Unit.Point,
-            "memviz figure",
-            QPageSize.SizeMatchPolicy.ExactMatch,
-        )
-        writer.setPageLayout(QPageLayout(page, QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
-        painter = QPainter()
-        if not painter.begin(writer):
-            raise MemvizError("cannot draw the PDF")
-        self.paint(painter)
-        painter.end()
-        del writer  # the writer flushes the document's end into the buffer
-        return bytes(buffer.data())
+        return writers.pdf_bytes(self)
 
     def close(self) -> None:
         self.panel.hide()
         self.panel.deleteLater()
         process_events(1)
-
-
-def _set_dpi(image, dpi: float) -> None:
-    image.setDotsPerMeterX(round(dpi / 0.0254))
-    image.setDotsPerMeterY(round(dpi / 0.0254))
-
-
-def paint_view(painter, view, origin) -> None:
-    """Paint a QGraphicsView's visible scene with `painter`, its top left corner at `origin`.
-
-    Item by item rather than with QGraphicsView.render: that sets an outer clip, and Qt 6.12's SVG
-    engine, once an item has set a clip of its own inside it (pyqtgraph's axes clip their labels),
-    keeps that inner clip after the painter's restore, so the next items (axis lines, ticks) vanish
-    from the SVG. Here each item gets its ancestors' clip set afresh, with no clip around it.
-    """
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QPainterPath, QTransform
-    from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem
-
-    flags = QGraphicsItem.GraphicsItemFlag
-    scene = view.scene()
-    prepare = getattr(scene, "prepareForPaint", None)  # pyqtgraph: auto ranges, lazy geometry
-    if callable(prepare):
-        prepare()
-    to_device = view.viewportTransform() * QTransform.fromTranslate(origin.x(), origin.y())
-    viewport = view.viewport().rect()
-    painter.save()
-    painter.setTransform(QTransform.fromTranslate(origin.x(), origin.y()))
-    painter.fillRect(viewport, view.backgroundBrush())
-    painter.restore()
-    widget = view.viewport()
-    for item in scene.items(Qt.SortOrder.AscendingOrder):
-        if not item.isVisible() or item.flags() & flags.ItemHasNoContents:
-            continue
-        opacity = item.effectiveOpacity()
-        if opacity <= 0:
-            continue
-        clip = QPainterPath()
-        clip.addRect(viewport)  # device coordinates
-        clip.translate(origin.x(), origin.y())
-        owner = item if item.flags() & flags.ItemClipsToShape else item.parentItem()
-        while owner is not None:
-            if owner is item or owner.flags() & flags.ItemClipsChildrenToShape:
-                clip = clip.intersected(owner.deviceTransform(to_device).map(owner.shape()))
-            owner = owner.parentItem()
-        painter.save()
-        painter.setClipPath(clip)
-        painter.setTransform(item.deviceTransform(to_device))
-        painter.setOpacity(opacity)
-        option = QStyleOptionGraphicsItem()
-        option.exposedRect = item.boundingRect()
-        item.paint(painter, option, widget)
-        painter.restore()
-
-
-_MATRIX = re.compile(r"matrix\(([^)]*)\)")
-_PAIR = re.compile(r"(-?[0-9.]+(?:[eE][-+]?[0-9]+)?),(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)")
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_SVG_NS = "http://www.w3.org/2000/svg"
-_XLINK_NS = "http://www.w3.org/1999/xlink"
-
-
-def _matrix(group) -> tuple[float, ...] | None:
-    found = _MATRIX.fullmatch(group.get("transform", "").strip())
-    if not found:
-        return None
-    values = tuple(float(v) for v in found.group(1).split(","))
-    return values if len(values) == 6 else None
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` beside `path`, check every write and the close, then rename it onto `path`."""
-    with replacing(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-
-
-def postprocess_svg(path: Path) -> None:
-    """`postprocess_svg_text` on a file, in place."""
-    write_bytes(path, postprocess_svg_text(path.read_text(encoding="utf-8", errors="replace")))
-
-
-def postprocess_svg_text(text: str) -> bytes:
-    """Make the generator's SVG look the same in every viewer, not only in browsers.
-
-    1. Qt writes cosmetic pens (1-2 px lines in a plot scaled to data units) as
-       `vector-effect="non-scaling-stroke"` inside a scaled group; viewers without vector-effect
-       (librsvg, Inkscape, slide software) draw them dozens of pixels wide. Such shapes get their
-       coordinates mapped to figure pixels and move to an unscaled twin group.
-    2. Heatmap cells are pixels of a small embedded image that viewers smooth when they scale it:
-       the image is enlarged (nearest neighbour) to at least its size on the figure, so every cell
-       keeps sharp edges in any viewer. The numbers are unchanged.
-    """
-    import xml.etree.ElementTree as ET
-
-    ET.register_namespace("", _SVG_NS)
-    ET.register_namespace("xlink", _XLINK_NS)
-    # a token can be a control character (GPT-2's byte tokens); XML forbids them: show their picture
-    text = _XML_INVALID.sub(lambda m: chr(0x2400 + ord(m.group())), text)
-    root = ET.fromstring(text)
-    tree = ET.ElementTree(root)
-    svg = f"{{{_SVG_NS}}}"
-    for parent in list(root.iter()):
-        children = list(parent)
-        for index in range(len(children) - 1, -1, -1):
-            group = children[index]
-            if group.tag != svg + "g":
-                continue
-            m = _matrix(group)
-            if m is None or (m[0], m[1], m[2], m[3]) == (1.0, 0.0, 0.0, 1.0):
-                continue
-            for image in group.findall(svg + "image"):
-                _sharpen_image(image, m)
-            strokes = [
-                c for c in group if c.get("vector-effect") == "non-scaling-stroke" and _bake(c, m, svg)
-            ]
-            if not strokes:
-                continue
-            twin = ET.Element(group.tag, {k: v for k, v in group.attrib.items() if k != "transform"})
-            for shape in strokes:
-                group.remove(shape)
-                twin.append(shape)
-            parent.insert(index + 1, twin)
-    out = io.BytesIO()
-    tree.write(out, encoding="UTF-8", xml_declaration=True)
-    return out.getvalue()
-
-
-def _bake(shape, m: tuple[float, ...], svg: str) -> bool:
-    """Map one shape's coordinates through the matrix m (in place); False when it cannot be done."""
-    a, b, c, d, e, f = m
-
-    def point(x: float, y: float) -> tuple[float, float]:
-        return a * x + c * y + e, b * x + d * y + f
-
-    def pairs(text: str) -> str:
-        return _PAIR.sub(lambda g: "{:.3f},{:.3f}".format(*point(float(g.group(1)), float(g.group(2)))), text)
-
-    tag = shape.tag[len(svg) :] if shape.tag.startswith(svg) else shape.tag
-    if tag == "path":
-        data = shape.get("d", "")
-        if re.search(r"[A-Za-z]", re.sub(r"[MLCZ]", "", data)):  # only Qt's absolute M, L, C, Z are mapped
-            return False
-        shape.set("d", pairs(data))
-    elif tag in ("polyline", "polygon"):
-        shape.set("points", pairs(shape.get("points", "")))
-    elif tag == "rect" and b == 0 and c == 0:
-        x, y = float(shape.get("x", 0)), float(shape.get("y", 0))
-        x0, y0 = point(x, y)
-        x1, y1 = point(x + float(shape.get("width", 0)), y + float(shape.get("height", 0)))
-        for key, value in (
-            ("x", min(x0, x1)),
-            ("y", min(y0, y1)),
-            ("width", abs(x1 - x0)),
-            ("height", abs(y1 - y0)),
-        ):
-            shape.set(key, f"{value:.3f}")
-    else:
-        return False
-    return True
-
-
-def _sharpen_image(image, m: tuple[float, ...], max_pixels: int = 16_000_000) -> None:
-    import base64
-    import io
-    import math
-
-    from PIL import Image
-
-    href_key = f"{{{_XLINK_NS}}}href"
-    href = image.get(href_key) or image.get("href") or ""
-    prefix = "data:image/png;base64,"
-    if not href.startswith(prefix):
-        return
-    shown_w = abs(m[0]) * float(image.get("width", 0)) + abs(m[2]) * float(image.get("height", 0))
-    shown_h = abs(m[1]) * float(image.get("width", 0)) + abs(m[3]) * float(image.get("height", 0))
-    with Image.open(io.BytesIO(base64.b64decode(href[len(prefix) :]))) as picture:
-        picture.load()
-        w, h = picture.size
-        factor = math.ceil(max(shown_w / max(w, 1), shown_h / max(h, 1)))
-        while factor > 1 and w * h * factor * factor > max_pixels:
-            factor -= 1
-        if factor < 2:
-            return
-        big = picture.resize((w * factor, h * factor), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    big.save(buffer, "PNG", optimize=True)
-    image.set(
-        href_key if image.get(href_key) else "href",
-        prefix + base64.b64encode(buffer.getvalue()).decode("ascii"),
-    )
 
 
 # -- one call ------------------------------------------------------------------------------------
