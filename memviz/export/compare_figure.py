@@ -7,7 +7,7 @@ slides by default) and writes SVG, PDF or PNG the same way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,9 +18,6 @@ from memviz.panels.heatmap import GraphicsPanel, pixmap_axes, style_plot
 from memviz.panels.token_axis import LabelledTokenAxis
 from memviz.panels.view_model import ViewModel
 
-if TYPE_CHECKING:
-    from memviz.export.compare import Comparison
-
 COLOUR_A, COLOUR_B = "#4e79a7", "#e15759"
 UP, DOWN = "#59a14f", "#e15759"  # B more (less) sure of the actual next token than A
 
@@ -29,9 +26,9 @@ class CompareFigure(GraphicsPanel):
     name = "compare"
     title = "log p of the next token"
 
-    def __init__(self, view: ViewModel, comparison: Comparison, parent: QWidget | None = None) -> None:
+    def __init__(self, view: ViewModel, comparison: Any, parent: QWidget | None = None) -> None:
         super().__init__(view, parent)
-        self.comparison = comparison
+        self.comparison = comparison  # a memviz.export.compare.Comparison (not imported: no cycle)
         self.finish_controls()
         c = comparison
         n = c.steps
