@@ -226,7 +226,16 @@ def check_shapes(headers: Mapping[str, Header], manifest: dict, where: str) -> N
     expect("memory_ids", (T, None), f"[{T}, k]")
     if "memory_ids" in headers:
         expect("memory_scores", shape_of("memory_ids"), f"{list(shape_of('memory_ids'))} like 'memory_ids'")
-    expect("gates", (T, L, 4, H), f"[{T}, {layers}, 4, {units}] (tokens, layers, i f g o, units)")
+    # LSTM i f g o, GRU r z n: the manifest names them (old traces: an LSTM's four)
+    gate_names = model.get("gate_names") or ["i", "f", "g", "o"]
+    if not isinstance(gate_names, list) or not gate_names or len(gate_names) > 8:
+        raise _bad(where, f"manifest model 'gate_names' is {gate_names!r}, not a short list of names")
+    G = len(gate_names)
+    expect(
+        "gates",
+        (T, L, G, H),
+        f"[{T}, {layers}, {G}, {units}] (tokens, layers, {' '.join(map(str, gate_names))}, units)",
+    )
     for key in ("cell", "hidden"):
         expect(key, (T, L, H), f"[{T}, {layers}, {units}] (tokens, layers, units)")
     expect("attention", (L, A, T, T), f"[{layers}, {heads}, {T}, {T}] (layers, heads, queries, keys)")
