@@ -23,8 +23,7 @@ def gpt2(gpt2_dir):
     from memviz.backends.registry import load_backend
 
     backend = load_backend(str(gpt2_dir))
-    if getattr(backend, "token_bytes", None) is None:  # until the backend wires it (one method)
-        backend.token_bytes = lambda token_id: token_bytes(backend.tokenizer, token_id)
+    assert backend.token_bytes(0) == token_bytes(backend.tokenizer, 0)  # the backend's own method
     return backend
 
 

@@ -30,11 +30,8 @@ CAFE = "Café ☕ and the quick brown fox"
 def cafe(run_session, gpt2_dir, tmp_path_factory) -> tuple[Trace, object]:
     """A run on the tiny GPT-2 (its BPE is trained on ASCII: é and ☕ are split into byte tokens)."""
     from memviz.backends.registry import load_backend
-    from memviz.backends.token_bytes import token_bytes
 
     backend = load_backend(str(gpt2_dir))
-    if getattr(backend, "token_bytes", None) is None:  # until the backend wires it (as test_token_bytes)
-        backend.token_bytes = lambda token_id: token_bytes(backend.tokenizer, token_id)
     session = run_session(backend, text=CAFE)
     path = session.trace.save(tmp_path_factory.mktemp("cafe") / "cafe.memviz")
     return Trace.load(path), path

@@ -32,6 +32,7 @@ from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.families import TRANSFORMER, Family, family_of_model_type
 from memviz.backends.hook_points import ATTENTION_ROW, ATTN_PATTERN, LN2_OUT, hook_name, per_layer
 from memviz.backends.placement import resolve_device, resolve_dtype
+from memviz.backends.token_bytes import token_bytes as token_bytes_of
 from memviz.errors import MemvizError
 
 
@@ -105,6 +106,7 @@ class TransformerBackend:
         self._key_module, self._key_from, self.key_source = self._find_key_module()
         self.memory_key_dim = int(cfg.hidden_size)
         self._token_cache: dict[int, str] = {}
+        self._bytes_cache: dict[int, bytes] = {}
         self._interventions = None  # a TransformerInterventions while a run has any (set_interventions)
         self.logit_lens = False  # True: each step's internals also hold LENS_LOGITS (backends.logit_lens)
         self._lens_head = None
@@ -172,6 +174,13 @@ class TransformerBackend:
             text = self.tokenizer.decode([token_id])
             self._token_cache[token_id] = text
         return text
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The token's own bytes: a byte-level BPE token may hold part of a UTF-8 character."""
+        found = self._bytes_cache.get(token_id)
+        if found is None:
+            found = self._bytes_cache[token_id] = token_bytes_of(self.tokenizer, token_id)
+        return found
 
     def fingerprint(self) -> str:
         return self._fingerprint
