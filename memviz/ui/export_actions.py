@@ -9,7 +9,7 @@ like the screen.
 
 Animations render one frame per timer tick on the UI thread (widgets live there) and encode the
 file as a Job on a JobThread (memviz.ui.jobs), so the window keeps answering and Cancel works at
-any moment.
+any moment (animation_export.AnimationWriter). The dialogs are built in export_dialogs.py.
 """
 
 from __future__ import annotations
@@ -20,22 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, QEvent, QObject, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (
-    QApplication,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QInputDialog,
-    QMenu,
-    QProgressDialog,
-    QSpinBox,
-    QWidget,
-)
+from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMenu, QProgressDialog, QWidget
 
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
@@ -43,21 +30,17 @@ from memviz.export import render
 from memviz.options import SCALE_RANGE
 from memviz.panels.base import Panel
 from memviz.panels.view_model import ViewModel
-from memviz.ui.jobs import Job, JobThread
-
-FIGURE_FILTER = "PNG image (*.png);;SVG vector (*.svg);;PDF vector (*.pdf)"
-ANIMATION_FILTER = "GIF animation (*.gif);;MP4 video (*.mp4)"
-SESSION_FILTER = "memviz sessions (*.memviz)"
-
-
-def with_suffix(path: str, selected_filter: str, default: str) -> str:
-    """The chosen name, with the filter's extension when the user typed none."""
-    if Path(path).suffix:
-        return path
-    for ext in ("png", "svg", "pdf", "gif", "mp4", "csv", "memviz"):
-        if f"*.{ext}" in selected_filter:
-            return f"{path}.{ext}"
-    return f"{path}.{default}"
+from memviz.ui.animation_export import AnimationWriter
+from memviz.ui.export_dialogs import (
+    ANIMATION_FILTER,
+    FIGURE_FILTER,
+    SESSION_FILTER,
+    AnimationDialog,
+    ask_format,
+    ask_scale,
+    ask_series,
+    with_suffix,
+)
 
 
 class ExportHost(Protocol):
@@ -90,15 +73,22 @@ class ExportActions(QObject):
         self.host = host
         self.window = parent  # the parent of its dialogs
         self.last_folder = str(Path.home())
-        self.job = None  # the animation being written
-        self.progress: QProgressDialog | None = None
-        self._jobs: JobThread | None = None  # encodes animations (model-free), started when needed
-        self._encoding: Job | None = None
-        self._timer: QTimer | None = None  # renders the frames of an animation, one per tick
+        self.animations = AnimationWriter(
+            parent, lambda text: self._say(text), lambda title, exc: self._fail(title, exc), self
+        )
         self._make_actions()
         self._restored: Trace | None = None  # the trace whose saved view was last restored
         self._saved: tuple[int, int] | None = None  # (id of the trace, its steps) when last saved
         self.watch_panels()
+
+    @property
+    def job(self):
+        """The animation being written (None when none is)."""
+        return self.animations.job
+
+    @property
+    def progress(self) -> QProgressDialog | None:
+        return self.animations.progress
 
     # -- menus -------------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut: str | None = None) -> QAction:
@@ -208,17 +198,7 @@ class ExportActions(QObject):
 
     def ask_scale(self, panel, default: float = 2.0) -> float | None:
         low, high = self.scale_range(panel)
-        width, height = self._size_of(panel)
-        value, ok = QInputDialog.getDouble(
-            self.window,
-            "Export figure",
-            f"Scale (pixels per screen pixel, {low:g} to {high:g}; the figure is {width}x{height} at 1)",
-            min(max(default, low), high),
-            low,
-            high,
-            2,
-        )
-        return float(value) if ok else None
+        return ask_scale(self.window, low, high, self._size_of(panel), default)
 
     def export_figure_dialog(self, panel) -> None:
         try:
@@ -261,10 +241,8 @@ class ExportActions(QObject):
             folder = QFileDialog.getExistingDirectory(self.window, "Export all panels into", self.last_folder)
             if not folder:
                 return
-            fmt, ok = QInputDialog.getItem(
-                self.window, "Export all panels", "Format", ["png", "svg", "pdf"], 0, False
-            )
-            if ok:
+            fmt = ask_format(self.window)
+            if fmt is not None:
                 self.last_folder = folder
                 files = self.export_all(folder, fmt)
                 self._say(f"exported {len(files)} panels to {folder}")
@@ -285,38 +263,16 @@ class ExportActions(QObject):
             current = panel or self._current_panel()
             if current is None:
                 raise MemvizError("no panel to animate")
-            dialog = QDialog(self.window)
-            dialog.setObjectName("animationDialog")
-            dialog.setWindowTitle("Export animation")
-            form = QFormLayout(dialog)
-            choice = QComboBox()
-            choice.setObjectName("animationPanel")
-            for p in self.host.panels.values():
-                choice.addItem(p.title, p.name)
-            choice.setCurrentIndex(max(0, choice.findData(current.name)))
-            form.addRow("panel", choice)
+            dialog = AnimationDialog(self.window, self.host.panels, current, len(trace))
             self.animation_dialog = dialog  # tests fill it in
-            start, stop, fps = QSpinBox(), QSpinBox(), QDoubleSpinBox()
-            for spin in (start, stop):
-                spin.setRange(0, len(trace) - 1)
-            stop.setValue(len(trace) - 1)
-            fps.setRange(0.5, 60)
-            fps.setValue(4)
-            form.addRow("from step", start)
-            form.addRow("to step", stop)
-            form.addRow("frames per second", fps)
-            buttons = QDialogButtonBox(
-                QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-            )
-            buttons.accepted.connect(dialog.accept)
-            buttons.rejected.connect(dialog.reject)
-            form.addRow(buttons)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return
-            panel = self.host.panels.get(choice.currentData()) or current
+            panel = self.host.panels.get(dialog.choice.currentData()) or current
             path = self._save_name("Export animation", ANIMATION_FILTER, "gif", f"{panel.name}.gif")
             if path:
-                self.start_animation(panel, path, start.value(), stop.value(), fps.value())
+                self.start_animation(
+                    panel, path, dialog.start.value(), dialog.stop.value(), dialog.fps.value()
+                )
         except MemvizError as exc:
             self._fail("Could not export the animation", exc)
 
@@ -324,104 +280,25 @@ class ExportActions(QObject):
         """Begin writing; returns the job. Frames come one per timer tick; the dialog shows progress."""
         from memviz.export.animate import AnimationJob
 
-        if self.job is not None:
-            raise MemvizError("an animation is already being written")
-        job = AnimationJob(
-            self._trace(),
-            type(panel),
-            self._state(),
-            path,
-            start=start,
-            stop=stop,
-            fps=fps,
-            size=self._size_of(panel),
+        return self.animations.start(
+            lambda: AnimationJob(
+                self._trace(),
+                type(panel),
+                self._state(),
+                path,
+                start=start,
+                stop=stop,
+                fps=fps,
+                size=self._size_of(panel),
+            )
         )
-        self.job = job
-        self.progress = QProgressDialog(
-            f"Rendering {job.total} frames...", "Cancel", 0, job.total + 1, self.window
-        )
-        self.progress.setWindowTitle("Export animation")
-        self.progress.setWindowModality(Qt.WindowModality.WindowModal)
-        self.progress.setMinimumDuration(300)
-        self.progress.canceled.connect(self.cancel_animation)
-        self._timer = QTimer(self)
-        self._timer.setInterval(0)
-        self._timer.timeout.connect(self._animation_tick)
-        self._timer.start()
-        return job
-
-    def _animation_tick(self) -> None:
-        job = self.job
-        if job is None:
-            return
-        try:
-            more = job.step()
-        except Exception as exc:  # noqa: BLE001 (shown to the user, never a crash)
-            self.cancel_animation()
-            self._fail("Could not export the animation", exc)
-            return
-        if self.progress is not None:
-            self.progress.setValue(job.done)
-        if more:
-            return
-        self._timer.stop()
-        job._close_renderer()  # widgets: on this thread
-        if self.progress is not None:
-            self.progress.setLabelText("Encoding...")
-        sink = job.sink
-        encoding = Job(lambda _job: sink.close(), "encoding the animation…")
-        encoding.finished.connect(self._encoding_finished)
-        encoding.failed.connect(self._encoding_failed)
-        self._encoding = encoding
-        if self._jobs is None:
-            self._jobs = JobThread("memviz-export", self)
-        self._jobs.submit(encoding)
-
-    def _end_animation(self):
-        """The animation job and its dialog are done with; returns the job (None if cancelled)."""
-        job, self.job = self.job, None
-        self._encoding = None
-        if self.progress is not None:
-            self.progress.canceled.disconnect(self.cancel_animation)
-            self.progress.setValue(self.progress.maximum())
-            self.progress.close()
-            self.progress = None
-        return job
-
-    @Slot(object)
-    def _encoding_finished(self, _result) -> None:
-        if self.sender() is not self._encoding:
-            return  # cancelled meanwhile
-        job = self._end_animation()
-        if job is not None:
-            self._say(f"exported {job.out} ({job.total} frames)")
-
-    @Slot(str)
-    def _encoding_failed(self, reason: str) -> None:
-        if self.sender() is not self._encoding:
-            return  # cancelled meanwhile
-        job = self._end_animation()
-        if job is not None:
-            job.out.unlink(missing_ok=True)
-            self._fail("Could not export the animation", MemvizError(reason))
 
     def shutdown(self) -> None:
         """The window closes: stop an animation being written and wait for the encoder."""
-        self.cancel_animation()
-        if self._jobs is not None:
-            self._jobs.stop()
+        self.animations.shutdown()
 
     def cancel_animation(self) -> None:
-        job, self.job = self.job, None
-        self._encoding = None  # an encoder still running ends unheard
-        if self._timer is not None:
-            self._timer.stop()
-        if job is not None:
-            job.cancel()
-            self._say("animation cancelled")
-        if self.progress is not None:
-            self.progress.close()
-            self.progress = None
+        self.animations.cancel()
 
     # -- data ----------------------------------------------------------------------------------
     def export_csv(self, path, series: str | None = None) -> Path:
@@ -443,17 +320,9 @@ class ExportActions(QObject):
             if panel is not None and "distribution" in panel.name:
                 series = "topk"
             elif len(choices) > 1:
-                labels = {
-                    "unit": "the selected unit over time",
-                    "attention": "the selected head's attention matrix",
-                    "topk": "the next-token distribution at this step",
-                }
-                label, ok = QInputDialog.getItem(
-                    self.window, "Export data", "Series", [labels[c] for c in choices], 0, False
-                )
-                if not ok:
+                series = ask_series(self.window, choices)
+                if series is None:
                     return
-                series = choices[[labels[c] for c in choices].index(label)]
             path = self._save_name("Export data", "CSV (*.csv)", "csv", f"{series}.csv")
             if path:
                 self._say(f"exported {self.export_csv(path, series)}")
