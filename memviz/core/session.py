@@ -347,6 +347,9 @@ class Session:
 
     def _record_memories(self, ids: np.ndarray) -> None:
         """Save in the Trace, before the step is appended, the records of memories it sees first."""
+        if self.trace.memory is not None and hasattr(self.memory, "__len__"):
+            # documents added during the run: the manifest (and the figure) say what was recalled from
+            self.trace.memory["entries"] = len(self.memory)
         get = getattr(self.memory, "get", None)
         if get is None:
             return
