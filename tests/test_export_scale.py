@@ -31,10 +31,14 @@ MAX_BLOCK_DIFFERENCE = 50.0
 def traces(tmp_path_factory, lstm_dir, gpt2_dir) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("scale-traces")
     out = {}
-    for arch, model in (("lstm", lstm_dir), ("gpt2", gpt2_dir)):
+    for arch, model, extra in (
+        ("lstm", lstm_dir, []),
+        ("gpt2", gpt2_dir, []),
+        ("lens", gpt2_dir, ["--logit-lens"]),
+    ):
         path = folder / f"{arch}.memviz"
         args = ["trace", "--model", str(model), "--text", "The quick brown fox jumps", "--generate", "4"]
-        assert main([*args, "--out", str(path)]) == 0
+        assert main([*args, *extra, "--out", str(path)]) == 0
         out[arch] = path
     return out
 
@@ -80,7 +84,8 @@ panels = [pytest.param(cls, id=cls.name) for cls in PANEL_CLASSES if cls.name !=
 @pytest.mark.parametrize("cls", panels)
 @pytest.mark.parametrize("theme", ["dark", "talk"])
 def test_png_at_any_scale_is_the_scale_one_figure(app, traces, tmp_path, monkeypatch, cls, theme):
-    trace = Trace.load(traces["gpt2" if cls.architectures == ("gpt2",) else "lstm"])
+    kind = "lens" if cls.name == "logit-lens" else "gpt2" if cls.architectures == ("gpt2",) else "lstm"
+    trace = Trace.load(traces[kind])
     state = ViewState(cursor=len(trace) - 1, theme=theme)
     ticks = TickRecorder(monkeypatch)
     one = render.export_figure(trace, cls, state, tmp_path / "one.png", scale=1)

@@ -22,6 +22,7 @@ from memviz.panels.distribution import DistributionPanel
 from memviz.panels.head_distance import HeadDistancePanel
 from memviz.panels.head_grid import HeadGridPanel, bar_heights, binned_max
 from memviz.panels.heatmap import Heatmap, candidate_text, colour, native_lookup_table
+from memviz.panels.logit_lens import LogitLensPanel
 from memviz.panels.lstm_gates import GatesPanel
 from memviz.panels.lstm_span import SpanPanel
 from memviz.panels.lstm_state import StatePanel
@@ -35,8 +36,8 @@ LAYER, HEAD, UNIT = 1, 2, 5
 
 @pytest.fixture(scope="module")
 def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -> dict[str, Trace]:
-    """A real LSTM run recalling from a real store, a real GPT-2 run and a real classifier's run (an
-    LSTM of layers 9, 5, 7, three labels); saved and loaded back."""
+    """A real LSTM run recalling from a real store, a real GPT-2 run (and one with the logit lens) and
+    a real classifier's run (an LSTM of layers 9, 5, 7, three labels); saved and loaded back."""
     from memviz.backends.registry import load_backend
     from memviz.core.session import RecallSettings
 
@@ -48,6 +49,7 @@ def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -
         backend, text="The quick brown fox", generate=3, memory=store, recall=RecallSettings(k=5)
     )
     gpt2 = run_session(gpt2_dir, generate=4)
+    lens = run_session(gpt2_dir, generate=4, logit_lens=True)
     # an LSTM: a GRU trace does not load yet (core.trace_check expects four gates)
     classifier_dir = rnn_dir_factory(
         folder / "classifier", cell="lstm", head="classifier", labels=("negative", "neutral", "positive")
@@ -56,6 +58,7 @@ def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -
     out = {
         "lstm": Trace.load(lstm.trace.save(folder / "lstm.memviz")),
         "gpt2": Trace.load(gpt2.trace.save(folder / "gpt2.memviz")),
+        "lens": Trace.load(lens.trace.save(folder / "lens.memviz")),
         "classifier": Trace.load(classifier.trace.save(folder / "classifier.memviz")),
     }
     store.close()
@@ -170,6 +173,13 @@ def check_prediction(panel, trace: Trace, t: int) -> None:
     assert panel.cursor_line.value() == t + 0.5
 
 
+def check_lens(panel, trace: Trace, t: int) -> None:
+    target = trace.array("lens_target_prob")  # [T, L]: p of the next token after each layer
+    np.testing.assert_array_equal(shown(panel.heatmap), target[: t + 1].T)
+    assert panel.heatmap.levels == (0.0, 1.0)
+    assert panel.heatmap.cursor_col == t
+
+
 # panel class -> (trace, checker, (key, index) of one value at the cursor t that the panel shows)
 CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     GatesPanel: ("lstm", check_gates, lambda t: ("gates", (t, LAYER, 2, UNIT))),
@@ -181,6 +191,8 @@ CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     DistributionPanel: ("lstm", check_distribution, lambda t: ("topk_probs", (t, 1))),
     MemoryPanel: ("lstm", check_memory, lambda t: ("memory_scores", (t, 0))),
     PredictionPanel: ("classifier", check_prediction, lambda t: ("prediction", (t, 1))),
+    # layer 0: a tiny model's early guess is far below 1 - 0.375, so the changed trace still loads
+    LogitLensPanel: ("lens", check_lens, lambda t: ("lens_target_prob", (t, 0))),
 }
 
 

@@ -31,6 +31,7 @@ HEATMAPS = {
     "heads": 0,
     "head-distance": 1,
     "distribution": 0,
+    "logit-lens": 1,
     "memory": 0,
 }
 

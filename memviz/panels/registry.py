@@ -7,6 +7,7 @@ from memviz.panels.base import Panel
 from memviz.panels.distribution import DistributionPanel
 from memviz.panels.head_distance import HeadDistancePanel
 from memviz.panels.head_grid import HeadGridPanel
+from memviz.panels.logit_lens import LogitLensPanel
 from memviz.panels.lstm_gates import GatesPanel
 from memviz.panels.lstm_span import SpanPanel
 from memviz.panels.lstm_state import StatePanel
@@ -22,6 +23,7 @@ PANEL_CLASSES: list[type[Panel]] = [
     HeadGridPanel,
     HeadDistancePanel,
     DistributionPanel,
+    LogitLensPanel,  # a --logit-lens trace only
     MemoryPanel,
 ]
 
