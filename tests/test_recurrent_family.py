@@ -14,7 +14,7 @@ from conftest import SAMPLE_TEXT
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
-import memviz.backends.recurrent as recurrent_module
+import memviz.backends.recurrent_backend as recurrent_module
 from memviz.backends.recurrent import RecurrentBackend, RecurrentModel, RNNConfig, save_recurrent
 from memviz.backends.registry import load_backend
 from memviz.backends.tokenizers import CharTokenizer, HFTokenizer, WordTokenizer
