@@ -176,7 +176,13 @@ def test_bundled_word_model_loads_steps_and_matches_its_card():
     assert backend.info.architecture == "gru" and backend.tokenizer.kind == "word"
     out = backend.step(backend.encode("the").ids[0])
     assert out.logits is not None and torch.isfinite(out.logits).all()
-    card = Path(backend.info.source, "README.md").read_text()
+    folder = Path(backend.info.source)
+    assert (folder / "model.safetensors").stat().st_size < 40 * 2**20
+    assert (folder / "spelling.json").is_file()  # eval charges its unknown words' spelling
+    assert not any(folder.glob("*.pt")) and not any(folder.glob("*.bin"))
+    card = (folder / "README.md").read_text()
+    for needed in ("python3.11-doc", "memviz train rnn", "parameters", "out-of-domain bits per character"):
+        assert needed in card, needed
     claimed = float(re.search(r"held-out bits per character \| \*\*([0-9.]+)\*\*", card).group(1))
     corpus = Path("/usr/share/info/python3.11.info.gz")
     if not corpus.exists():
