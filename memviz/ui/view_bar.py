@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QToolBar, QWidget
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels.view_model import ViewModel
-from memviz.ui.token_strip import SIGNALS, available_signals
+from memviz.ui.token_signals import SIGNALS, available_signals
 from memviz.ui.transport import fit_combo
 
 

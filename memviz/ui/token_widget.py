@@ -1,0 +1,259 @@
+"""The token strip widget: the text read and generated, one box per token, tinted by the selected
+signal, the current token outlined, generated tokens underlined; click to scrub, hover for a tooltip."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QLine, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
+
+from memviz.core.trace import Trace
+from memviz.core.view import ViewState
+from memviz.panels.prediction import COLOURS as LABEL_COLOURS
+from memviz.panels.prediction import labels_of as class_labels
+from memviz.panels.static_texts import StaticTexts
+from memviz.panels.token_labels import live_labels
+from memviz.panels.view_model import ViewModel
+from memviz.ui.token_layout import StripLayout
+from memviz.ui.token_signals import (
+    SIGNALS,
+    display_text,
+    prediction_classes,
+    signal_values,
+    tint_strengths,
+)
+
+#: what the strip says before it has tokens (the window changes it once a model is loaded)
+PLACEHOLDER = "No tokens yet. Load a model, type a text and press Space (or Play)."
+
+POSITIVE = QColor(32, 120, 255)  # diverging, > 0 (char-rnn: blue/green for positive)
+NEGATIVE = QColor(230, 50, 40)  # diverging, < 0
+
+
+class TokenStrip(QWidget, StripLayout):
+    """Flowing token boxes. Lay-out is incremental: new tokens are placed after the last one."""
+
+    token_clicked = Signal(int)
+
+    def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.trace: Trace | None = None
+        self.state = view.state
+        self._rects: list[QRect] = []  # one per laid-out token
+        self._line_tops: list[int] = []  # y of each token's line (sorted), for hit tests
+        self._line_start = 0  # the first token of the last line laid out
+        self._laid_width = -1
+        self._values = np.zeros(0)
+        self._strengths = np.zeros(0)
+        self._classes: np.ndarray | None = None  # the likeliest label per token (prediction tint)
+        self._labels: Sequence[str] = ()  # the trace's token labels (partial characters as ‹C3›)
+        self.placeholder = PLACEHOLDER  # shown while there are no tokens
+        self._widths: dict[str, int] = {}
+        self._tints: dict[tuple, QColor] = {}
+        self._texts = StaticTexts(limit=20_000)  # laid out in the painter's font (the style's)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setAttribute(Qt.WA_OpaquePaintEvent, False)
+        self.setObjectName("tokenStrip")
+        self._apply_font()
+
+    # -- data ---------------------------------------------------------------------------------
+    def set_trace(self, trace: Trace | None) -> None:
+        self.trace = trace
+        self._labels = live_labels(trace)
+        self._relayout()
+
+    def render(self, state: ViewState) -> None:
+        """Bring the strip up to date with the trace and the view; repaints once."""
+        theme_changed = state.theme != self.state.theme
+        self.state = state
+        if theme_changed:
+            self._apply_font()
+            self._relayout()
+        self._extend_layout()
+        self._values = signal_values(self.trace, state)
+        self._classes = prediction_classes(self.trace) if state.signal == "prediction" else None
+        self._strengths = tint_strengths(self._values, state.signal, self.label_count())
+        self.update()
+
+    def label_count(self) -> int:
+        """How many labels the trace's classifier has (1 without a prediction column)."""
+        trace = self.trace
+        return trace.array("prediction").shape[1] if trace is not None and trace.has("prediction") else 1
+
+    def values(self) -> np.ndarray:
+        """The per-token values of the current signal, as last rendered."""
+        return self._values
+
+    def strengths(self) -> np.ndarray:
+        return self._strengths
+
+    def token_count(self) -> int:
+        return len(self._rects)
+
+    def token_rect(self, index: int) -> QRect:
+        return QRect(self._rects[index])
+
+    def token_label(self, index: int) -> str:
+        return display_text(self._labels[index])
+
+    def token_color(self, index: int) -> QColor | None:
+        """The background tint of token `index`, or None when it has no value."""
+        if index >= len(self._strengths):
+            return None
+        s = self._strengths[index]
+        if not np.isfinite(s):
+            return None
+        return self._tint(float(s), self._class_of(index))
+
+    def _class_of(self, index: int) -> int:
+        classes = self._classes
+        return int(classes[index]) if classes is not None and index < len(classes) else -1
+
+    def token_marks(self, index: int) -> dict:
+        """What the strip shows for one token: its label, whether it was generated, whether it is
+        the current one, its signal value and tint (None when it has no value)."""
+        return {
+            "text": self.token_label(index),
+            "generated": bool(self.trace.generated[index]),
+            "current": index == self.state.cursor,
+            "value": float(self._values[index]) if index < len(self._values) else float("nan"),
+            "color": self.token_color(index),
+        }
+
+    def _tint(self, s: float, label: int = -1) -> QColor:
+        theme = self.state.theme_obj
+        kind = SIGNALS.get(self.state.signal, ("", "none"))[1]
+        if label >= 0:  # the prediction tint of a classifier with several labels: the label's colour
+            base = QColor(LABEL_COLOURS[label % len(LABEL_COLOURS)])
+        elif kind in ("diverging", "prediction"):
+            base = POSITIVE if s >= 0 else NEGATIVE
+        else:
+            base = theme.accent
+        alpha = round(min(1.0, abs(s)) * 0.85 * 255)  # the 8-bit alpha a QColor holds anyway
+        key = (base.rgba() if isinstance(base, QColor) else base, alpha)
+        color = self._tints.get(key)
+        if color is None:
+            color = self._tints[key] = QColor(base)
+            color.setAlpha(alpha)
+        return color
+
+    def sizeHint(self) -> QSize:
+        return QSize(600, max(self.minimumHeight(), 80))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != self._laid_width:
+            self._relayout()
+
+    # -- painting -------------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        theme = self.state.theme_obj
+        painter.fillRect(event.rect(), QColor(theme.panel_background))
+        if not self._rects:
+            painter.setPen(QColor(theme.foreground))
+            painter.drawText(
+                self.rect().adjusted(12, 12, -12, -12),
+                Qt.AlignLeft | Qt.TextWordWrap,
+                self.placeholder,
+            )
+            painter.end()
+            return
+        exposed = event.rect()
+        line_height = self._rects[0].height() + 2
+        lo = bisect.bisect_left(self._line_tops, exposed.top() - line_height)
+        hi = bisect.bisect_right(self._line_tops, exposed.bottom())
+        trace = self.trace
+        foreground = QColor(theme.foreground)
+        generated_color = QColor(theme.generated)
+        cursor = self.state.cursor
+        strengths = self._strengths
+        shown = range(lo, min(hi, len(self._rects)))
+        finite = np.isfinite(strengths[lo : shown.stop]) if len(strengths) else np.zeros(0, bool)
+        for i in shown:  # tints first, then texts: fewer pen changes
+            if i - lo < len(finite) and finite[i - lo]:
+                painter.fillRect(self._rects[i], self._tint(float(strengths[i]), self._class_of(i)))
+        # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
+        # its own ascent places the line's top)
+        top_offset = self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
+        if painter.font() != self._texts.font:
+            self._texts.set_font(painter.font())
+        pen_generated = None
+        font = None
+        underlines = []
+        painter.setPen(foreground)
+        for i in shown:
+            rect = self._rects[i]
+            generated = trace.generated[i]
+            if generated != pen_generated:
+                pen_generated = generated
+                painter.setPen(generated_color if generated else foreground)
+            # a QStaticText is laid out once per distinct token; it is drawn from the top of its line
+            static, static_font = self._texts.entry(display_text(self._labels[i]))
+            if static_font is not font:
+                font = static_font
+                painter.setFont(font)
+            painter.drawStaticText(rect.left() + self.PAD_X, rect.top() + top_offset, static)
+            if generated:
+                underlines.append(QLine(rect.left(), rect.bottom(), rect.right(), rect.bottom()))
+        if underlines:
+            painter.setPen(QPen(generated_color, 1, Qt.DashLine))
+            painter.drawLines(underlines)
+        if 0 <= cursor < len(self._rects):
+            painter.setPen(QPen(QColor(theme.accent), 2))
+            painter.setBrush(Qt.NoBrush)
+            painter.drawRect(self._rects[cursor].adjusted(0, 0, -1, -1))
+        painter.end()
+
+    # -- mouse ------------------------------------------------------------------------------------
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.LeftButton:
+            index = self.index_at(event.position().toPoint())
+            if index is not None:
+                self.token_clicked.emit(index)
+                return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        pos = event.position().toPoint()
+        index = self.index_at(pos)
+        if index is None:
+            QToolTip.hideText()
+        else:
+            QToolTip.showText(event.globalPosition().toPoint(), self.tooltip_text(index), self)
+        super().mouseMoveEvent(event)
+
+    def tooltip_text(self, index: int) -> str:
+        trace = self.trace
+        token = self._labels[index]
+        kind = "generated" if trace.generated[index] else "read"
+        lines = [f"step {index + 1}: {token!r} (id {trace.token_ids[index]}, {kind})"]
+        if index < len(self._values) and np.isfinite(self._values[index]):
+            label = SIGNALS.get(self.state.signal, (self.state.signal, ""))[0]
+            if self.state.signal == "prediction":
+                names = class_labels(trace)
+                name = names[max(self._class_of(index), 0)] if names else "?"
+                label = f"{label}: {name}" if self._class_of(index) >= 0 else f"{label}: p({name})"
+            lines.append(f"{label}: {self._values[index]:.4f}")
+        try:
+            probs = trace.array("topk_probs")[index]
+            ids = trace.array("topk_ids")[index]
+            if index + 1 < len(trace) and ids.size:  # a classifier has no candidates: no such line
+                nxt = trace.token_ids[index + 1]
+                hit = np.nonzero(ids == nxt)[0]
+                p = f"{probs[hit[0]]:.4f}" if len(hit) else "not in the top candidates"
+                lines.append(f"p(next token {self._labels[index + 1]!r}) = {p}")
+        except (KeyError, IndexError):
+            pass
+        return "\n".join(lines)
+
+    def scroll_to(self, index: int, area: QScrollArea | None) -> None:
+        if area is not None and 0 <= index < len(self._rects):
+            rect = self._rects[index]
+            area.ensureVisible(rect.center().x(), rect.center().y(), 20, rect.height() * 2)
