@@ -58,6 +58,21 @@ def store_model(path: str | Path) -> str:
     return str(source)
 
 
+def show_window(window) -> None:
+    """Show the window: as it was left (its stored geometry), else, on first start, filling the
+    available screen (every panel gets room; without a window manager, e.g. under Xvfb, a maximise
+    request alone would leave the window at its default size)."""
+    if window.settings.contains("window/geometry"):
+        window.show()
+        return
+    screen = window.screen()
+    if screen is None or screen.availableGeometry().isEmpty():
+        window.show()
+        return
+    window.setGeometry(screen.availableGeometry())
+    window.showMaximized()
+
+
 def create_window(
     model: str | None = None,
     text: str | None = None,
@@ -72,7 +87,7 @@ def create_window(
     window = MainWindow(settings=settings)
     if text is not None:
         window.editor.setPlainText(text)
-    window.show()
+    show_window(window)
     if trace is not None:
         window.open_trace(trace)
         if play:
