@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from memviz.errors import MemvizError
@@ -18,6 +18,8 @@ def application() -> QApplication:
     """The process's QApplication (created once)."""
     app = QApplication.instance()
     if app is None:
+        # Qt's own file dialogs take the app's style sheet (both themes); a desktop's native one would not.
+        QApplication.setAttribute(Qt.ApplicationAttribute.AA_DontUseNativeDialogs)
         app = QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
