@@ -259,14 +259,14 @@ def test_gui_trace_refuses_a_malformed_trace_in_one_line(runs, tmp_path):
 
 
 def test_file_open_shows_the_error_and_keeps_the_run(runs, tmp_path, make_window, monkeypatch):
-    import memviz.ui.main_window as main_window
+    import memviz.ui.window_files as window_files
 
     arrays = runs("gpt2")
     arrays["attention"] = arrays["attention"][:-1]
     path = _write(arrays, tmp_path / "bad.memviz")
     window = make_window()
     before = window.trace
-    monkeypatch.setattr(main_window.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(window_files.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
     window.open_trace_dialog()
     box = window.error_box
     assert box is not None and box.isVisible()

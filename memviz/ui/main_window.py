@@ -12,16 +12,18 @@ The parts, each in its own module:
     memory_controls        the long-term memory dock
     export_actions         export and sessions (it learns of traces opened from `trace_opened`)
 
+Groups of the window's own slots live in mixins: window_memory (the memory dock and its wiring),
+window_model (loading and switching models, the unsaved-run question), window_files (texts and
+saved traces opened), window_transport (step / play / generate and the keys).
+
 The window only draws: it redraws from the Trace when the worker reports a step.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QSplitter, QToolBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QSplitter, QToolBar, QWidget
 
 from memviz.core.trace import Trace
 from memviz.core.view import THEMES, ViewState
@@ -31,15 +33,19 @@ from memviz.panels.view_model import ViewModel
 from memviz.ui.actions import TOOLBAR, build_actions
 from memviz.ui.colour_scale_menu import add_colour_scale_menu
 from memviz.ui.docks import LAYOUT_VERSION, Docks
-from memviz.ui.model_picker import ModelPicker, remember_model
+from memviz.ui.model_picker import ModelPicker
 from memviz.ui.pacing import MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS, RedrawPacer
 from memviz.ui.playback import Playback
 from memviz.ui.resources import style_sheet
-from memviz.ui.status import StatusLine, error_box, warning_box
+from memviz.ui.status import StatusLine, error_box
 from memviz.ui.text_editor import DEFAULT_TEXT, TextEditor
 from memviz.ui.token_strip import TokenStripView
 from memviz.ui.transport import GenerateBar, Transport
 from memviz.ui.view_bar import ViewBar
+from memviz.ui.window_files import TraceFiles
+from memviz.ui.window_memory import MemoryWiring
+from memviz.ui.window_model import ModelSwitching
+from memviz.ui.window_transport import TransportSlots
 from memviz.ui.worker import WorkerThread
 
 # the names the window module has always had
@@ -48,7 +54,7 @@ __all__ = ["LAYOUT_VERSION", "MAX_REDRAW_INTERVAL_MS", "REDRAW_INTERVAL_MS", "Ma
 MIN_WIDTH, MIN_HEIGHT = 960, 600  # the toolbars in two rows and two docks side by side still fit
 
 
-class MainWindow(QMainWindow):
+class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, TransportSlots):
     panels_built = Signal()  # after the docks were rebuilt for a trace: `panels` may hold new panels
     trace_opened = Signal(object)  # a saved trace was opened (File -> Open trace, a session, --trace)
     # Quitting or switching model with a run that has steps and was not saved asks first (Save /
@@ -233,54 +239,6 @@ class MainWindow(QMainWindow):
         self.file_menu.insertAction(self._file_quit_separator, action)
         return action
 
-    def _build_memory_dock(self) -> None:
-        """Long-term memory settings: store, add documents, k / lambda / temperature, remember runs."""
-        from memviz.ui.memory_controls import MemoryControls
-
-        self.memory_controls = controls = MemoryControls(self.worker)  # its jobs run on the worker
-        dock = QDockWidget("Memory settings", self)
-        dock.setObjectName("dock_memory_settings")
-        dock.setWidget(controls)
-        self.addDockWidget(Qt.LeftDockWidgetArea, dock)
-        dock.hide()  # opened from View -> Memory settings, or by picking a store
-        self.memory_dock = dock
-        controls.storeChanged.connect(self._on_memory_changed)
-        controls.recallChanged.connect(self._on_recall_changed)
-        controls.busyChanged.connect(self.playback.set_busy)
-        controls.error.connect(self.message)
-        controls.summary.connect(self.message)
-        self.playback.run_ended.connect(self._remember_run)
-        action = dock.toggleViewAction()
-        action.setText("Memory settings")
-        self.view_menu.addAction(action)
-
-    def _remember_run(self, _reason: str) -> None:
-        self.memory_controls.remember(self.worker.session)
-
-    def _on_recall_changed(self, _recall) -> None:
-        self._on_memory_changed(self.memory_controls.store)
-
-    def _on_memory_changed(self, store) -> None:
-        """A new store or new recall settings: the worker restarts the run with them (and the
-        panels follow the new run: the memory panel comes with its first recalled step)."""
-        self.playback.set_memory(store, self.memory_controls.recall)
-        self.message(
-            "long-term memory off" if store is None else f"recalling from {store.path} (run restarted)"
-        )
-
-    def open_memory(self, path: str | Path) -> None:
-        """Recall from the store at `path` once the model is loaded (`memviz gui --memory`); a store
-        of another model is refused with a clear error."""
-        if self.info is not None and self._loading is None:
-            self._open_memory_now(str(path))
-        else:
-            self._memory_after_load = str(path)
-
-    def _open_memory_now(self, path: str) -> None:
-        job = self.memory_controls.open_store(path, create=False)
-        if job is not None:
-            job.failed.connect(lambda reason: self.show_error("Could not open the memory store", reason))
-
     # == wiring the playback controller ===============================================================
     def _connect_playback(self) -> None:
         p, t = self.playback, self.transport
@@ -303,39 +261,6 @@ class MainWindow(QMainWindow):
         p.run_ended.connect(self._on_run_ended)
         p.actions_changed.connect(self._update_actions)
         p.message.connect(self.message)
-
-    def load_model(self, spec: str, play: bool = False) -> None:
-        """Ask the worker to load a model (bundled name, folder or Hugging Face id)."""
-        self.playback.load_model(spec, play=play)
-
-    def _on_loading_changed(self, spec: str | None) -> None:
-        self.status.show_loading(spec)
-        if self.picker is not None:
-            self.picker.set_loading(spec)
-        if spec is None:
-            self._update_status()
-
-    def _on_model_loaded(self, spec: str, _info) -> None:
-        if self.worker.session is not None:  # a store of another model no longer fits: memory goes off
-            self.memory_controls.set_backend(
-                self.worker.session.backend, open_default=self._memory_after_load is None
-            )
-        if self._memory_after_load is not None:
-            path, self._memory_after_load = self._memory_after_load, None
-            self._open_memory_now(path)
-        if Path(spec).expanduser().is_dir() or ("/" in spec and not Path(spec).exists()):
-            remember_model(self.settings, spec)
-        if self.picker is not None:
-            self.picker.refresh_recent()
-            self.picker.accept()
-        self.strip.placeholder = "Press Ctrl+Enter to read the text (or Space to play)"
-        self.strip.update()
-        self.strip.setFocus()
-
-    def _on_load_failed(self, spec: str, reason: str) -> None:
-        if self.picker is not None:
-            self.picker.show_failure(spec, reason)
-        self.show_error(f"Could not load {spec}", reason)
 
     def show_error(self, title: str, reason: str) -> None:
         """A failure: a line in the status bar and a window-modal, non-blocking box."""
@@ -372,16 +297,6 @@ class MainWindow(QMainWindow):
                 self.docks_part.safe(panel, "set_trace", self.trace)
             self.view_bar.configure(self.trace)
             self.schedule_redraw()
-
-    def open_trace(self, source: str | Path | Trace) -> None:
-        """Show a saved trace without a model: scrub and replay it, nothing is recomputed. The editor
-        shows the trace's text (what was read), not the text typed before."""
-        trace = source if isinstance(source, Trace) else Trace.load(source)
-        self.playback.open_trace(trace)
-        self.editor.setPlainText(trace.text())  # from the tokens' bytes: split characters whole
-        if not isinstance(source, Trace):
-            self.message(f"opened {source}: {len(trace)} tokens")
-        self.trace_opened.emit(trace)
 
     def reset_layout(self) -> None:
         self.docks_part.reset_layout()
@@ -421,68 +336,7 @@ class MainWindow(QMainWindow):
         """Show a line in the status bar (warnings, why a run stopped, failures)."""
         self.status.message(text)
 
-    # == transport ========================================================================================
-    def _update_actions(self) -> None:
-        enabled = self.playback.enabled()
-        t = self.transport
-        for name, action in (
-            ("reset", t.reset_action),
-            ("back", t.back_action),
-            ("forward", t.forward_action),
-            ("play", t.play_action),
-            ("generate", self.generate_bar.generate_action),
-        ):
-            action.setEnabled(enabled[name])
-
-    def step_forward(self) -> None:
-        self.playback.step_forward()
-
-    def step_back(self) -> None:
-        self.playback.step_back()
-
-    def scrub_to(self, index: int) -> None:
-        self.playback.scrub_to(index)
-
-    def set_playing(self, playing: bool) -> None:
-        self.playback.set_playing(playing)
-
-    def toggle_play(self) -> None:
-        self.playback.toggle_play()
-
-    def reset(self) -> None:
-        self.playback.reset()
-
-    def generate(self) -> None:
-        """Generate N tokens after what has been read, with the sampling settings of the bar."""
-        if self.info is None:
-            self.message("load a model to generate")
-            return
-        try:
-            sampling = self.generate_bar.sampling()
-        except MemvizError as exc:
-            self.message(str(exc))
-            return
-        self.playback.generate(self.generate_bar.tokens(), sampling)
-
-    def _run_from_editor(self) -> None:
-        """Ctrl+Enter in the editor: read its text, and hand the keys to the player."""
-        self.give_keys_to_player()
-        self.playback.play_text()
-
-    def give_keys_to_player(self) -> None:
-        """Focus leaves the editor: Space plays, Left / Right step, Home resets (Esc, Ctrl+Enter)."""
-        self.strip.setFocus()
-
-    def toggle_editor_focus(self) -> None:
-        if self.editor.hasFocus():
-            self.give_keys_to_player()
-        else:
-            self.editor.setFocus()
-
-    def _on_focus_changed(self, _old, new) -> None:
-        self.status.show_keys(editing=new is self.editor)
-
-    # == theme, files, picker ==============================================================================
+    # == theme ==============================================================================================
     def set_theme(self, name: str) -> None:
         if name not in THEMES:
             raise MemvizError(f"unknown theme {name!r} (themes: {', '.join(THEMES)})")
@@ -499,53 +353,6 @@ class MainWindow(QMainWindow):
             self.docks_part.safe(panel, "apply_theme", state)
         self.schedule_redraw()
 
-    def open_text_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a text", str(Path.home()), "Text (*.txt *.md *.py *.rst);;All files (*)"
-        )
-        if path:
-            self.editor.load_file(path)
-
-    def _on_text_file_loaded(self, path: str, warnings: list) -> None:
-        self.message(f"opened {path}: Ctrl+Enter in the editor (or Space) reads it")
-        for warning in warnings:  # after "opened": the warning is the line left showing
-            self.message(f"warning: {warning}")
-        if warnings:
-            self.error_box = warning_box(
-                self, f"{Path(path).name} was opened with a warning", "\n".join(warnings)
-            )
-        self.playback.text_replaced()
-
-    def open_model_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a model folder", str(Path.home()))
-        if folder:
-            self.choose_model(folder)
-
-    def choose_model(self, spec: str) -> None:
-        """The user chose another model: an unsaved run is kept or dropped as they say."""
-        if self.confirm_discard("loading another model"):
-            self.load_model(spec)
-
-    def open_trace_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a trace", str(Path.home()), "memviz traces (*.memviz)"
-        )
-        if path:
-            try:
-                self.open_trace(path)
-            except MemvizError as exc:
-                self.show_error("Could not open the trace", str(exc))
-
-    def show_model_picker(self) -> ModelPicker:
-        if self.picker is None:
-            self.picker = ModelPicker(self.settings, self)
-            self.picker.chosen.connect(self.choose_model)
-        self.picker.refresh_recent()
-        self.picker.set_loading(self._loading)
-        self.picker.show()
-        self.picker.raise_()
-        return self.picker
-
     # == closing ==========================================================================================
     def closeEvent(self, event) -> None:
         if not self._closed and not self.confirm_discard("quitting"):
@@ -553,33 +360,6 @@ class MainWindow(QMainWindow):
             return
         self.shutdown()
         super().closeEvent(event)
-
-    def run_is_unsaved(self) -> bool:
-        """A live run with steps that was not saved (a saved trace opened from a file is saved)."""
-        trace = self.trace
-        return (
-            self.info is not None
-            and trace is not None
-            and len(trace) > 0
-            and not self.export_actions.is_saved(trace)
-        )
-
-    def confirm_discard(self, doing: str) -> bool:
-        """Ask Save / Discard / Cancel before an unsaved run is lost; True when it may go."""
-        if not (self.ask_before_discarding and self.run_is_unsaved()):
-            return True
-        self.set_playing(False)
-        buttons = QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel
-        answer = QMessageBox.question(
-            self,
-            "memviz",
-            f"The run has {len(self.trace)} steps that were not saved. Save the session before {doing}?",
-            buttons,
-            QMessageBox.Save,
-        )
-        if answer == QMessageBox.Save:
-            return self.export_actions.save_session_dialog()
-        return answer == QMessageBox.Discard
 
     def shutdown(self) -> None:
         """Save the layout, stop the jobs and the worker. Safe to call twice."""
