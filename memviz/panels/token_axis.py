@@ -23,6 +23,8 @@ from memviz.panels.heatmap import Heatmap, PixmapAxis, TokenAxis, show_token
 
 LABEL_CHARS = 8  # a token's text on an axis: at most this many characters
 GAP = 6  # pixels between two labels along a horizontal axis
+SPARSE_STEP = 20  # tokens per label from which a long axis writes step numbers instead of tokens
+LONG_SPAN = 200  # tokens in view from which an axis counts as long
 
 
 def label_step(needed: float, per_cell: float) -> int:
@@ -78,6 +80,7 @@ class LabelledTokenAxis(TokenAxis):
         self.shown: list[int] = []  # token indices labelled in that picture
         self._range = (0.0, 0.0)
         self._measured = _Measured()
+        self._token_mode = True  # token texts (False: step numbers, when labels are sparse)
 
     def labels(self, indices: Sequence[int]) -> list[str]:
         return [show_token(self.tokens[i], LABEL_CHARS) for i in indices]
@@ -98,12 +101,20 @@ class LabelledTokenAxis(TokenAxis):
         else:
             needed = self._measured.metrics(self).height() + 1
         self.step = label_step(needed, per_cell)
+        # A long axis labelling one token in twenty or fewer: scattered token texts say little (a character model's "t h s a"),
+        # step numbers say where you are; the hover readout still names every token.
+        self._token_mode = self.step < SPARSE_STEP or hi - lo < LONG_SPAN
+        if not self._token_mode:
+            if self.orientation in ("bottom", "top"):
+                needed = self._measured.width(self, str(hi)) + GAP
+            self.step = label_step(needed, per_cell)
         self.shown = labelled(lo, hi, self.step)
-        self._token_mode = True
         return [(float(self.step), [i + 0.5 for i in self.shown])]
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802
         index = [int(round(v - 0.5)) for v in values]
+        if not self._token_mode:
+            return [str(i) if 0 <= i < len(self.tokens) else "" for i in index]
         return [show_token(self.tokens[i], LABEL_CHARS) if 0 <= i < len(self.tokens) else "" for i in index]
 
     def grew(self, n: int) -> None:
