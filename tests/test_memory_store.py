@@ -128,7 +128,6 @@ def test_records_highlight_the_stored_token(small_store, lstm, sample_text):
 def test_snippets_match_the_documents_in_every_document(small_store, monkeypatch, cache_chars):
     """Snippets are cut from cached document texts; SQLite's own substr on the stored text is the reference
     (with a cache too small for any document, each one is read again and dropped)."""
-    import memviz.memory.store as store_module
     import memviz.memory.store_records as store_records
 
     monkeypatch.setattr(store_records, "DOCUMENT_CACHE_CHARS", cache_chars)
