@@ -57,3 +57,12 @@ def test_gates_that_disagree_with_the_gate_names_are_refused(gru_trace, tmp_path
         np.savez(f, **arrays)
     with pytest.raises(MemvizError, match="gates"):
         Trace.load(path)
+
+
+def test_a_word_models_text_has_its_words_apart(tmp_path):
+    trace = Trace(model={"architecture": "gru", "tokenizer": "word", "vocab_size": 10})
+    from memviz.core.trace import StepRecord
+
+    for i, word in enumerate(["the", "socket", "module"]):
+        trace.append(StepRecord(i, word, False, np.zeros(0, np.int64), np.zeros(0, np.float32)))
+    assert trace.text() == "the socket module"

@@ -194,7 +194,10 @@ class Trace:
         across tokens included)."""
         from memviz.core.token_text import join_text
 
-        return join_text(self.token_bytes[: len(self)])
+        pieces = self.token_bytes[: len(self)]
+        if self.model.get("tokenizer") == "word":  # a word tokenizer drops the spaces: put one back
+            return " ".join(join_text([piece]) for piece in pieces)
+        return join_text(pieces)
 
     def text_of(self, token_id: int) -> str | None:
         """A candidate token's text (None if this trace never saw it)."""
