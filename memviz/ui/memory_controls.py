@@ -207,7 +207,7 @@ class MemoryControls(QWidget):
         if text:
             self.error.emit(text)
 
-    def open_store(self, path: str | None, create: bool = False) -> Job | None:
+    def open_store(self, path: str | None, create: bool = False, on_failed=None) -> Job | None:
         """Open (or create) a store for the current model; None: the model's default store.
 
         Runs on the worker (creating a store reads the model); `storeChanged` follows. Returns the
@@ -220,6 +220,8 @@ class MemoryControls(QWidget):
         backend = self.backend
         job = Job(lambda _job: MemoryStore.open(path, backend=backend, create=create), "opening the store…")
         job.finished.connect(self._on_opened)
+        if on_failed is not None:  # connected before the worker can run it: a quick failure is not lost
+            job.failed.connect(on_failed)
         return self._submit(job)
 
     def remember(self, session) -> Job | None:

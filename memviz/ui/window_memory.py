@@ -57,6 +57,8 @@ class MemoryWiring:
             self._memory_after_load = str(path)
 
     def _open_memory_now(self, path: str) -> None:
-        job = self.memory_controls.open_store(path, create=False)
-        if job is not None:
-            job.failed.connect(lambda reason: self.show_error("Could not open the memory store", reason))
+        self.memory_controls.open_store(
+            path,
+            create=False,
+            on_failed=lambda reason: self.show_error("Could not open the memory store", reason),
+        )
