@@ -23,6 +23,9 @@ LAYOUT_VERSION = 1
 MIN_DOCK_WIDTH, MIN_DOCK_HEIGHT = 240, 160  # below this a panel's axes and labels overlap
 
 
+RIGHT_SHARE = 0.5  # of the window's width: the right column of the two main pictures
+
+
 class Docks(QObject):
     built = Signal()  # new panels were made (`panels` holds them)
     shown = Signal()  # a dock became visible: it needs a redraw
@@ -201,13 +204,17 @@ class Docks(QObject):
             dock.raise_()
         bottom = bottom[:2]
         width, height = w.width(), w.height()
-        w.resizeDocks(right, [int(width * 0.55)] * len(right), Qt.Horizontal)
+        w.resizeDocks(right, [int(width * RIGHT_SHARE)] * len(right), Qt.Horizontal)
         if len(right) > 1:  # the right column shared equally: no panel squeezed to its minimum
             w.resizeDocks(right, [height // len(right)] * len(right), Qt.Vertical)
         if bottom:
             w.resizeDocks(bottom, [int(height * 0.45)] * len(bottom), Qt.Vertical)
             if len(bottom) > 1:
-                w.resizeDocks(bottom, [int(width * 0.45) // len(bottom)] * len(bottom), Qt.Horizontal)
+                # the last (the next-token distribution) gets the larger share: its titles and token
+                # texts need the width more than a heads heatmap does, the talk theme's fonts most
+                rest = width * (1 - RIGHT_SHARE)
+                shares = [0.42] + [0.58 / (len(bottom) - 1)] * (len(bottom) - 1)
+                w.resizeDocks(bottom, [int(rest * f) for f in shares], Qt.Horizontal)
 
     def reset_layout(self) -> None:
         """The default layout again, exactly as a first run lays it out (same order, same sizes)."""
