@@ -35,6 +35,9 @@ def traces(tmp_path_factory, lstm_dir, gpt2_dir) -> dict[str, Path]:
         ("lstm", lstm_dir, []),
         ("gpt2", gpt2_dir, []),
         ("lens", gpt2_dir, ["--logit-lens"]),
+        # the compare panel: head 1.0 ablated, and the plain run over the same (read, not generated) tokens
+        ("ablated", gpt2_dir, ["--intervene", "head:1.0=zero", "--generate", "0"]),
+        ("plain", gpt2_dir, ["--generate", "0"]),
     ):
         path = folder / f"{arch}.memviz"
         args = ["trace", "--model", str(model), "--text", "The quick brown fox jumps", "--generate", "4"]
@@ -85,7 +88,10 @@ panels = [pytest.param(cls, id=cls.name) for cls in PANEL_CLASSES if cls.name !=
 @pytest.mark.parametrize("theme", ["dark", "talk"])
 def test_png_at_any_scale_is_the_scale_one_figure(app, traces, tmp_path, monkeypatch, cls, theme):
     kind = "lens" if cls.name == "logit-lens" else "gpt2" if cls.architectures == ("gpt2",) else "lstm"
+    kind = "ablated" if cls.name == "compare" else kind
     trace = Trace.load(traces[kind])
+    if cls.name == "compare":  # the ablated run, compared with the plain one
+        trace.baseline = Trace.load(traces["plain"])
     state = ViewState(cursor=len(trace) - 1, theme=theme)
     ticks = TickRecorder(monkeypatch)
     one = render.export_figure(trace, cls, state, tmp_path / "one.png", scale=1)

@@ -18,6 +18,7 @@ from memviz.core.trace import Trace
 from memviz.memory.store import MemoryStore
 from memviz.panels import colormaps
 from memviz.panels.attention import AttentionPanel
+from memviz.panels.compare_strip import CompareStripPanel
 from memviz.panels.distribution import DistributionPanel
 from memviz.panels.head_distance import HeadDistancePanel
 from memviz.panels.head_grid import HeadGridPanel, bar_heights, binned_max
@@ -36,9 +37,11 @@ LAYER, HEAD, UNIT = 1, 2, 5
 
 @pytest.fixture(scope="module")
 def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -> dict[str, Trace]:
-    """A real LSTM run recalling from a real store, a real GPT-2 run (and one with the logit lens) and
-    a real classifier's run (an LSTM of layers 9, 5, 7, three labels); saved and loaded back."""
+    """A real LSTM run recalling from a real store, a real GPT-2 run (one with the logit lens, one with
+    head 1.0 ablated and the plain run as its baseline) and a real classifier's run (an LSTM of layers
+    9, 5, 7, three labels); saved and loaded back."""
     from memviz.backends.registry import load_backend
+    from memviz.core.interventions import parse_all
     from memviz.core.session import RecallSettings
 
     folder = tmp_path_factory.mktemp("panel-data")
@@ -50,6 +53,8 @@ def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -
     )
     gpt2 = run_session(gpt2_dir, generate=4)
     lens = run_session(gpt2_dir, generate=4, logit_lens=True)
+    ablated = run_session(gpt2_dir, interventions=parse_all(["head:1.0=zero"]))
+    plain = run_session(gpt2_dir)
     # an LSTM: a GRU trace does not load yet (core.trace_check expects four gates)
     classifier_dir = rnn_dir_factory(
         folder / "classifier", cell="lstm", head="classifier", labels=("negative", "neutral", "positive")
@@ -60,7 +65,9 @@ def traces(run_session, lstm_dir, gpt2_dir, rnn_dir_factory, tmp_path_factory) -
         "gpt2": Trace.load(gpt2.trace.save(folder / "gpt2.memviz")),
         "lens": Trace.load(lens.trace.save(folder / "lens.memviz")),
         "classifier": Trace.load(classifier.trace.save(folder / "classifier.memviz")),
+        "compare": Trace.load(ablated.trace.save(folder / "ablated.memviz")),
     }
+    out["compare"].baseline = Trace.load(plain.trace.save(folder / "plain.memviz"))
     store.close()
     return out
 
@@ -180,6 +187,19 @@ def check_lens(panel, trace: Trace, t: int) -> None:
     assert panel.heatmap.cursor_col == t
 
 
+def check_compare(panel, trace: Trace, t: int) -> None:
+    baseline = trace.baseline or panel.trace.baseline  # a perturbed copy has none: the shown one's
+    a, b = baseline.array("target_logprob"), trace.array("target_logprob")
+    assert len(a) == len(b) == len(trace)
+    np.testing.assert_array_equal(panel.logp_a, a)
+    np.testing.assert_array_equal(panel.logp_b, b)
+    np.testing.assert_array_equal(panel.diff, b - a)
+    np.testing.assert_array_equal(panel.curve_b.yData, b)
+    known = ~np.isnan(b - a)
+    np.testing.assert_array_equal(panel.bars.opts["height"][known], (b - a)[known])
+    assert panel.cursor_lines[1].value() == t
+
+
 # panel class -> (trace, checker, (key, index) of one value at the cursor t that the panel shows)
 CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     GatesPanel: ("lstm", check_gates, lambda t: ("gates", (t, LAYER, 2, UNIT))),
@@ -193,6 +213,7 @@ CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     PredictionPanel: ("classifier", check_prediction, lambda t: ("prediction", (t, 1))),
     # layer 0: a tiny model's early guess is far below 1 - 0.375, so the changed trace still loads
     LogitLensPanel: ("lens", check_lens, lambda t: ("lens_target_prob", (t, 0))),
+    CompareStripPanel: ("compare", check_compare, lambda t: ("target_logprob", (t,))),
 }
 
 

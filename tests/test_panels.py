@@ -32,6 +32,7 @@ HEATMAPS = {
     "head-distance": 1,
     "distribution": 0,
     "logit-lens": 1,
+    "compare": 0,  # lines and bars
     "memory": 0,
 }
 

@@ -65,6 +65,8 @@ class Trace:
     - Per step (LM runs): `target_logprob` [T] (log p of the token that came next; NaN on the last
       step), `entropy` [T] (nats); with --logit-lens `lens_topk_ids/probs` [T, L, K] and
       `lens_target_prob` [T, L].
+    - `baseline`: an optional companion run over the same tokens (the app's run before an
+      intervention, for the compare panel); None by default, never saved, not part of the record.
 
     Everything else (fields with a leading underscore) may change with the storage.
     """
@@ -95,6 +97,7 @@ class Trace:
         self.memory = memory
         self.prompt_tokens = prompt_tokens
         self.extra_manifest = dict(extra_manifest or {})
+        self.baseline: Trace | None = None  # a companion run to compare with (see above); not saved
         self.token_ids: list[int] = []
         self.token_text: list[str] = []
         self.generated: list[bool] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from memviz.panels.attention import AttentionPanel
 from memviz.panels.base import Panel
+from memviz.panels.compare_strip import CompareStripPanel
 from memviz.panels.distribution import DistributionPanel
 from memviz.panels.head_distance import HeadDistancePanel
 from memviz.panels.head_grid import HeadGridPanel
@@ -24,6 +25,7 @@ PANEL_CLASSES: list[type[Panel]] = [
     HeadDistancePanel,
     DistributionPanel,
     LogitLensPanel,  # a --logit-lens trace only
+    CompareStripPanel,  # a run with a baseline (Run -> Intervene...)
     MemoryPanel,
 ]
 

@@ -220,6 +220,12 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.read_text_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.read_text_action.triggered.connect(self._run_from_editor)
         self.run_menu.addAction(self.read_text_action)
+        from memviz.ui.intervene_actions import InterveneActions
+
+        self.run_menu.addSeparator()
+        self.intervene_actions = InterveneActions(self, self.playback)  # Intervene... / Clear
+        self.run_menu.addAction(self.intervene_actions.intervene_action)
+        self.run_menu.addAction(self.intervene_actions.clear_action)
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -283,6 +289,7 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
     # == the trace and the panels ========================================================================
     def set_trace(self, trace: Trace | None) -> None:
         """Show a trace (a new run, a reset or a saved file): docks for the panels that support it."""
+        self.intervene_actions.attach(trace)  # an intervened run carries its baseline (compare panel)
         self.docks_part.rebuild(trace)
         for panel in self.panels.values():
             self.docks_part.safe(panel, "set_trace", trace)

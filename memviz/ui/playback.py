@@ -297,6 +297,21 @@ class Playback(QObject):
         self.worker.reset_requested.emit("")
         self._show_playing(False)
 
+    def reread(self) -> None:
+        """Read the text read so far again from the start, at once (the model was changed: Run ->
+        Intervene). The worker resets the session and queues the text; it plays as fast as it goes,
+        the re-read is a recomputation, not a show."""
+        if self.info is None:
+            return
+        text = self._fed_text if self._fed_text is not None else self.text()
+        self.replay_timer.stop()
+        self.rate = 0.0
+        self._fed_text = text if text.strip() else None
+        self.worker.reset_requested.emit(self._fed_text or "")
+        if self._fed_text is not None:
+            self.view.update(follow=True)
+            self.worker.play_requested.emit(0.0)
+
     def generate(self, n: int, sampling: SamplingConfig) -> bool:
         """Generate n tokens after what has been read. False when there is no model or no text."""
         if self.info is None:
