@@ -82,7 +82,7 @@ class Session:
         logit_lens: bool = False,
     ) -> None:
         self.backend = backend
-        self._set_interventions(interventions)
+        self.set_interventions(interventions)
         self.logit_lens = logit_lens
         if logit_lens:
             if getattr(backend, "logit_lens", None) is None:
@@ -119,8 +119,9 @@ class Session:
         self.warnings = []
         self.stop_reason = None
 
-    def _set_interventions(self, specs: Sequence[intervention_specs.Intervention]) -> None:
-        """Check the specs against the model (before any step) and hand them to the backend."""
+    def set_interventions(self, specs: Sequence[intervention_specs.Intervention]) -> None:
+        """Check the specs against the model (before any step) and hand them to the backend; the
+        next reset starts a run with them (the app's Run -> Intervene)."""
         self.interventions = tuple(specs)
         intervention_specs.check_for_model(self.interventions, self.backend.info)
         apply = getattr(self.backend, "set_interventions", None)

@@ -111,7 +111,7 @@ class InterveneActions(QObject):
             session = self.playback.worker.session
             if session is not None:
                 # Session has no public setter yet: its own check-and-hand-to-the-backend method
-                session._set_interventions(session_specs)
+                session.set_interventions(session_specs)
 
         self.active = session_specs
         self.playback.worker.submit(Job(apply, "setting interventions"))
