@@ -141,11 +141,13 @@ def prepare(
     sqlite3 errors pass through: the caller (MemoryStore.open) closes the connection and words them."""
     waiting(conn, path, notice, lambda: conn.execute("PRAGMA journal_mode=WAL"))
     conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: commits survive a killed process
-    if not has_tables(conn):
+    # Reads go through `waiting` too: while another process turns a new file into a WAL store, SQLite
+    # can answer "locked" at once, without its busy handler (seen once in 10 racing opens under load).
+    if not waiting(conn, path, notice, lambda: has_tables(conn)):
         if not create:
             raise MemvizError(f"{path}: not a memviz memory store")
         waiting(conn, path, notice, lambda: initialise(conn, backend))
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    meta = dict(waiting(conn, path, notice, lambda: conn.execute("SELECT key, value FROM meta").fetchall()))
     if "fingerprint" not in meta or "key_dim" not in meta:
         raise MemvizError(f"{path}: not a memviz memory store (no model recorded)")
     if int(meta.get("version", 0)) > STORE_VERSION:
