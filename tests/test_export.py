@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import TinyPanel  # the shared test-only panel (tests/support.py)
 
 from memviz.cli import main
 from memviz.core.trace import Trace
@@ -16,7 +17,6 @@ from memviz.core.view import ViewState
 from memviz.export import render
 from memviz.export.animate import export_animation
 from memviz.export.data import as_float_array, export_csv, read_csv_values
-from memviz.panels.base import Panel
 from memviz.panels.memory_panel import MemoryPanel
 from memviz.panels.registry import PANEL_CLASSES
 
@@ -59,32 +59,6 @@ def traces(tmp_path_factory, lstm_dir, gpt2_dir) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def app():
     return render.ensure_app()
-
-
-class TinyPanel(Panel):
-    """A test-only panel: a pyqtgraph plot of the top-1 probability, so the engine is tested on its own."""
-
-    name = "tiny"
-    title = "Tiny"
-
-    def __init__(self, view, parent=None):
-        import pyqtgraph as pg
-        from PySide6.QtWidgets import QVBoxLayout
-
-        super().__init__(view, parent)
-        layout = QVBoxLayout(self)
-        self.canvas = pg.GraphicsLayoutWidget()
-        layout.addWidget(self.canvas)
-        self.plot = self.canvas.addPlot(title="top-1 probability")
-        self.plot.setLabel("bottom", "step")
-        self.curve = self.plot.plot([], [])
-
-    def apply_theme(self, state):
-        self.canvas.setBackground(state.theme_obj.panel_background)
-
-    def render(self, state):
-        probs = self.trace.array("topk_probs")[: state.cursor + 1, 0]
-        self.curve.setData(np.arange(len(probs)), probs)
 
 
 def panel_params():
