@@ -31,6 +31,8 @@ class ModelInfo:
     sliding_window: tuple[int | None, ...] | None = None  # per layer: its window, None = full attention
     attn_softcap: float | None = None  # attention logits soft-capped at this value (Gemma 2)
     dtype: str = "float32"  # the weights' dtype, as torch names it
+    # Tokens every run starts with, as the tokenizer adds them (Llama's and Gemma's BOS); () = none.
+    start_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -66,6 +68,7 @@ class ModelInfo:
             "sliding_window": list(self.sliding_window or [None] * self.num_layers),
             "attn_softcap": self.attn_softcap,
             "dtype": self.dtype,
+            **({"start_ids": list(self.start_ids)} if self.start_ids else {}),
         }
 
 

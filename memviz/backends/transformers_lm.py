@@ -62,6 +62,18 @@ def _module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
         return None
 
 
+def run_start_ids(tokenizer) -> tuple[int, ...]:
+    """The special tokens the tokenizer puts in front of a text (Llama's and Gemma's BOS, OPT's
+    </s>): the models were trained with them, and Gemma reads nonsense without. () for GPT-2."""
+    probe = "memviz"
+    plain = list(tokenizer.encode(probe, add_special_tokens=False))
+    full = list(tokenizer.encode(probe, add_special_tokens=True))
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return tuple(int(i) for i in full[:start])
+    return ()
+
+
 class TransformerBackend:
     """One token per step through the KV cache; records every layer's and head's attention row."""
 
@@ -94,6 +106,7 @@ class TransformerBackend:
             sliding_window=layer_windows(cfg, self.family),
             attn_softcap=getattr(cfg, "attn_logit_softcapping", None),
             dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+            start_ids=run_start_ids(tokenizer),
         )
         # The fingerprint of a GPT-2 is what it was before other families came ("gpt2:V").
         self._fingerprint = weights_fingerprint(

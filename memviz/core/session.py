@@ -174,6 +174,8 @@ class Session:
         ids = encoding.ids
         if not ids:
             raise MemvizError("empty text: it encodes to no tokens")
+        if len(self.trace) == 0 and not self._queue:  # a run starts as the model was trained to
+            ids = [*self.backend.info.start_ids, *ids]
         room = self.capacity
         if len(ids) > room:
             window = self.backend.info.context_size

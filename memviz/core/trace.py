@@ -198,6 +198,9 @@ class Trace:
         from memviz.core.token_text import join_text
 
         pieces = self.token_bytes[: len(self)]
+        start = [int(i) for i in self.model.get("start_ids") or ()]  # BOS: the model's, not the text's
+        if start and [int(i) for i in self.token_ids[: len(start)]] == start:
+            pieces = pieces[len(start) :]
         if self.model.get("tokenizer") == "word":  # a word tokenizer drops the spaces: put one back
             return " ".join(join_text([piece]) for piece in pieces)
         return join_text(pieces)

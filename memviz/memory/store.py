@@ -240,7 +240,7 @@ class MemoryStore(KeyIndex, RecordReader):
         cancelled() is checked between batches (what was committed stays).
         """
         self._check_backend(backend)
-        ids = backend.encode(text).ids
+        ids = [*backend.info.start_ids, *backend.encode(text).ids]  # each document is a run of its own
         if len(ids) < 2:
             raise MemvizError(f"{name}: too short to remember (it needs at least two tokens)")
         keys = backend.document_keys(ids)
