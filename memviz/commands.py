@@ -1,11 +1,23 @@
-"""What the model commands share: the options that make a trace, and making it (trace, export, gui)."""
+"""What the model commands share: the options that make a trace, and making it (trace, export, gui).
+
+`add_device_options` lives in memviz.options (the memory and train commands, below core, use it too)
+and is imported here for the commands that always took it from here.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from memviz.errors import MemvizError, warn
-from memviz.options import MAX_GENERATE, MAX_KNN_K, SEED_MAX, integer, real, temperature
+from memviz.options import (
+    MAX_GENERATE,
+    MAX_KNN_K,
+    SEED_MAX,
+    add_device_options,
+    integer,
+    real,
+    temperature,
+)
 
 
 def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -53,21 +65,6 @@ def add_trace_options(p: argparse.ArgumentParser, required: bool = True) -> None
         help="also record, per step and layer, the final norm + unembedding of the residual stream",
     )
     add_device_options(p)
-
-
-def add_device_options(p: argparse.ArgumentParser) -> None:
-    """--device and --dtype: where a transformers model runs and in what precision."""
-    from memviz.backends.placement import DEVICES, DTYPES
-
-    p.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="auto",
-        help="auto: the GPU where there is one (default), else cpu",
-    )
-    p.add_argument(
-        "--dtype", choices=DTYPES, default="float32", help="the weights' precision (default float32)"
-    )
 
 
 def text_from_args(args: argparse.Namespace) -> str:

@@ -86,3 +86,18 @@ def _range_text(low, high, low_open: bool = False) -> str:
     if high is not None:
         return f"give at most {_fmt(high)}"
     return "give a finite number"
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    """--device and --dtype: where a transformers model runs and in what precision."""
+    from memviz.backends.placement import DEVICES, DTYPES
+
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto: the GPU where there is one (default), else cpu",
+    )
+    p.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="the weights' precision (default float32)"
+    )

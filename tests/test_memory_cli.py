@@ -142,3 +142,21 @@ def test_bad_input(tmp_path, lstm_dir, capsys):
         == 2
     )
     assert "no memory store there" in capsys.readouterr().err
+
+
+def test_memory_add_takes_the_device_and_dtype(tmp_path, gpt2_dir, capsys):
+    """`memory add` places the model like `trace` does: the store's keys are those of a run there."""
+    import torch
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(DOC)
+    path = tmp_path / "placed.sqlite"
+    args = ["memory", "add", "--store", str(path), "--model", str(gpt2_dir), "--quiet", str(doc)]
+    assert main([*args, "--device", "cpu", "--dtype", "float32"]) == 0
+    assert "entries" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cuda" in err[0].lower()
+    assert main([*args, "--dtype", "float64"]) == 2  # not a choice: argparse's one line
+    assert "invalid choice" in capsys.readouterr().err

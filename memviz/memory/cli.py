@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from memviz.errors import MemvizError, warn
-from memviz.options import integer
+from memviz.options import add_device_options, integer
 
 
 def register(subparsers) -> None:
@@ -24,6 +24,7 @@ def register(subparsers) -> None:
         "--batch-size", type=integer(1, 100_000), default=512, help="entries per transaction (1 to 100000)"
     )
     add.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_options(add)
     add.add_argument("files", nargs="+", metavar="FILE")
     add.set_defaults(func=cmd_add)
 
@@ -48,7 +49,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         for w in warnings:
             warn(w)
         texts.append((name, text))
-    backend = load_backend(args.model)
+    backend = load_backend(args.model, device=args.device, dtype=args.dtype)
     catching_up = CatchUpBar(quiet=args.quiet)
     try:
         store = MemoryStore.open(args.store, backend=backend, create=True, progress=catching_up)
