@@ -12,7 +12,7 @@ from memviz import convert as convert_cli
 from memviz.errors import MemvizError
 from memviz.export import cli as export_cli
 from memviz.export import compare as compare_cli
-from memviz.export import experiment_cli
+from memviz.export import experiment_cli, search_cli
 from memviz.memory import cli as memory_cli
 from memviz.train import cli as train_cli
 from memviz.ui import cli as gui_cli
@@ -82,7 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     # Subcommands live beside the code they drive (each module has `register(subparsers)`).
-    for module in (train_cli, gui_cli, memory_cli, export_cli, compare_cli, experiment_cli, convert_cli):
+    for module in (
+        train_cli,
+        gui_cli,
+        memory_cli,
+        export_cli,
+        compare_cli,
+        experiment_cli,
+        search_cli,
+        convert_cli,
+    ):
         module.register(sub)
     return parser
 
