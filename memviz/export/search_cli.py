@@ -14,7 +14,7 @@ import sys
 from memviz.core import search as pattern
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
-from memviz.options import MAX_INDEX, integer, real
+from memviz.options import MAX_INDEX, add_device_options, integer, real
 
 COLUMNS = ("rank", "source", "document_id", "start", "end", "distance", "before", "text", "after")
 MAX_TOP = 10_000
@@ -46,8 +46,6 @@ def register(subparsers) -> None:
     p.add_argument("--memory", metavar="STORE", help="also search the documents of this memory store")
     p.add_argument("--model", help="the model that made the trace (default: the one its manifest names)")
     p.add_argument("--csv", metavar="FILE", help="also write the matches here")
-    from memviz.commands import add_device_options
-
     add_device_options(p)
     p.set_defaults(func=cmd_search)
 
