@@ -134,6 +134,15 @@ class Backend(Protocol):
         """
         ...
 
+    def restore(self, token_ids: Sequence[int], states: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Reset, then put the step state where reading `token_ids` one step each would leave it,
+        under the interventions set, without stepping (no StepOutput, nothing recorded). `states`:
+        the recorded internals of those steps where a run has them (the trace's `cell`, `hidden`
+        [n, L, H]); a recurrent model takes its state from their last row (exact), a transformer
+        fills its KV cache with one batched forward pass. Returns the memory key after each of the
+        tokens ([n, memory_key_dim], float32), as `step` would have (the Session keeps them)."""
+        ...
+
     def set_interventions(self, specs: Sequence) -> None:
         """Steps from now on carry out these interventions (() = none); `document_keys` does not.
 

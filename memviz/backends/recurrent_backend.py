@@ -147,6 +147,39 @@ class RecurrentBackend:
         """Steps from now on carry out these specs (memviz.core.interventions; () = none)."""
         self._plan = RecurrentInterventions(specs)
 
+    @torch.inference_mode()
+    def restore(self, token_ids, states=None) -> np.ndarray:
+        """Reset and take the state after `token_ids` without stepping: from the last row of the
+        recorded `states` (the trace's h and c after each step, clamps included: exact), or without
+        them by running the cell over the tokens under the interventions, recording nothing.
+        Returns the keys: the top layer's h after each token [n, H]."""
+        self.reset()
+        ids = [int(t) for t in token_ids]
+        n, top = len(ids), self.layer_sizes[-1]
+        states = states or {}
+        hidden, cell = states.get(HIDDEN), states.get(CELL)
+        recorded = hidden is not None and len(hidden) >= n and (self.cell != "lstm" or cell is not None)
+        if not n or not recorded:
+            layer = self._lstm_layer if self.cell == "lstm" else self._gru_layer
+            keys = np.zeros((n, top), np.float32)
+            for t, token in enumerate(ids):
+                self._prepare_state(token)
+                x = self._embedding[token]
+                for k in range(self.num_layers):
+                    _, x = layer(k, x)
+                self._position += 1
+                keys[t] = x.numpy()
+            return keys
+        like = {"dtype": self._embedding.dtype, "device": self._embedding.device}
+        for k, H in enumerate(self.layer_sizes):
+            self._h[k] = torch.tensor(hidden[n - 1, k, :H], **like)
+            if self.cell == "lstm":
+                self._c[k] = torch.tensor(cell[n - 1, k, :H], **like)
+        self._ids = ids
+        self._position = n
+        self._last_reset = max((s for s in self._plan.resets if s < n), default=0)
+        return np.array(hidden[:n, -1, :top], dtype=np.float32)
+
     def _prepare_state(self, token_id: int) -> None:
         """reset:S and context:W act on the state before the step reads its token."""
         t = self._position
@@ -218,6 +251,17 @@ class RecurrentBackend:
             internals[PREDICTION] = classifier_probabilities(out.numpy())
             logits = None
         return StepOutput(logits=logits, memory_key=x.numpy().copy(), internals=internals)
+
+    @torch.inference_mode()
+    def score(
+        self, ids: torch.Tensor, targets: torch.Tensor, attentions: bool = False
+    ) -> tuple[torch.Tensor, None]:
+        """log p of targets [B, K] at the last K positions of ids [B, T], from a zero state: nn.LSTM /
+        nn.GRU over the whole batch in one call (the step state is untouched, no interventions)."""
+        k = targets.shape[1]
+        out, _ = self.model.run(ids.to(self._embedding.device))
+        logp = torch.log_softmax(self.model.head(out[:, -k:]).float(), dim=-1)
+        return logp.gather(-1, targets.to(logp.device).unsqueeze(-1)).squeeze(-1).cpu(), None
 
     def _document_chunk(self) -> int:
         return DOCUMENT_CHUNK

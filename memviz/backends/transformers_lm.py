@@ -221,6 +221,44 @@ class TransformerBackend:
         plan = TransformerInterventions(self.model, self.family.name, self.info.num_heads, specs)
         self._interventions = plan if specs else None
 
+    @torch.inference_mode()
+    def restore(self, token_ids, states=None) -> np.ndarray:
+        """Reset and read `token_ids` without stepping: one batched pass of the base model (no LM
+        head, no attention weights kept) fills the KV cache under the interventions set (ablated
+        heads, masked keys with their own positions). Under context:W there is no cache: steps
+        before W see tokens 0..t from position 0 (one causal pass), each later one its own window.
+        `states` are not needed (a transformer's state is its cache). Returns the keys [n, D]."""
+        self.reset()
+        ids = [int(t) for t in token_ids]
+        n = len(ids)
+        if not n:
+            return np.zeros((0, self.memory_key_dim), np.float32)
+        plan, base, device = self._interventions, self.model.base_model, self.model.device
+        window = plan.window if plan is not None else None
+        first = n if window is None else min(n, window)
+        inputs: dict = {"input_ids": torch.tensor([ids[:first]], device=device)}
+        if window is None:
+            inputs.update(cache=self._cache, use_cache=True)
+            if plan is not None and plan.masks:  # as each step passes them (forward_inputs)
+                keep = torch.ones(1, n, dtype=torch.long, device=device)
+                for start, end in plan.masks:
+                    keep[0, start : end + 1] = 0
+                inputs.update(attention_mask=keep, position_ids=torch.arange(n, device=device).unsqueeze(0))
+        else:
+            inputs["use_cache"] = False
+        keys = []
+        with self._ablating():
+            with self._capturing_key() as key:
+                base(**inputs)
+            keys.append(key[-1])
+            for t in range(first, n):  # context:W past the window: the step's own pass, its last key
+                with self._capturing_key() as key:
+                    base(**plan.forward_inputs(ids[: t + 1], None))
+                keys.append(key[-1][-1:])
+        self._ids = ids
+        self._position = n
+        return torch.cat(keys).to("cpu", torch.float32).numpy()
+
     def _step_inputs(self) -> dict:
         if self._interventions is not None:
             return self._interventions.forward_inputs(self._ids, self._cache)

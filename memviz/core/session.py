@@ -130,6 +130,28 @@ class Session:
         if apply is not None:
             apply(self.interventions)  # () too: a backend shared with an earlier session forgets its
 
+    def resume_from(self, trace: Trace, step: int, text: str) -> int:
+        """A new run over `text` under the current interventions that takes `trace`'s steps before
+        `step` over instead of reading them again: `trace` is a run of this model over the same text
+        whose steps before `step` the interventions now do not change (memviz.core.resume says which
+        step a change touches first). Those rows are copied as they are, the backend's state after
+        them is restored without stepping (Backend.restore) and the rest of the text is queued.
+        Returns how many steps were taken over (0: the text is read from the start)."""
+        from memviz.core import resume
+
+        self.reset()
+        self.feed(text)
+        ids = list(self._queue)
+        n = resume.steps_to_take_over(trace, self.trace, ids, step, lens=self.logit_lens)
+        restore = getattr(self.backend, "restore", None)
+        if n == 0 or restore is None:
+            return 0
+        self.keys.extend(restore(ids[:n], resume.prefix_states(trace, n)))
+        resume.copy_steps(trace, self.trace, n)
+        for _ in range(n):
+            self._queue.popleft()
+        return n
+
     def _memory_manifest(self) -> dict | None:
         if self.memory is None:
             return None
