@@ -36,6 +36,10 @@ THEMES: dict[str, Theme] = {
 # step's own range, as before)
 SCALES: tuple[str, ...] = ("stable", "fixed", "step")
 
+# what the panels are fed while two runs are compared (memviz.core.trace_diff): "b" the run on
+# screen, "a" the run it is compared with (a saved trace, or an intervention's baseline), "diff" B - A
+COMPARE_MODES: tuple[str, ...] = ("b", "a", "diff")
+
 
 @dataclass(frozen=True)
 class ViewState:
@@ -47,6 +51,7 @@ class ViewState:
     follow: bool = True  # cursor follows the newest step while the model runs
     theme: str = "dark"
     scale: str = "stable"  # colour scale of the heatmaps: one of SCALES
+    compare: str = "b"  # with a comparison: what the panels show, one of COMPARE_MODES
 
     @property
     def theme_obj(self) -> Theme:

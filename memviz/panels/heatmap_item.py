@@ -137,7 +137,9 @@ class Heatmap(pg.GraphicsLayout):
         `keep` = (r, c) promises that data[:r, :c] equals the previous data[:r, :c], so only the other
         cells are coloured again (a new step of a growing matrix costs one row and column).
         """
-        levels = self.scale.levels(None if levels is None else (float(levels[0]), float(levels[1])))
+        self._follow_difference()
+        asked = None if levels is None else (float(levels[0]), float(levels[1]))
+        levels = self.scale.levels(asked, data)
         if levels is not None and levels != self.levels:
             self._set_levels(*levels)  # the colouring below sees the new levels and redoes every cell
         rows, cols = data.shape if data.ndim == 2 else (0, 0)
@@ -163,6 +165,21 @@ class Heatmap(pg.GraphicsLayout):
             self._place_row_box()
         if self.following:
             self._follow()
+
+    def _follow_difference(self) -> None:
+        """A difference of two runs (B - A) is coloured with the diverging map, whatever the panel
+        built the heatmap with; back to its own map for a run."""
+        if self.scale.difference and self.cmap_name != colormaps.DIVERGING:
+            self._own_cmap = self.cmap_name
+            self._set_cmap(colormaps.DIVERGING)
+        elif not self.scale.difference and getattr(self, "_own_cmap", None):
+            self._set_cmap(self._own_cmap)
+            self._own_cmap = None
+
+    def _set_cmap(self, name: str) -> None:
+        self.cmap_name = name
+        self.colorbar.setColorMap(colormaps.colormap(name))
+        self._coloured_levels = None  # every cell coloured again
 
     def _follow(self) -> None:
         rows, cols = self.data.shape if self.data.ndim == 2 else (0, 0)

@@ -8,6 +8,11 @@
   symmetric around the run's largest |c|, attention distances 0..the longest distance the run
   allows. Computed over the whole trace, new steps only.
 - "step": each step's own range, as the panel asks (colours can shift at every step).
+
+A difference of two runs (memviz.core.trace_diff, the app's B - A view) is coloured with the
+diverging map and levels symmetric around 0 whatever the quantity: "stable" the largest |B - A| so
+far, "fixed" the widest difference the quantity allows (its natural range's width each way: +-1 for
+probabilities, +-2 for tanh values), "step" each step's own largest |B - A|.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from memviz.core.trace import Trace
+from memviz.core.trace_diff import is_difference
 from memviz.panels import colormaps
 
 Levels = tuple[float, float]
@@ -75,6 +81,8 @@ class ColourScale:
         self.natural = self._make_natural() if self._make_natural else None
         self._held: dict[object, Levels] = {}
         self._fixed: Levels = built
+        self.difference = False  # the trace is a difference of two runs: symmetric around 0
+        self._left_difference = False
 
     def reset(self) -> None:
         """A new trace: forget the levels held, and the run-dependent natural range."""
@@ -84,15 +92,24 @@ class ColourScale:
 
     def begin(self, mode: str, context: object, trace: Trace | None) -> None:
         """Before a render: the view's scale, the layer shown and the trace."""
-        if mode != self.mode:
+        difference = is_difference(trace)
+        if mode != self.mode or difference != self.difference:
             self._held.clear()
+            self._left_difference = self.difference and not difference
             self.mode = mode
+            self.difference = difference
         self.context = context
         if mode == "fixed" and self.natural is not None and trace is not None and len(trace):
             self._fixed = self.natural(trace, context if isinstance(context, int) else 0) or self.built
 
-    def levels(self, asked: Levels | None) -> Levels | None:
-        """The levels to colour with (None: keep the current ones)."""
+    def levels(self, asked: Levels | None, data: np.ndarray | None = None) -> Levels | None:
+        """The levels to colour with (None: keep the current ones). `data`: the values about to be
+        shown, which set the levels of a difference."""
+        if self.difference:
+            return self._difference_levels(data)
+        if self._left_difference:  # back from B - A: a panel that asks for none gets its own again
+            self._left_difference = False
+            asked = self.built if asked is None else asked
         if self.mode == "fixed":
             return self._fixed
         if asked is None or self.mode == "step":
@@ -105,3 +122,23 @@ class ColourScale:
             lo, hi = min(lo, held[0]), max(hi, held[1])
         self._held[self.context] = (lo, hi)
         return (lo, hi)
+
+    def _difference_levels(self, data: np.ndarray | None) -> Levels:
+        """Symmetric levels around 0 for B - A (see the module's docstring)."""
+        if self.mode == "fixed":
+            width = float(self.built[1]) - float(self.built[0])
+            if self._fixed != self.built:  # a run-dependent natural range (|c|, distances)
+                width = float(self._fixed[1]) - float(self._fixed[0])
+            level = colormaps.nice_ceiling(width)
+            return (-level, level)
+        peak = 0.0
+        if data is not None and np.size(data):
+            finite = np.abs(data[np.isfinite(data)])
+            peak = float(finite.max()) if finite.size else 0.0
+        if self.mode == "stable":
+            held = self._held.get(self.context)
+            peak = max(peak, held[1] if held is not None else 0.0)
+        level = colormaps.symmetric_level(np.array([peak]))
+        if self.mode == "stable":
+            self._held[self.context] = (-level, level)
+        return (-level, level)

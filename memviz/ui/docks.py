@@ -47,6 +47,8 @@ class Docks(QObject):
         self._failures: set[tuple[str, str]] = set()
         self._followed: tuple | None = None  # what `follow` last checked
         self._trace: Trace | None = None  # the run the panels were made for
+        # the class that takes a panel class' place (the compare view's B - A variants, placeholders)
+        self.variant: Callable[[type[Panel]], type[Panel]] = lambda cls: cls
         self.rebuild_menu()
 
     # -- panels ---------------------------------------------------------------------------------
@@ -72,7 +74,7 @@ class Docks(QObject):
     def _wanted(self, trace: Trace | None) -> list[type[Panel]]:
         if trace is None:
             return []
-        return [cls for cls in panel_registry.panel_classes() if self._supports(cls, trace)]
+        return [self.variant(cls) for cls in panel_registry.panel_classes() if self._supports(cls, trace)]
 
     def follow(self, trace: Trace | None) -> bool:
         """The run changed (it gained memory columns, a store was attached or detached): rebuild
@@ -95,13 +97,22 @@ class Docks(QObject):
         wanted_names = [cls.name for cls in wanted]
         if self.arch is not None and self.docks:
             self.save_layout()
+        swapped = False
         for name in list(self.docks):
             dock = self.docks[name]
-            if name not in wanted_names or type(self.panels[name]) not in wanted:
+            if name not in wanted_names:
                 self.window.removeDockWidget(dock)
                 dock.deleteLater()
                 del self.docks[name]
                 del self.panels[name]
+            elif type(self.panels[name]) not in wanted:  # another class in its place: the dock stays
+                panel = self._make(wanted[wanted_names.index(name)])
+                if panel is not None:
+                    old = self.panels[name]
+                    dock.setWidget(panel)
+                    old.deleteLater()
+                    self.panels[name] = panel
+                    swapped = True
         # Another run (a reset, a model switch, a saved trace): every panel is made afresh in its
         # dock, so nothing of the previous run (its bars, axes, notes, spin boxes) can stay shown.
         renewed = trace is not self._trace and trace is not None
@@ -143,7 +154,7 @@ class Docks(QObject):
         self.arch = arch
         self._followed = (id(trace), None if trace is None else trace.column_names, arch)
         self.rebuild_menu()
-        if created or renewed:
+        if created or renewed or swapped:
             self.built.emit()
 
     def _add_to_layout(self, created: list[QDockWidget], kept: list[QDockWidget]) -> None:

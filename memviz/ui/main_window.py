@@ -90,6 +90,7 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.docks_part = Docks(self, self.view, self.settings, self.panels_menu, self.message)
         self.docks: dict[str, QDockWidget] = self.docks_part.docks
         self.panels: dict[str, Panel] = self.docks_part.panels
+        self.docks_part.variant = self.compare_actions.variant  # B - A: variants and placeholders
         self.docks_part.built.connect(self.panels_built)
         self.docks_part.shown.connect(self.schedule_redraw)
         self._connect_playback()
@@ -110,6 +111,8 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.trace_opened.connect(self.export_actions.restore_view)
         self.panels_built.connect(self.export_actions.watch_panels)
         self._build_memory_dock()
+        self.add_file_action(self.compare_actions.compare_action)
+        self.add_file_action(self.compare_actions.clear_action)
 
     # == what the playback controller knows ==========================================================
     @property
@@ -146,8 +149,13 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         splitter.setObjectName("centralSplitter")
         splitter.addWidget(self.editor)
         splitter.addWidget(self.strip_view)
+        from memviz.ui.diff_strip import DiffStripView
+
+        self.diff_strip = DiffStripView(self.view)  # B - A under the tokens while two runs are compared
+        splitter.addWidget(self.diff_strip)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(2, 0)
         splitter.setSizes([110, 400])
         self.setCentralWidget(splitter)
         self.setDockNestingEnabled(True)
@@ -196,6 +204,12 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
             self.view_menu.addAction(action)
             self.theme_actions[name] = action
         self.scale_actions = add_colour_scale_menu(self.view_menu, self.view)
+        from memviz.ui.compare_actions import CompareActions
+
+        self.compare_actions = CompareActions(self)  # File -> Compare with..., View -> A / B / B - A
+        self.view_menu.addSeparator()
+        for action in self.compare_actions.mode_actions.values():
+            self.view_menu.addAction(action)
         self.view_menu.addSeparator()
         for toolbar in (self.main_toolbar, self.transport, self.generate_bar, self.view_bar):
             self.view_menu.addAction(toolbar.toggleViewAction())
@@ -257,6 +271,7 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         t.speed_changed.connect(p.set_speed)
         self.editor.run_requested.connect(self._run_from_editor)
         self.strip.token_clicked.connect(self.scrub_to)
+        self.diff_strip.strip.token_clicked.connect(self.scrub_to)
         p.loading_changed.connect(self._on_loading_changed)
         p.model_loaded.connect(self._on_model_loaded)
         p.load_failed.connect(self._on_load_failed)
@@ -290,9 +305,10 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
     def set_trace(self, trace: Trace | None) -> None:
         """Show a trace (a new run, a reset or a saved file): docks for the panels that support it."""
         self.intervene_actions.attach(trace)  # an intervened run carries its baseline (compare panel)
+        self.compare_actions.attach(trace)  # ... or the run picked with Compare with...
         self.docks_part.rebuild(trace)
-        for panel in self.panels.values():
-            self.docks_part.safe(panel, "set_trace", trace)
+        for name, panel in self.panels.items():  # B, A or B - A (View -> Show ...)
+            self.docks_part.safe(panel, "set_trace", self.compare_actions.fed(name, trace))
         self.strip.set_trace(trace)
         self.view_bar.configure(trace)
         self.schedule_redraw()
@@ -300,8 +316,8 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
     def _follow_panels(self) -> None:
         """The run gained (or lost) columns, e.g. its first recalled memories: the docks follow."""
         if self.docks_part.follow(self.trace):
-            for panel in self.panels.values():
-                self.docks_part.safe(panel, "set_trace", self.trace)
+            for name, panel in self.panels.items():
+                self.docks_part.safe(panel, "set_trace", self.compare_actions.fed(name, self.trace))
             self.view_bar.configure(self.trace)
             self.schedule_redraw()
 
@@ -329,6 +345,8 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
                 continue  # closed, or a hidden tab: drawn when it shows again
             self.docks_part.safe(panel, "render", state)
         self.strip_view.render(state)
+        self.compare_actions.follow()  # the run left the tokens compared: back to the plain view
+        self.diff_strip.render(state)
         self._update_status()
 
     def _on_view_changed(self, state: ViewState) -> None:
@@ -380,6 +398,7 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.sync()
         self.export_actions.shutdown()
+        self.compare_actions.shutdown()
         self.memory_controls.cancel_add()
         self.memory_controls.wait()
         self._worker_thread.stop()

@@ -1,4 +1,5 @@
-"""The View toolbar: what tints the tokens, and the layer, head and unit the panels show.
+"""The View toolbar: what tints the tokens, and the layer, head and unit the panels show; while two
+runs are compared, which of them the panels show (A, B or B - A: ViewState.compare).
 
 It edits the ViewModel and follows it; `configure(trace)` fits its ranges and choices to a trace
 (heads only for attention models, units only for recurrent ones).
@@ -10,10 +11,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox, QToolBar, QWidget
 
 from memviz.core.trace import Trace
-from memviz.core.view import ViewState
+from memviz.core.view import COMPARE_MODES, ViewState
 from memviz.panels.view_model import ViewModel
 from memviz.ui.token_signals import SIGNALS, available_signals
 from memviz.ui.transport import fit_combo
+
+COMPARE_CHOICES = {"b": "B (this run)", "a": "A (compared with)", "diff": "B \u2212 A"}
 
 
 class ViewBar(QToolBar):
@@ -33,6 +36,18 @@ class ViewBar(QToolBar):
         self.unit_spin = self._spin(
             "Unit", "unit", "The selected unit (LSTM): tints the tokens, highlighted in panels"
         )
+        self.compare_label = self.addWidget(QLabel("  Show "))
+        self.compare_combo = QComboBox()
+        self.compare_combo.setObjectName("compareCombo")
+        self.compare_combo.setToolTip(
+            "Two runs compared: the panels show B (the run on screen), A (the run compared with) or "
+            "B \u2212 A (Ctrl+Alt+B / A / D)"
+        )
+        for mode in COMPARE_MODES:
+            self.compare_combo.addItem(COMPARE_CHOICES[mode], mode)
+        self.compare_combo.currentIndexChanged.connect(self._on_compare_combo)
+        self.compare_action = self.addWidget(self.compare_combo)
+        self.show_compare(False)
 
     def _spin(self, label: str, field: str, tip: str) -> QSpinBox:
         label_action = self.addWidget(QLabel(f"  {label} "))
@@ -91,6 +106,11 @@ class ViewBar(QToolBar):
                 blocked = spin.blockSignals(True)
                 spin.setValue(value)
                 spin.blockSignals(blocked)
+        index = self.compare_combo.findData(state.compare)
+        if index >= 0 and index != self.compare_combo.currentIndex():
+            blocked = self.compare_combo.blockSignals(True)
+            self.compare_combo.setCurrentIndex(index)
+            self.compare_combo.blockSignals(blocked)
         index = self.signal_combo.findData(state.signal)
         if index >= 0 and index != self.signal_combo.currentIndex():
             blocked = self.signal_combo.blockSignals(True)
@@ -101,3 +121,17 @@ class ViewBar(QToolBar):
         name = self.signal_combo.itemData(index)
         if name:
             self.view.update(signal=str(name))
+
+    def show_compare(self, active: bool, same_model: bool = True) -> None:
+        """The A / B / B - A choice, shown while two runs are compared (B - A: of one model only, else
+        every panel shows a placeholder; it stays offered, the placeholders say why)."""
+        for action in (self.compare_label, self.compare_action):
+            action.setVisible(active)
+        tip = "" if same_model else " (two models: B \u2212 A of their states is not defined)"
+        self.compare_combo.setItemData(2, f"B's numbers minus A's{tip}", 3)  # Qt.ToolTipRole
+        fit_combo(self.compare_combo)
+
+    def _on_compare_combo(self, index: int) -> None:
+        mode = self.compare_combo.itemData(index)
+        if mode:
+            self.view.update(compare=str(mode))
