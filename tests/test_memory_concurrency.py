@@ -112,12 +112,6 @@ RACER = """
 """
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, not yet fixed: about 1 round in 10-30 under load, one of two processes opening "
-    "and adding to a new store at the same instant gets 'busy' at once (SQLite answers without its "
-    "busy handler); two `memory add` on a new store (the test above) pass",
-)
 def test_opening_a_new_store_at_the_same_instant_never_fails(tmp_path, lstm_dir):
     """Two processes open (create) each of 10 new stores at the same moment, then add to it in
     small batches, interleaving their commits: every open succeeds, every key is indexed once."""

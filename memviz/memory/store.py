@@ -127,23 +127,30 @@ class MemoryStore(KeyIndex, RecordReader):
         default a warning on stderr); `progress(done, total)` follows an index catching up.
         """
         path = store_db.store_path(path, backend, create)
-        conn = None
-        try:
-            conn = store_db.connect(path)
-            store_db.prepare(conn, path, backend, create, notice)
-            return cls(path, conn, notice=notice, progress=progress)
-        except MemvizError:
-            if conn is not None:
-                conn.close()
-            raise
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise store_error(path, exc) from None
-        except OSError as exc:
-            if conn is not None:
-                conn.close()
-            raise MemvizError(f"{path}: cannot open ({exc.strerror})") from None
+        deadline = time.monotonic() + store_db.LOCK_WAIT_S
+        while True:
+            conn = None
+            try:
+                conn = store_db.connect(path)
+                store_db.prepare(conn, path, backend, create, notice)
+                return cls(path, conn, notice=notice, progress=progress)
+            except MemvizError:
+                if conn is not None:
+                    conn.close()
+                raise
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                # A read while another process makes the file a WAL store can be answered "locked"
+                # at once: opening is safe to repeat (prepare looks again before it creates).
+                if store_db.is_locked(exc) and time.monotonic() < deadline:
+                    time.sleep(store_db.RETRY_S)
+                    continue
+                raise store_error(path, exc) from None
+            except OSError as exc:
+                if conn is not None:
+                    conn.close()
+                raise MemvizError(f"{path}: cannot open ({exc.strerror})") from None
 
     def close(self) -> None:
         with self._lock:
@@ -299,9 +306,11 @@ class MemoryStore(KeyIndex, RecordReader):
                     "UPDATE documents SET complete = ? WHERE id = ?", (int(not was_cancelled), document_id)
                 )
             )
-            self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            self._data_version = self._locked_write(
+                lambda: self._conn.execute("PRAGMA data_version").fetchone()[0]
+            )
             self.save_index()
-            entries = self.refresh()
+            entries = self._locked_write(lambda: MemoryStore.refresh.__wrapped__(self))  # untranslated
         return AddResult(document_id, done, time.perf_counter() - start_time, was_cancelled, entries)
 
     def _locked_write(self, work: Callable):

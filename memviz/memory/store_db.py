@@ -18,6 +18,7 @@ from memviz.errors import MemvizError
 STORE_VERSION = 1
 LOCK_NOTICE_S = 1.0  # after this long waiting for another process's lock, say so ...
 LOCK_WAIT_S = 10.0  # ... and after this long in all, give up: "busy"
+RETRY_S = 0.02  # between tries when SQLite answered "locked" without waiting
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +66,8 @@ def translated(method):
     return wrapper
 
 
-def _locked(exc: sqlite3.Error) -> bool:
+def is_locked(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock (SQLite says "locked" or "busy")."""
     text = str(exc).lower()
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
@@ -73,7 +75,7 @@ def _locked(exc: sqlite3.Error) -> bool:
 def store_error(path: Path, exc: sqlite3.Error) -> MemvizError:
     """What a database error means for the user, in one line."""
     text = str(exc)
-    if _locked(exc):
+    if is_locked(exc):
         return MemvizError(
             f"{path}: busy: another process holds the store's lock (try again when it is done)"
         )
@@ -84,25 +86,30 @@ def store_error(path: Path, exc: sqlite3.Error) -> MemvizError:
 
 def waiting(conn: sqlite3.Connection, path: Path, notice: Callable[[str], None] | None, work: Callable):
     """Run `work()` (one statement or transaction); while another process holds the lock, wait
-    LOCK_WAIT_S at most, saying so after LOCK_NOTICE_S instead of waiting in silence."""
+    LOCK_WAIT_S at most, saying so after LOCK_NOTICE_S instead of waiting in silence.
+
+    It tries again until then rather than trusting SQLite's busy handler alone: around a new file
+    becoming a WAL store, SQLite can answer "locked" at once, without calling the handler."""
+    began = time.monotonic()
+    noticed = False
     conn.execute(f"PRAGMA busy_timeout = {int(LOCK_NOTICE_S * 1000)}")
     try:
-        return work()
-    except sqlite3.OperationalError as exc:
-        if not _locked(exc):
-            raise
-    if notice is not None:
-        notice(f"{path}: waiting for another process that holds the store's lock")
-    conn.execute(f"PRAGMA busy_timeout = {int((LOCK_WAIT_S - LOCK_NOTICE_S) * 1000)}")
-    try:
-        return work()
-    except sqlite3.OperationalError as exc:
-        if _locked(exc):
-            raise MemvizError(
-                f"{path}: busy: another process holds the store's lock "
-                f"(waited {LOCK_WAIT_S:g} s; try again when it is done)"
-            ) from None
-        raise
+        while True:
+            try:
+                return work()
+            except sqlite3.OperationalError as exc:
+                if not is_locked(exc):
+                    raise
+            waited = time.monotonic() - began
+            if waited >= LOCK_WAIT_S:
+                raise MemvizError(
+                    f"{path}: busy: another process holds the store's lock "
+                    f"(waited {LOCK_WAIT_S:g} s; try again when it is done)"
+                )
+            if not noticed and waited >= LOCK_NOTICE_S and notice is not None:
+                notice(f"{path}: waiting for another process that holds the store's lock")
+                noticed = True
+            time.sleep(RETRY_S)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT_S * 1000)}")
 
