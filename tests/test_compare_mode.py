@@ -313,3 +313,30 @@ def test_other_tokens_are_refused_in_one_line(make_window, qtbot, runs, saved_pa
     assert "different tokens" in window.compare_actions.last_error
     assert "\n" not in window.compare_actions.last_error
     assert window.trace.baseline is None and not window.diff_strip.isVisible()
+
+
+def test_exports_in_b_minus_a_say_so(make_window, qtbot, saved_pair, tmp_path):
+    from memviz.export.data import read_csv_values
+
+    window = compare_in_window(make_window, qtbot, saved_pair)
+    b, a = window.trace, window.trace.baseline
+    actions = window.compare_actions
+    state = window.view.state
+    t = len(b) - 1
+    window.view.update(cursor=t, layer=LAYER, head=HEAD, follow=False)
+    actions.set_mode("diff")
+    state = window.view.state
+    header, rows = read_csv_values(actions.export_csv(tmp_path / "d.csv", "attention", state))
+    assert header[:2] == ["query_step", "query_token"] and all(h.startswith("B-A ") for h in header[2:])
+    values = np.array([[float(v) for v in row[2:]] for row in rows])
+    np.testing.assert_allclose(
+        values, b.attention_matrix(LAYER, HEAD) - a.attention_matrix(LAYER, HEAD), atol=1e-7
+    )
+    panel = window.panels["attention"]
+    out = actions.export_figure(panel, tmp_path / "d.svg", state, size=(600, 400))
+    assert "B \u2212 A" in out.read_text(encoding="utf-8")  # the title
+    with pytest.raises(Exception, match="no difference"):
+        actions.export_csv(tmp_path / "k.csv", "topk", state)
+    actions.set_mode("b")
+    header, _rows = read_csv_values(actions.export_csv(tmp_path / "b.csv", "attention", window.view.state))
+    assert not any(h.startswith("B-A") for h in header)

@@ -290,7 +290,43 @@ class CompareActions(QObject):
         if mode in self.mode_actions and not self.mode_actions[mode].isChecked():
             self.mode_actions[mode].setChecked(True)
 
+    # -- export: what a panel shows, saying B - A where it is a difference ----------------------------------
+    def shown_trace(self, name: str | None = None):
+        """The trace a panel named `name` draws now (B without a comparison): what its export renders."""
+        trace = self.trace
+        return self.fed(name or "", trace) if trace is not None else None
+
+    def export_figure(self, panel, path, state: ViewState, scale: float = 1.0, size=None):
+        """A panel's figure as it shows now: of B - A its title says so (TraceDiff's model name)."""
+        from memviz.export import render
+
+        return render.export_figure(
+            self.shown_trace(panel.name), type(panel), state, path, scale=scale, size=size
+        )
+
+    def export_csv(self, path, series: str, state: ViewState):
+        """The data of a series as the panels show it now; of B - A every value column's header says
+        `B-A ...` (the top-k has no difference: refused)."""
+        from memviz.errors import MemvizError
+        from memviz.export.data import series_rows, write_csv
+
+        trace = self.shown_trace("attention" if series == "attention" else "state")
+        difference = getattr(trace, "is_difference", False)
+        if difference and series == "topk":
+            raise MemvizError("the top-k of two runs has no difference: export it in the A or B view")
+        rows = series_rows(
+            trace, series, layer=state.layer, head=state.head, unit=state.unit, step=state.cursor
+        )
+        if difference:
+            rows[0] = difference_header(rows[0], 3 if series == "unit" else 2)
+        return write_csv(rows, path)
+
     def shutdown(self) -> None:
         if self.job is not None:
             self.job.cancel()
         self.jobs.stop()
+
+
+def difference_header(header: list, first_value: int) -> list:
+    """A CSV header whose value columns (from `first_value`) hold B - A: each says so."""
+    return [h if i < first_value else f"B-A {h}" for i, h in enumerate(header)]
