@@ -271,7 +271,8 @@ class TransformerBackend:
     @torch.inference_mode()
     def step(self, token_id: int) -> StepOutput:
         context = self.info.context_size
-        if context is not None and self._position >= context:
+        windowed = self._interventions is not None and not self._interventions.uses_cache  # context:W
+        if context is not None and self._position >= context and not windowed:
             raise ContextFullError(f"context window full: {self.info.name} reads at most {context} tokens")
         self._ids.append(token_id)
         with self._capturing_key() as key, self._ablating():

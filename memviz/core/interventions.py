@@ -189,6 +189,10 @@ def check_for_model(specs: Sequence[Intervention], info: ModelInfo) -> None:
                 raise _bad(
                     s.spec, f"unit {s.unit} out of range: layer {s.layer} has units 0..{sizes[s.layer] - 1}"
                 )
+        if s.kind == "context" and info.context_size and s.width > info.context_size:
+            raise _bad(
+                s.spec, f"{info.name} sees at most {info.context_size} tokens: W must be {info.context_size} or less"
+            )
         if s.kind == "mask" and any(o.kind == "context" for o in specs):
             raise _bad(s.spec, "a masked span and a context window cannot be combined")
 

@@ -177,9 +177,17 @@ class Session:
         self.trace.memory = self._memory_manifest()
 
     @property
+    def window(self) -> int | None:
+        """The context window that bounds a run: the model's, or none under context:W, where every
+        step sees only the last W tokens (W within the window), so a transformer reads on past it."""
+        if any(s.kind == "context" for s in self.interventions):
+            return None
+        return self.backend.info.context_size
+
+    @property
     def capacity(self) -> int:
-        """Tokens this run can still hold: the context window for GPT-2, MAX_TOKENS otherwise."""
-        limit = self.backend.info.context_size or self.max_tokens
+        """Tokens this run can still hold: the context window for a transformer, MAX_TOKENS otherwise."""
+        limit = self.window or self.max_tokens
         return min(limit, self.max_tokens) - len(self.trace) - len(self._queue)
 
     def feed(self, text: str) -> list[str]:
@@ -200,7 +208,7 @@ class Session:
             ids = [*self.backend.info.start_ids, *ids]
         room = self.capacity
         if len(ids) > room:
-            window = self.backend.info.context_size
+            window = self.window
             what = (
                 f"context window of {window} tokens" if window else f"limit of {self.max_tokens} tokens a run"
             )
@@ -244,7 +252,7 @@ class Session:
             self._to_generate -= 1
         else:
             return None
-        window = self.backend.info.context_size
+        window = self.window
         if window is not None and self.backend.position >= window:
             self.cancel()
             self.stop_reason = f"context window full ({window} tokens): reset to read more"
