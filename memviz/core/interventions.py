@@ -191,7 +191,8 @@ def check_for_model(specs: Sequence[Intervention], info: ModelInfo) -> None:
                 )
         if s.kind == "context" and info.context_size and s.width > info.context_size:
             raise _bad(
-                s.spec, f"{info.name} sees at most {info.context_size} tokens: W must be {info.context_size} or less"
+                s.spec,
+                f"{info.name} sees at most {info.context_size} tokens: W must be {info.context_size} or less",
             )
         if s.kind == "mask" and any(o.kind == "context" for o in specs):
             raise _bad(s.spec, "a masked span and a context window cannot be combined")
