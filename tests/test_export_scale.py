@@ -81,7 +81,7 @@ def rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         return np.asarray(image, dtype=np.float64)
 
 
-panels = [pytest.param(cls, id=cls.name) for cls in PANEL_CLASSES if cls.name != "memory"]
+panels = [pytest.param(cls, id=cls.name) for cls in PANEL_CLASSES if cls.name not in ("memory", "match")]
 
 
 @pytest.mark.parametrize("cls", panels)

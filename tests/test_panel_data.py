@@ -27,6 +27,7 @@ from memviz.panels.logit_lens import LogitLensPanel
 from memviz.panels.lstm_gates import GatesPanel
 from memviz.panels.lstm_span import SpanPanel
 from memviz.panels.lstm_state import StatePanel
+from memviz.panels.match import MatchPanel, publish
 from memviz.panels.memory_panel import CANDIDATES, MemoryPanel
 from memviz.panels.prediction import PredictionPanel
 from memviz.panels.recurrent_info import gates_of
@@ -200,6 +201,30 @@ def check_compare(panel, trace: Trace, t: int) -> None:
     assert panel.cursor_lines[1].value() == t
 
 
+def check_match(panel, trace: Trace, t: int) -> None:
+    from memviz.core.search import Query, search
+
+    if panel.result is None:  # the app publishes a search's matches for the run it searched
+        publish(panel.trace, search(panel.trace, Query(layer=LAYER, start=t - 3, end=t, top=5)))
+        panel.render(panel.view.state)
+    states = trace.array("hidden")[:, LAYER].astype(np.float64)
+    query = states[t - 3 : t + 1]
+    distances = sorted(  # every span of 4 steps apart from the query's, by hand
+        (float(np.sqrt(((states[s : s + 4] - query) ** 2).sum())), s)
+        for s in range(len(states) - 3)
+        if s + 3 < t - 3 or s > t
+    )
+    chosen: list[tuple[int, float]] = []
+    for d, s in distances:
+        if len(chosen) < 5 and all(s + 3 < c or s > c + 3 for c, _ in chosen):
+            chosen.append((s, d))
+    assert [m.start for m in panel.result.matches] == [s for s, _ in chosen]
+    np.testing.assert_allclose([m.distance for m in panel.result.matches], [d for _, d in chosen], rtol=1e-6)
+    assert [panel.table.item(r, 2).text() for r in range(panel.table.rowCount())] == [
+        f"{s}-{s + 3}" for s, _ in chosen
+    ]
+
+
 # panel class -> (trace, checker, (key, index) of one value at the cursor t that the panel shows)
 CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     GatesPanel: ("lstm", check_gates, lambda t: ("gates", (t, LAYER, 2, UNIT))),
@@ -214,6 +239,7 @@ CHECKS: dict[type, tuple[str, Callable, Callable[[int], tuple[str, tuple]]]] = {
     # layer 0: a tiny model's early guess is far below 1 - 0.375, so the changed trace still loads
     LogitLensPanel: ("lens", check_lens, lambda t: ("lens_target_prob", (t, 0))),
     CompareStripPanel: ("compare", check_compare, lambda t: ("target_logprob", (t,))),
+    MatchPanel: ("lstm", check_match, lambda t: ("hidden", (t, LAYER, UNIT))),
 }
 
 

@@ -381,6 +381,18 @@ def search(
     return SearchResult(query, query_text, matches, searched, notes)
 
 
+COLUMNS = ("rank", "source", "document_id", "start", "end", "distance", "before", "text", "after")
+
+
+def match_rows(result: SearchResult) -> list[list]:
+    """The matches as CSV rows, header first (the CLI's --csv and the Match panel's export)."""
+    rows: list[list] = [list(COLUMNS)]
+    for m in result.matches:
+        doc = "" if m.document_id is None else m.document_id
+        rows.append([m.rank, m.source, doc, m.start, m.end, repr(m.distance), m.before, m.text, m.after])
+    return rows
+
+
 def brief(text: str) -> str:
     """Text on one line: newlines and tabs as visible escapes."""
     return text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")

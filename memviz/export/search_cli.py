@@ -16,7 +16,6 @@ from memviz.core.trace import Trace
 from memviz.errors import MemvizError
 from memviz.options import MAX_INDEX, add_device_options, integer, real
 
-COLUMNS = ("rank", "source", "document_id", "start", "end", "distance", "before", "text", "after")
 MAX_TOP = 10_000
 
 
@@ -72,14 +71,6 @@ def _backend(trace: Trace, args: argparse.Namespace):
     return load_backend(str(spec), device=args.device, dtype=args.dtype)
 
 
-def match_rows(result: pattern.SearchResult) -> list[list]:
-    rows: list[list] = [list(COLUMNS)]
-    for m in result.matches:
-        doc = "" if m.document_id is None else m.document_id
-        rows.append([m.rank, m.source, doc, m.start, m.end, repr(m.distance), m.before, m.text, m.after])
-    return rows
-
-
 def format_table(result: pattern.SearchResult) -> list[str]:
     lines = [f"query: {result.query.describe()}: {pattern.brief(result.query_text)!r}"]
     if not result.matches:
@@ -118,6 +109,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"memviz: note: {note}", file=sys.stderr)
     print("\n".join(format_table(result)))
     if out is not None:
-        write_csv(match_rows(result), out)
+        write_csv(pattern.match_rows(result), out)
         print(f"wrote {out}")
     return 0

@@ -12,6 +12,7 @@ from memviz.panels.logit_lens import LogitLensPanel
 from memviz.panels.lstm_gates import GatesPanel
 from memviz.panels.lstm_span import SpanPanel
 from memviz.panels.lstm_state import StatePanel
+from memviz.panels.match import MatchPanel
 from memviz.panels.memory_panel import MemoryPanel
 from memviz.panels.prediction import PredictionPanel
 
@@ -27,6 +28,7 @@ PANEL_CLASSES: list[type[Panel]] = [
     LogitLensPanel,  # a --logit-lens trace only
     CompareStripPanel,  # a run with a baseline (Run -> Intervene...)
     MemoryPanel,
+    MatchPanel,  # after Run -> Find similar... (a search's matches, for the run it searched)
 ]
 
 
