@@ -20,8 +20,27 @@ def register(sub) -> None:
         choices=["lstm", "gpt2", "rnn"],
         help="lstm: the character LSTM; gpt2; rnn: an LSTM or GRU, word- or character-level (--cell, --tokenizer)",
     )
-    p.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"text or .gz file (default {DEFAULT_CORPUS})")
+    p.add_argument(
+        "--corpus",
+        action="extend",
+        nargs="+",
+        metavar="SOURCE",
+        help="text, .gz, .info.gz or .html file, directory or quoted glob; several: each split alone "
+        f"(repeatable; default {DEFAULT_CORPUS})",
+    )
     p.add_argument("--out", required=True, help="model folder; resumes if it holds a checkpoint")
+    p.add_argument(
+        "--init-from",
+        metavar="FOLDER",
+        help="continue from this model's weights and vocabulary (fresh optimizer and schedule) "
+        "when --out holds no model yet; --out's own model wins when it has one (a rerun resumes)",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=real(0.0, 10**6, low_open=True),
+        default=5.0,
+        help="save a resumable checkpoint at least this often (and every 200 steps)",
+    )
     p.add_argument(
         "--minutes",
         type=real(0.0, 10**6, low_open=True),
@@ -81,9 +100,12 @@ def register(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from memviz.train.init_from import init_from
     from memviz.train.loop import TrainConfig
 
     out = Path(args.out)
+    corpus = args.corpus or [DEFAULT_CORPUS]
+    started_from = init_from(args.init_from, out, args.architecture) if args.init_from else None
     if args.architecture == "rnn":
         from memviz.train.rnn import train_rnn
 
@@ -96,9 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             threads=args.threads,
             constant_lr=args.constant_lr,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
         result = train_rnn(
-            args.corpus,
+            corpus,
             out,
             cfg,
             cell=args.cell,
@@ -120,8 +143,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             threads=args.threads,
             constant_lr=args.constant_lr,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
-        result = train_lstm(args.corpus, out, cfg, hidden=args.hidden or 256, layers=args.layers or 2)
+        result = train_lstm(corpus, out, cfg, hidden=args.hidden or 256, layers=args.layers or 2)
     else:
         from memviz.errors import MemvizError
         from memviz.train.gpt2 import train_gpt2
@@ -138,9 +162,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             threads=args.threads,
             constant_lr=args.constant_lr,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
         result = train_gpt2(
-            args.corpus,
+            corpus,
             out,
             cfg,
             layers=args.layers or 4,
@@ -151,6 +176,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             copy_fraction=args.copy_fraction,
             random_copy_fraction=args.random_copy_fraction,
         )
+    if started_from is not None:
+        result["init_from"] = started_from
     result["machine"] = f"{platform.processor() or platform.machine()}, {args.threads or 'default'} thread(s)"
     result["finished"] = time.strftime("%Y-%m-%d %H:%M")
     (out / "training.json").write_text(json.dumps(result, indent=2))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from memviz.train.corpus import load_corpus
+from memviz.train.corpus import Sources, describe, load_corpus
 from memviz.train.loop import TrainConfig, train_loop
 
 EOT = "<|endoftext|>"
@@ -37,7 +37,7 @@ def train_tokenizer(text: str, vocab_size: int, out: Path):
 
 
 def train_gpt2(
-    corpus_path: str,
+    corpus_path: Sources,
     out: Path,
     cfg: TrainConfig,
     layers: int = 4,
@@ -114,5 +114,6 @@ def train_gpt2(
 
     result = train_loop(model, optimizer, batches, cfg, out, save_model, units="tok")
     result["parameters"] = sum(p.numel() for p in model.parameters())
+    result["corpus"] = describe(corpus)
     result["train_tokens"] = len(ids)
     return result

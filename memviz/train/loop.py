@@ -28,6 +28,7 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 128
     checkpoint_every: int = 200
+    checkpoint_minutes: float = 5.0  # and at least this often: a session that ends loses little
     seed: int = 0
     threads: int = 0  # 0: torch's default
     extra: dict = field(default_factory=dict)
@@ -96,6 +97,7 @@ def train_loop(
     interrupt = Interrupt()
     bar = tqdm(total=cfg.max_steps or None, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
     start = time.perf_counter()
+    last_save = start
     tokens_seen = 0
     smoothed = None
     model.train()
@@ -121,11 +123,13 @@ def train_loop(
             refresh=False,
         )
         log = {"loss": smoothed, "train_seconds": elapsed_before + seconds}
-        if step % cfg.checkpoint_every == 0 or interrupt.requested or step == cfg.max_steps:
+        due = time.perf_counter() - last_save >= cfg.checkpoint_minutes * 60
+        if due or step % cfg.checkpoint_every == 0 or interrupt.requested or step == cfg.max_steps:
             model.eval()
             save_model()
             model.train()
             save_state(out, model, optimizer, step, cfg, log)
+            last_save = time.perf_counter()
         if interrupt.requested:
             break
     bar.close()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from memviz.backends.lstm import CharTokenizer, LSTMLanguageModel, load_lstm, save_lstm_checkpoint
-from memviz.train.corpus import load_corpus
+from memviz.train.corpus import Sources, describe, load_corpus
 from memviz.train.loop import TrainConfig, train_loop
 
 MIN_CHAR_COUNT = 20  # rarer characters are read as the unknown token
@@ -26,7 +26,7 @@ def build_tokenizer(text: str, out: Path) -> CharTokenizer:
 
 
 def train_lstm(
-    corpus_path: str, out: Path, cfg: TrainConfig, hidden: int = 256, layers: int = 2, embedding: int = 64
+    corpus_path: Sources, out: Path, cfg: TrainConfig, hidden: int = 256, layers: int = 2, embedding: int = 64
 ) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -62,4 +62,5 @@ def train_lstm(
         model, optimizer, batches, cfg, out, lambda: save_lstm_checkpoint(model, tokenizer, out), units="char"
     )
     result["parameters"] = sum(p.numel() for p in model.parameters())
+    result["corpus"] = describe(corpus)
     return result

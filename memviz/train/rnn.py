@@ -19,7 +19,7 @@ from torch import nn
 from memviz.backends.recurrent import RecurrentModel, RNNConfig, load_recurrent, save_recurrent
 from memviz.backends.tokenizers import DEFAULT_WORD_PATTERN, CharTokenizer, Tokenizer, WordTokenizer
 from memviz.errors import MemvizError
-from memviz.train.corpus import load_corpus
+from memviz.train.corpus import Sources, describe, load_corpus
 from memviz.train.loop import TrainConfig, train_loop
 from memviz.train.lstm import MIN_CHAR_COUNT
 from memviz.train.spelling import SPELLING_FILE, SpellingModel
@@ -42,7 +42,7 @@ def build_char_tokenizer(text: str) -> CharTokenizer:
 
 
 def train_rnn(
-    corpus_path: str,
+    corpus_path: Sources,
     out: Path,
     cfg: TrainConfig,
     cell: str = "gru",
@@ -88,7 +88,7 @@ def train_rnn(
     stream_len = len(data) // B
     if stream_len < S + 2:
         raise MemvizError(
-            f"{corpus_path}: {len(data):,} training tokens are too few for {B} streams of {S} tokens"
+            f"{corpus.source}: {len(data):,} training tokens are too few for {B} streams of {S} tokens"
         )
     # B parallel streams through the corpus; the state carries across steps (truncated BPTT).
     streams = data[: stream_len * B].view(B, stream_len)
@@ -112,8 +112,8 @@ def train_rnn(
         model, optimizer, batches, cfg, out, lambda: save_recurrent(model, tokenizer, out), units=units
     )
     result["parameters"] = sum(p.numel() for p in model.parameters())
+    result["corpus"] = describe(corpus)
     result["training_tokens"] = len(data)
-    result["corpus"] = str(corpus_path)
     (out / "training_args.json").write_text(
         json.dumps(
             {"cell": cell, "tokenizer": tokenizer_kind, "layers": len(config.layer_sizes)}
