@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 
 from memviz.core.view import ViewState
 from memviz.experiments.result import ExperimentResult
@@ -19,40 +20,44 @@ class KnnFigure(ExperimentFigure):
     title = "kNN-LM"
 
     def draw(self, result: ExperimentResult) -> None:
+        """One model: a curve per k, its legend bottom left (the curves start high at λ = 0).
+        Several: each model's best k solid in its colour, the other k thin and dashed, one legend
+        entry per model with its best."""
         names = result.model_names()
         ks = [int(k) for k in result.extra["ks"]]
         several = len(names) > 1
         curves = self.add_plot(row=0, col=0, x_label="λ (weight of the memory)", y_label="bits per character")
-        legend = self.add_legend(curves, offset=(10, -10))  # bottom left: the curves start high at λ = 0
         gains = self.add_plot(row=0, col=1, x_label="gain log₂ p − log₂ p_LM (bits)", y_label="tokens")
-        self.canvas.ci.layout.setColumnStretchFactor(0, 3)
-        self.canvas.ci.layout.setColumnStretchFactor(1, 2)
+        # a U-shaped curve is high at both ends: one model's legend goes bottom left, several models'
+        # at the top, in from the left
+        self.add_legend(curves, offset=(70, 10) if several else (10, -10))
+        self.canvas.ci.layout.setColumnStretchFactor(0, 1 if several else 3)
+        self.canvas.ci.layout.setColumnStretchFactor(1, 1 if several else 2)
         for m, name in enumerate(names):
             part = result.extra["per_model"][name]
+            best = part["best"]
             for i, k in enumerate(ks):
                 lam = [r["lambda"] for r in result.rows if r["model"] == name and r["k"] == k]
                 bpc = [r["bits_per_char"] for r in result.rows if r["model"] == name and r["k"] == k]
-                colour = model_colour(m if several else i)
-                label = f"{name}, k = {k}" if several else f"k = {k}"
-                self.curve(curves, lam, bpc, name=label, colour=colour, symbol=K_SYMBOLS[i % len(K_SYMBOLS)])
-            best = part["best"]
-            star = pg.ScatterPlotItem(
-                [best["lambda"]],
-                [best["bits_per_char"]],
-                symbol="star",
-                size=24,
-                brush=pg.mkBrush(model_colour(m) if several else "#111111"),
-                pen=pg.mkPen("#111111", width=1),
-            )
+                if not several:
+                    self.curve(curves, lam, bpc, name=f"k = {k}", colour=model_colour(i), symbol=K_SYMBOLS[i])
+                elif k == best["k"]:
+                    self.curve(
+                        curves,
+                        lam,
+                        bpc,
+                        colour=model_colour(m),
+                        symbol=K_SYMBOLS[i % len(K_SYMBOLS)],
+                        name=f"{name}: {part['bits_per_char_alone']:.3f} → {best['bits_per_char']:.3f} "
+                        f"(k = {best['k']}, λ = {best['lambda']:g})",
+                    )
+                else:
+                    pen = pg.mkPen(model_colour(m), width=1.2, style=Qt.PenStyle.DashLine)
+                    curves.plot(lam, bpc, pen=pen, connect="finite")
+            star = pg.ScatterPlotItem([best["lambda"]], [best["bits_per_char"]], symbol="star", size=24)
+            star.setBrush(pg.mkBrush(model_colour(m)))  # one model: the theme's foreground (apply_theme)
             curves.addItem(star)
-            summary = (
-                f"best λ = {best['lambda']:g}, k = {best['k']}: {best['bits_per_char']:.3f} bits/char "
-                f"({part['bits_per_char_alone']:.3f} alone)"
-            )
-            if several:
-                legend.addItem(star, f"{name} {summary}")
-            else:
-                curves.setTitle(summary)
+            self.stars.append((star, None if several else "foreground"))
             edges = np.asarray(part["gain_edges"], dtype=float)
             counts = np.asarray(part["gain_counts"], dtype=float)
             fill = pg.mkColor(model_colour(m))
@@ -64,17 +69,37 @@ class KnnFigure(ExperimentFigure):
                 fillLevel=0,
                 brush=pg.mkBrush(fill),
                 pen=pg.mkPen(model_colour(m), width=2),
-                name=name,
             )
         if several:
-            curves.setTitle("held-out text (★ each model's best)")
+            others = ", ".join(str(k) for k in ks)
+            curves.setTitle(f"solid: each model's best k (★ best λ); dashed: k = {others}")
             gains.setTitle("per token, at each model's best λ and k")
         else:
             part = result.extra["per_model"][names[0]]
+            best = part["best"]
+            curves.setTitle(
+                f"best λ = {best['lambda']:g}, k = {best['k']}: {best['bits_per_char']:.3f} bits/char "
+                f"({part['bits_per_char_alone']:.3f} alone)"
+            )
             gains.setTitle(f"per token: {part['helped_tokens']:,} of {part['tokens']:,} gain")
         self.reference_line(gains, 0.0, horizontal=False)
 
+    def __init__(self, view, result: ExperimentResult, parent=None) -> None:
+        self.stars: list[tuple[pg.ScatterPlotItem, str | None]] = []
+        super().__init__(view, result, parent)
+
+    def apply_theme(self, state: ViewState) -> None:
+        super().apply_theme(state)
+        foreground = state.theme_obj.foreground
+        for star, fill in self.stars:
+            star.setPen(pg.mkPen(foreground, width=1))
+            if fill == "foreground":
+                star.setBrush(pg.mkBrush(foreground))
+
     def figure_title(self, state: ViewState) -> str:
+        per_model = self.result.extra["per_model"]
+        if len(per_model) > 1:
+            return f"kNN-LM, p = λ p_kNN + (1 − λ) p_LM: {', '.join(self.result.model_names())}"
         stores = ", ".join(
             f"{n} + {p['store_entries']:,} memories" for n, p in self.result.extra["per_model"].items()
         )
