@@ -340,3 +340,21 @@ def test_exports_in_b_minus_a_say_so(make_window, qtbot, saved_pair, tmp_path):
     actions.set_mode("b")
     header, _rows = read_csv_values(actions.export_csv(tmp_path / "b.csv", "attention", window.view.state))
     assert not any(h.startswith("B-A") for h in header)
+
+
+def test_difference_levels_are_symmetric_and_zero_reads_as_zero():
+    from memviz.panels.scales import ColourScale
+
+    a_trace = Trace(model={"name": "m", "architecture": "gpt2"})
+    d = TraceDiff(a_trace, a_trace)
+    scale = ColourScale((0.0, 1.0), "attention")
+    scale.begin("stable", 0, d)
+    assert scale.levels(None, np.zeros((3, 3))) == (-1.0, 1.0)  # no difference: the quantity's width
+    assert scale.levels(None, np.array([[0.03, -0.07]])) == (-0.1, 0.1)
+    assert scale.levels(None, np.array([[0.01]])) == (-0.1, 0.1)  # stable: only grows
+    scale.begin("step", 0, d)
+    assert scale.levels(None, np.array([[0.01]])) == (-0.01, 0.01)
+    scale.begin("fixed", 0, d)
+    assert scale.levels((0.0, 1.0), np.array([[0.01]])) == (-1.0, 1.0)
+    scale.begin("stable", 0, a_trace)  # back to a run: its own levels
+    assert scale.levels(None) == (0.0, 1.0)

@@ -1,10 +1,12 @@
 """Compare with baseline: log p of each next token in the run before an intervention (A) and now (B).
 
-Shown when the trace carries a `baseline` (Trace's optional companion run, set by the app's Run ->
-Intervene...) over the same tokens: the run now may still be reading them, so the steps compared are
-those both runs have read, from the start. Top: log p of the token that came next, A and B, one line
-each; bottom: B - A as bars (below zero: the intervention made the next token less likely). The
-cursor is marked on both.
+Shown when the trace carries a `baseline` (Trace's optional companion run: an intervention's
+baseline, Run -> Intervene..., or a saved run picked with File -> Compare with...) over the same
+tokens: the run now may still be reading them, so the steps compared are those both runs have
+read, from the start. Top: log p of the token that came next, A and B, one line
+each; bottom: B - A as bars (below zero, blue: the intervention made the next token less likely;
+above, red: more likely), coloured as the diff strip and the B - A views. The cursor is marked on
+both.
 
 The numbers are the traces' own `target_logprob` (as `memviz compare` reads them, export/compare.py);
 the panel sits below export, so it reads the two columns itself and the tests check it against
@@ -27,7 +29,9 @@ from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
 COLOUR_A, COLOUR_B = "#9aa5b1", "#4e79a7"  # the baseline grey, the intervened run blue
-UP, DOWN = "#59a14f", "#e15759"  # bars: B more sure of the next token, or less
+# bars: B more sure of the next token (red), or less (blue): the diverging map's ends, as the diff
+# strip and every B - A view colour them (colormaps.DIVERGING: positive red, negative blue)
+UP, DOWN = "#d6604d", "#4393c3"
 KEY = "target_logprob"
 
 

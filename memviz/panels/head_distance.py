@@ -151,6 +151,8 @@ class HeadDistancePanel(GraphicsPanel):
         self.heatmap.set_highlight_cell((clamp(state.layer, layers), clamp(state.head, heads)))
         if self.distance.size <= MAX_LABELS:
             dark = self.distance < 0.55 * top  # light text on the dark end of the map
+            if self.heatmap.scale.difference:  # B - A, diverging: light text on the deep ends only
+                dark = np.abs(self.distance) > 0.55 * self.heatmap.levels[1]
             self.labels.set_items(
                 [
                     (

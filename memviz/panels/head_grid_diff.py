@@ -56,8 +56,9 @@ class HeadGridDiffPanel(HeadGridPanel):
         self._scale_mode = state.scale
         super().render(state)
         t = clamp(state.cursor, len(self.trace)) if self.trace is not None and len(self.trace) else 0
+        same = " (no difference: A and B attend alike)" if self.rows.size and not np.any(self.rows) else ""
         self.note.setText(
-            f"B \u2212 A at query {token_label(live_labels(self.trace), t)}  full bar = \u00b1{self.level:g}"
+            f"B \u2212 A at query {token_label(live_labels(self.trace), t)}  full bar = \u00b1{self.level:g}{same}"
         )
 
     def _update_heights(self) -> None:
@@ -76,7 +77,7 @@ class HeadGridDiffPanel(HeadGridPanel):
         else:
             if mode == "stable":
                 peak = self._held = max(self._held, peak)
-            self.level = colormaps.symmetric_level(np.array([peak]), floor=1e-3)
+            self.level = colormaps.symmetric_level(np.array([peak]), floor=1e-3) if peak > 0 else 1.0
         half = max(1, self.levels // 2)
         self.heights = np.rint(np.clip(values / self.level, -1.0, 1.0) * half).astype(np.int16)
 

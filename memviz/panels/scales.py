@@ -138,7 +138,10 @@ class ColourScale:
         if self.mode == "stable":
             held = self._held.get(self.context)
             peak = max(peak, held[1] if held is not None else 0.0)
-        level = colormaps.symmetric_level(np.array([peak]))
-        if self.mode == "stable":
+        if peak == 0.0:  # no difference at all: the quantity's own width, so 0 reads as 0, not noise
+            level = colormaps.nice_ceiling(float(self.built[1]) - float(self.built[0]))
+        else:
+            level = colormaps.symmetric_level(np.array([peak]))
+        if self.mode == "stable" and peak > 0.0:
             self._held[self.context] = (-level, level)
         return (-level, level)

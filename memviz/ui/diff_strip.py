@@ -196,7 +196,7 @@ class ScaleBar(QWidget):
 class DiffStripView(QWidget):
     """The title, the scale and the strip (scrolled to the cursor); hidden without a comparison."""
 
-    MAX_LINES = 3
+    MAX_LINES = 4
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -207,8 +207,9 @@ class DiffStripView(QWidget):
         self.scale = ScaleBar(self.strip)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 0)
+        header.setSpacing(12)
         header.addWidget(self.title, 1)
-        header.addWidget(QLabel("B \u2212 A (nats)"))
+        header.addWidget(QLabel("B \u2212 A (nats):"))
         header.addWidget(self.scale)
         self.area = QScrollArea()
         self.area.setWidget(self.strip)
@@ -224,8 +225,14 @@ class DiffStripView(QWidget):
         self.hide()
 
     def _fit_height(self) -> None:
-        line = self.strip._metrics.height() + 2 * self.strip.PAD_Y
-        self.area.setFixedHeight(line * self.MAX_LINES + 2 * self.strip.MARGIN + 4)
+        """As high as its lines, up to MAX_LINES (then it scrolls with the cursor)."""
+        strip = self.strip
+        line = strip._metrics.height() + 2 * strip.PAD_Y
+        lines = max(1, len(set(strip._line_tops))) if strip._line_tops else 1
+        content = line * min(lines, self.MAX_LINES) + 2 * strip.MARGIN
+        height = min(content, max(strip.minimumHeight(), line)) + 2 * self.area.frameWidth()
+        if self.area.height() != height:
+            self.area.setFixedHeight(height)
 
     @property
     def active(self) -> bool:
@@ -245,9 +252,9 @@ class DiffStripView(QWidget):
         if not self.active:
             return
         self.strip.render(state)
+        self._fit_height()
         if state.theme != self._styled:
             self._styled = state.theme
-            self._fit_height()
             theme = state.theme_obj
             self.setStyleSheet(
                 f"#diffStrip, #diffStrip QLabel {{ background: {theme.panel_background}; "
@@ -256,7 +263,7 @@ class DiffStripView(QWidget):
         self.scale.update()
         if 0 <= state.cursor < len(self.strip._rects):
             rect = self.strip._rects[state.cursor]
-            self.area.ensureVisible(rect.center().x(), rect.center().y(), 20, rect.height())
+            self.area.ensureVisible(rect.center().x(), rect.center().y(), 20, rect.height() // 2 + 4)
 
 
 def describe(trace: Trace, name: str) -> str:
@@ -264,3 +271,15 @@ def describe(trace: Trace, name: str) -> str:
     specs = trace.extra_manifest.get("interventions") or []
     made = ", ".join(str(s.get("spec", s)) if isinstance(s, dict) else str(s) for s in specs)
     return f"{name} ({made})" if made else name
+
+
+def under(top: QWidget, strip: DiffStripView) -> QWidget:
+    """`top` (the token strip) with the diff strip right below it, in one widget."""
+    box = QWidget()
+    box.setObjectName("tokenStrips")
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    layout.addWidget(top, 1)
+    layout.addWidget(strip, 0)
+    return box

@@ -148,14 +148,12 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         splitter = QSplitter(Qt.Vertical)
         splitter.setObjectName("centralSplitter")
         splitter.addWidget(self.editor)
-        splitter.addWidget(self.strip_view)
-        from memviz.ui.diff_strip import DiffStripView
+        from memviz.ui.diff_strip import DiffStripView, under
 
         self.diff_strip = DiffStripView(self.view)  # B - A under the tokens while two runs are compared
-        splitter.addWidget(self.diff_strip)
+        splitter.addWidget(under(self.strip_view, self.diff_strip))
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 3)
-        splitter.setStretchFactor(2, 0)
         splitter.setSizes([110, 400])
         self.setCentralWidget(splitter)
         self.setDockNestingEnabled(True)
