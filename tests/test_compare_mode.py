@@ -358,3 +358,37 @@ def test_difference_levels_are_symmetric_and_zero_reads_as_zero():
     assert scale.levels((0.0, 1.0), np.array([[0.01]])) == (-1.0, 1.0)
     scale.begin("stable", 0, a_trace)  # back to a run: its own levels
     assert scale.levels(None) == (0.0, 1.0)
+
+
+def test_an_interventions_baseline_is_compared_alike_and_a_model_switch_ends_it(
+    make_window, qtbot, gpt2_dir, lstm_dir
+):
+    from tests.test_app_interventions import load_and_read, wait_reread
+
+    window = make_window()
+    load_and_read(qtbot, window, gpt2_dir)
+    a = window.trace
+    window.compare_actions.set_mode("diff")  # nothing to compare yet: refused, B stays
+    assert window.view.state.compare == "b"
+    assert window.intervene_actions.intervene("head:1.0=zero")
+    wait_reread(qtbot, window, a)
+    b = window.trace
+    assert b.baseline is a and window.compare_actions.active()
+    assert window.diff_strip.isVisible()
+    assert window.compare_actions.set_mode("diff")
+    t = len(b) - 2
+    window.view.update(cursor=t, layer=LAYER, head=HEAD, follow=False)
+    window.redraw()
+    expected = (b.attention_matrix(LAYER, HEAD) - a.attention_matrix(LAYER, HEAD))[: t + 1, : t + 1]
+    np.testing.assert_array_equal(window.panels["attention"].heatmap.data, expected)
+    np.testing.assert_array_equal(
+        window.diff_strip.strip.diff, b.array("target_logprob") - a.array("target_logprob")
+    )
+    # another model: nothing of the comparison stays
+    window.load_model(str(lstm_dir))
+    qtbot.waitUntil(lambda: window.info is not None and window.info.architecture == "lstm", timeout=60_000)
+    qtbot.waitUntil(lambda: window.trace is not b, timeout=10_000)
+    window.redraw()
+    assert window.view.state.compare == "b" and not window.compare_actions.active()
+    assert window.trace.baseline is None and not window.diff_strip.isVisible()
+    assert not any(isinstance(p, PlaceholderPanel) for p in window.panels.values())
