@@ -12,6 +12,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from memviz.core import search as pattern
+from memviz.errors import MemvizError
 from memviz.export.data import read_csv_values
 from memviz.panels.match import MatchPanel, publish, result_for
 
@@ -54,11 +55,11 @@ def test_panel_lists_the_matches_and_a_click_moves_the_cursor(lstm_trace, make_p
     expected = brute_force(trace.array("hidden")[:, 1, [2, 7, 11]], 150, 158, 6)
     table = panel.table
     assert table.rowCount() == 6
-    shown = [(table.item(r, 0).text(), table.item(r, 1).text(), table.item(r, 2).text()) for r in range(6)]
-    assert shown == [(str(k), "run", f"{s}-{s + 8}") for k, (s, _) in enumerate(expected, start=1)]
-    distances = [float(table.item(r, 3).text()) for r in range(6)]
+    shown = [(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(6)]
+    assert shown == [(str(k), f"{s}-{s + 8}") for k, (s, _) in enumerate(expected, start=1)]
+    distances = [float(table.item(r, 2).text()) for r in range(6)]
     np.testing.assert_allclose(distances, [d for _, d in expected], rtol=1e-3, atol=1e-7)  # 4 digits
-    before, text, after = table.item(0, 4).data(Qt.ItemDataRole.UserRole)
+    before, text, after = table.item(0, 3).data(Qt.ItemDataRole.UserRole)
     labels = trace.token_labels
     start = expected[0][0]
     assert text == "".join(labels[start : start + 9]).replace("\n", "\u23ce")
@@ -155,3 +156,49 @@ def test_find_similar_in_the_window_gpt2_runs_on_the_worker(qtbot, make_window, 
     # the transformer refuses units, in one message
     assert not window.match_actions.find(pattern.Query(layer=1, start=2, end=4, units=(1,)))
     assert "units" in window.match_actions.last_error
+
+
+def test_panel_says_where_a_document_match_is(lstm_dir, lstm_trace, make_panel, qtbot, tmp_path):
+    """A store's documents searched too: the steps column says where (the document or the run), and a
+    click on a document's match leaves the cursor where it was."""
+    from memviz.backends.registry import load_backend
+    from memviz.memory.store import MemoryStore
+
+    backend = load_backend(str(lstm_dir))
+    trace = lstm_trace
+    with MemoryStore.open(tmp_path / "m.sqlite", backend=backend, create=True) as store:
+        store.add_document("x = 1\n" + REPEAT, "doc.txt", backend)
+        n = len(REPEAT)
+        query = pattern.Query(layer=1, start=2 * n + 40, end=2 * n + 49, top=4)
+        result = pattern.search(trace, query, backend=backend, store=store)
+    publish(trace, result)
+    view, panel = make_panel(MatchPanel, trace, cursor=5)
+    assert panel.table.horizontalHeaderItem(1).text() == "where"
+    cells = [panel.table.item(r, 1).text() for r in range(panel.table.rowCount())]
+    assert cells == [f"{m.source} {m.start}-{m.end}" for m in result.matches]
+    doc_rows = [r for r, m in enumerate(result.matches) if not m.in_run]
+    assert doc_rows and result.matches[doc_rows[0]].start == 6 + 40  # the copy in the document
+    click_row(qtbot, panel, doc_rows[0])
+    assert panel.selected is result.matches[doc_rows[0]] and view.state.cursor == 5
+
+
+def test_find_similar_dialog_defaults_to_the_steps_ending_at_the_cursor(lstm_trace, qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    from memviz.ui.match_actions import FindSimilarDialog
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    dialog = FindSimilarDialog(parent, lstm_trace, cursor=40, layer=2, store_name=None)
+    query = dialog.query()
+    assert (query.start, query.end, query.layer, query.units, query.metric) == (36, 40, 2, None, "euclidean")
+    assert dialog.preview.text() == f"\u201c{''.join(lstm_trace.token_labels[36:41])}\u201d"
+    assert not dialog.store.isEnabled()
+    dialog.units.setText("3,17")
+    dialog.distance.setCurrentText("binary")
+    dialog.start.setValue(50)  # the ends in either order
+    query = dialog.query()
+    assert (query.start, query.end, query.units, query.metric) == (40, 50, (3, 17), "binary")
+    dialog.units.setText("3,x")
+    with pytest.raises(MemvizError):
+        dialog.query()

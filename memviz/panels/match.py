@@ -38,8 +38,11 @@ from memviz.panels.base import Panel
 from memviz.panels.plot_style import theme_font
 from memviz.panels.view_model import ViewModel
 
-HEADERS = ("rank", "where", "steps", "distance", "text")
+HEADERS = ("#", "steps", "distance", "text")  # "steps" says "where" when documents were searched too
 TEXT_COLUMN = HEADERS.index("text")
+WHERE_COLUMN = HEADERS.index("steps")
+WHERE_SHARE = 0.3  # of the table's width at most: the text column keeps the rest
+SELECTED_ALPHA = 40  # the selected row: a light wash of the accent, the span's accent text still reads
 PIECES = Qt.ItemDataRole.UserRole  # the text column's (before, span, after)
 
 # a published result per run; weak: a run that is gone takes its matches with it
@@ -79,7 +82,7 @@ class SpanDelegate(QStyledItemDelegate):
         painter.save()
         if option.state & QStyle.StateFlag.State_Selected:
             fill = QColor(theme.accent)
-            fill.setAlpha(60)
+            fill.setAlpha(SELECTED_ALPHA)
             painter.fillRect(option.rect, fill)
         rect = option.rect.adjusted(6, 0, -6, 0)
         font = QFont(option.font)
@@ -88,7 +91,7 @@ class SpanDelegate(QStyledItemDelegate):
         plain_fm, bold_fm = QFontMetrics(font), QFontMetrics(bold)
         dim = QColor(theme.foreground)
         dim.setAlpha(150)
-        span_w = min(bold_fm.horizontalAdvance(span), rect.width())
+        span_w = min(bold_fm.horizontalAdvance(span) + 2, rect.width())  # + 2: no elision by rounding
         before_w = min(plain_fm.horizontalAdvance(before), max(0, (rect.width() - span_w) // 2))
         x = rect.left()
         middle = int(Qt.AlignmentFlag.AlignVCenter)
@@ -164,9 +167,11 @@ class MatchPanel(Panel):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # the text elides
         header = self.table.horizontalHeader()
         for column in range(len(HEADERS) - 1):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(WHERE_COLUMN, QHeaderView.ResizeMode.Interactive)  # see fit_columns
         header.setSectionResizeMode(TEXT_COLUMN, QHeaderView.ResizeMode.Stretch)
         self.delegate = SpanDelegate(self)
         self.table.setItemDelegateForColumn(TEXT_COLUMN, self.delegate)
@@ -196,10 +201,13 @@ class MatchPanel(Panel):
         self.selected = None
         self.table.clearSelection()
         matches = result.matches if result is not None else []
+        documents = any(not m.in_run for m in matches)
+        self.table.horizontalHeaderItem(WHERE_COLUMN).setText("where" if documents else "steps")
         self.table.setRowCount(len(matches))
         for row, m in enumerate(matches):
-            where = m.source if m.in_run else f"doc {m.document_id}: {m.source}"
-            cells = (str(m.rank), where, f"{m.start}-{m.end}", distance_text(m.distance), "")
+            steps = f"{m.start}-{m.end}"
+            where = f"{m.source} {steps}" if documents else steps
+            cells = (str(m.rank), where, distance_text(m.distance), "")
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column in (0, 3):
@@ -209,8 +217,20 @@ class MatchPanel(Panel):
                 PIECES, (visible(m.before), visible(m.text), visible(m.after))
             )
             self.table.item(row, TEXT_COLUMN).setToolTip(f"{m.before}[{m.text}]{m.after}")
+        self.fit_columns()
         self.heading.setText(self.describe(result))
         self.export_button.setEnabled(result is not None)
+
+    def fit_columns(self) -> None:
+        """The where/steps column as wide as its texts, up to WHERE_SHARE of the table (then elided)."""
+        self.table.resizeColumnToContents(WHERE_COLUMN)
+        cap = int(self.table.viewport().width() * WHERE_SHARE)
+        if cap > 0 and self.table.columnWidth(WHERE_COLUMN) > cap:
+            self.table.setColumnWidth(WHERE_COLUMN, cap)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self.fit_columns()
 
     @staticmethod
     def describe(result: SearchResult | None) -> str:
@@ -257,13 +277,14 @@ class MatchPanel(Panel):
         theme = state.theme_obj
         size = theme.font_size
         accent = QColor(theme.accent)
-        selected = f"rgba({accent.red()}, {accent.green()}, {accent.blue()}, 60)"
+        selected = f"rgba({accent.red()}, {accent.green()}, {accent.blue()}, {SELECTED_ALPHA})"
         self.setStyleSheet(
             f"#matchBody, QLabel {{ background: {theme.panel_background}; color: {theme.foreground};"
             f" font-size: {size}pt; }}"
             f" QTableWidget {{ background: {theme.panel_background}; color: {theme.foreground};"
             f" border: none; font-size: {size}pt; selection-background-color: {selected};"
             f" selection-color: {theme.foreground}; }}"
+            f" QTableWidget::item {{ padding: 0px 6px; }}"
             f" QHeaderView::section {{ background: {theme.panel_background}; color: {theme.foreground};"
             f" border: none; border-bottom: 1px solid {theme.foreground}; padding: 2px 6px;"
             f" font-size: {size}pt; }}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QSpinBox,
     QWidget,
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
 from memviz.core import search as pattern
 from memviz.core.trace import Trace
 from memviz.errors import MemvizError
-from memviz.panels.match import MatchPanel, publish
+from memviz.panels.match import MatchPanel, publish, visible
 from memviz.ui.jobs import Job, JobThread
 
 DEFAULT_SPAN = 5  # steps, ending at the cursor
@@ -63,6 +64,12 @@ class FindSimilarDialog(QDialog):
         span.addWidget(self.start)
         span.addWidget(self.end)
         form.addRow("Steps (from, to)", span)
+        self.preview = QLabel()  # the span's text, as the steps change
+        self.preview.setTextFormat(Qt.TextFormat.PlainText)
+        form.addRow("Text", self.preview)
+        for box in (self.start, self.end):
+            box.valueChanged.connect(self._show_text)
+        self._show_text()
         self.layer = QSpinBox()
         self.layer.setRange(0, max(0, pattern.num_layers(trace) - 1))
         self.layer.setValue(min(max(layer, 0), self.layer.maximum()))
@@ -74,20 +81,20 @@ class FindSimilarDialog(QDialog):
             "all units (or e.g. 3,17,40)" if recurrent else "a transformer's layer is searched whole"
         )
         form.addRow("Units", self.units)
-        self.metric = QComboBox()
-        self.metric.addItems(pattern.METRICS)
-        self.metric.setToolTip(
+        self.distance = QComboBox()
+        self.distance.addItems(pattern.METRICS)
+        self.distance.setToolTip(
             "euclidean: L2 distance over the span's states; binary (LSTMVis): how many (step, unit) "
             "cells are on (above the threshold) where the query's are off, or the reverse"
         )
-        form.addRow("Distance", self.metric)
+        form.addRow("Distance", self.distance)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(-1e6, 1e6)
         self.threshold.setDecimals(3)
         self.threshold.setSingleStep(0.05)
         self.threshold.setValue(pattern.DEFAULT_THRESHOLD)
-        form.addRow("On above", self.threshold)
-        self.metric.currentTextChanged.connect(lambda m: self.threshold.setEnabled(m == "binary"))
+        form.addRow("Binary: on above", self.threshold)
+        self.distance.currentTextChanged.connect(lambda m: self.threshold.setEnabled(m == "binary"))
         self.threshold.setEnabled(False)
         self.top = QSpinBox()
         self.top.setRange(1, 1000)
@@ -105,6 +112,12 @@ class FindSimilarDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def _show_text(self) -> None:
+        start, end = sorted((self.start.value(), self.end.value()))
+        labels = self.trace.token_labels[start : end + 1]
+        text = visible("".join(labels))
+        self.preview.setText(f"\u201c{text[:60]}\u2026\u201d" if len(text) > 60 else f"\u201c{text}\u201d")
+
     def query(self) -> pattern.Query:
         """The query as typed (MemvizError for units that do not parse)."""
         start, end = sorted((self.start.value(), self.end.value()))
@@ -114,7 +127,7 @@ class FindSimilarDialog(QDialog):
             end=end,
             units=pattern.parse_units(self.units.text()) if self.units.isEnabled() else None,
             top=self.top.value(),
-            metric=self.metric.currentText(),
+            metric=self.distance.currentText(),
             threshold=self.threshold.value(),
         )
 
