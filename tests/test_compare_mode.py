@@ -273,6 +273,7 @@ def test_compare_with_a_saved_trace_feeds_a_b_and_b_minus_a(make_window, qtbot, 
         panels["attention"].heatmap.data, a.attention_matrix(LAYER, HEAD)[: t + 1, : t + 1]
     )
     assert type(window.panels["heads"]) is HeadGridPanel
+    assert window.panels["attention"].figure_title(window.view.state).split(" - ")[1].endswith("(A)")
     window.compare_actions.set_mode("b")
     window.redraw()
     np.testing.assert_array_equal(

@@ -14,6 +14,8 @@ compared at all (their tokens differ), as `memviz compare` does.
 
 The steps compared are those both runs have read with the same tokens, from the start: the run on
 screen may still be reading (an intervention's re-read), so `len` follows it.
+
+`NamedRun(a, "A")` is run A as itself, named "… (A)", so a view of A says which run it shows.
 """
 
 from __future__ import annotations
@@ -228,3 +230,19 @@ class TraceDiff:
     @property
     def nbytes(self) -> int:
         return sum(array.nbytes for _n, array in self._cache.values())
+
+
+class NamedRun:
+    """One run of a comparison shown as itself under a name that says which it is ("name (A)"), so a
+    figure of A says so: every read goes to the run, only `model`'s name differs."""
+
+    def __init__(self, run: Trace, side: str = "A") -> None:
+        self.run = run
+        self.side = side
+        self.model = dict(run.model, name=f"{run.model.get('name', '?')} ({side})")
+
+    def __len__(self) -> int:
+        return len(self.run)
+
+    def __getattr__(self, name: str):
+        return getattr(self.run, name)

@@ -22,7 +22,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from memviz.core.trace import Trace
-from memviz.core.trace_diff import TraceDiff, check_comparable, same_model
+from memviz.core.trace_diff import NamedRun, TraceDiff, check_comparable, same_model
 from memviz.core.view import COMPARE_MODES, ViewState
 from memviz.panels.base import Panel
 from memviz.panels.compare_modes import fed_trace, panel_class_for
@@ -55,6 +55,7 @@ class CompareActions(QObject):
         self.jobs = JobThread("memviz-compare", self)
         self.job: Job | None = None
         self._difference: TraceDiff | None = None
+        self._named: NamedRun | None = None  # A as the panels are fed it
         self._mode = self.view.state.compare
         self._quiet = False  # the window is showing a trace: no re-feeding from a view change meanwhile
         self.compare_action = QAction("Compare with...", window)
@@ -140,9 +141,14 @@ class CompareActions(QObject):
         return panel_class_for(cls, mode, same_model(trace.baseline, trace), self.names(trace))
 
     def fed(self, name: str, trace: Trace | None):
-        """What the panel named `name` draws: B, A or B - A."""
+        """What the panel named `name` draws: B, A (named "… (A)") or B - A."""
         mode = self.mode if trace is self.trace else "b"
-        return fed_trace(name, mode, trace, self.difference(trace) if mode == "diff" else None)
+        fed = fed_trace(name, mode, trace, self.difference(trace) if mode == "diff" else None)
+        if mode == "a" and fed is not trace and fed is not None:
+            if self._named is None or self._named.run is not fed:
+                self._named = NamedRun(fed, "A")
+            return self._named
+        return fed
 
     # -- the user's requests ------------------------------------------------------------------------------
     def set_mode(self, mode: str) -> bool:
@@ -237,6 +243,7 @@ class CompareActions(QObject):
         self.picked = self.picked_for = None
         self.picked_name = ""
         self._difference = None
+        self._named = None
 
     def _refuse(self, reason: str) -> bool:
         self.last_error = reason
