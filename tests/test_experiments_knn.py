@@ -46,26 +46,28 @@ def test_lambda_zero_is_memviz_eval(model):
 def test_a_tokens_mix_equals_the_neighbours_by_hand(model):
     _, backend, store = model
     k, lam, temperature = 4, 0.3, 2.0
-    scores, _ = knn.score_tokens(backend, store, HELD_OUT, ks=(k,), temperature=temperature)
-    # the same text read by hand: the key after token t and the model's own distribution
+    # k between two others: an exact store is searched once at the largest k and cut (score_tokens)
+    scores, _ = knn.score_tokens(backend, store, HELD_OUT, ks=(1, k, 16), temperature=temperature)
+    mixed = knn.interpolate(scores.p_lm, scores.p_knn[1], scores.has_neighbours[1], lam)
+    # the same text read by hand: the key after each token and the model's own distribution
     session = Session(backend)
     session.feed(HELD_OUT)
-    t = 7
-    for _ in range(t + 1):
+    ids = backend.encode(HELD_OUT).ids
+    recalled = 0
+    for t in range(len(ids) - 1):
         session.step()
-    p_lm = session.last_distribution
-    target = backend.encode(HELD_OUT).ids[t + 1]
-    ids, distances, values = store.search(session.keys[t], k)
-    weights = {}
-    for v, d in zip(values, distances, strict=True):
-        if v >= 0:
-            weights[int(v)] = weights.get(int(v), 0.0) + math.exp(-float(d) / temperature)
-    p_knn = weights.get(int(target), 0.0) / sum(weights.values())
-    by_hand = lam * p_knn + (1 - lam) * p_lm[target]
-    mixed = knn.interpolate(scores.p_lm, scores.p_knn[0], scores.has_neighbours[0], lam)
-    assert scores.targets[t] == target
-    assert mixed[t] == pytest.approx(by_hand, rel=1e-9)
-    assert scores.p_lm[t] == pytest.approx(p_lm[target], rel=1e-12)
+        p_lm, target = session.last_distribution, ids[t + 1]
+        _, distances, values = store.search(session.keys[t], k)
+        weights: dict[int, float] = {}
+        for v, d in zip(values, distances, strict=True):
+            if v >= 0:
+                weights[int(v)] = weights.get(int(v), 0.0) + math.exp(-float(d) / temperature)
+        p_knn = weights.get(int(target), 0.0) / sum(weights.values())
+        recalled += p_knn > 0
+        assert scores.targets[t] == target
+        assert scores.p_lm[t] == pytest.approx(p_lm[target], rel=1e-12)
+        assert mixed[t] == pytest.approx(lam * p_knn + (1 - lam) * p_lm[target], rel=1e-9), t
+    assert recalled > 5  # the neighbours' next tokens are weighed, not only the (1 - λ) share
 
 
 @pytest.mark.parametrize("lam", [0.25, 1.0])
