@@ -13,6 +13,7 @@ import pytest
 
 from memviz.cli import main
 from memviz.core import search as pattern
+from memviz.errors import MemvizError
 from memviz.export.data import read_csv_values
 
 REPEAT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n"
@@ -301,3 +302,23 @@ def test_nearest_spans_never_overlap():
     d = np.array([0.0, 0.1, 0.2, 0.3, 0.05, 0.4, 0.6, 0.7, 0.01])
     assert pattern.nearest_spans(d, 3, 10) == [0, 8, 4]  # 1, 2 overlap 0; 5, 6, 7 overlap 4 or 8
     assert pattern.nearest_spans(d, 3, 10, blocked=(0, 1)) == [8, 4]
+
+
+def test_gru_layers_of_different_widths(rnn_dir_factory, run_session, tmp_path):
+    """A GRU of layers 9, 5, 7: layer 1's states are its 5 units (the trace pads them to 9), read
+    the same from the trace and by layer_states; a unit past its width is refused."""
+    from memviz.backends.layer_states import layer_states
+    from memviz.backends.registry import load_backend
+
+    folder = rnn_dir_factory(tmp_path / "gru", cell="gru", sizes=(9, 5, 7))
+    backend = load_backend(str(folder))
+    trace = run_session(backend, REPEAT * 2).trace
+    query = pattern.Query(layer=1, start=80, end=89, top=3)
+    states = pattern.run_states(trace, query)
+    assert states.shape == (len(trace), 5)
+    np.testing.assert_allclose(layer_states(backend, trace.token_ids, 1), states, atol=1e-5)
+    result = pattern.search(trace, query)
+    expected = brute_force(states.astype(np.float64), 80, 89, 3)
+    assert [m.start for m in result.matches] == [s for s, _ in expected]
+    with pytest.raises(MemvizError, match="unit 5 is out of range: layer 1 has units 0..4"):
+        pattern.check_query(trace, pattern.Query(layer=1, start=3, end=5, units=(5,)))
