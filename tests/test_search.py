@@ -322,3 +322,46 @@ def test_gru_layers_of_different_widths(rnn_dir_factory, run_session, tmp_path):
     assert [m.start for m in result.matches] == [s for s, _ in expected]
     with pytest.raises(MemvizError, match="unit 5 is out of range: layer 1 has units 0..4"):
         pattern.check_query(trace, pattern.Query(layer=1, start=3, end=5, units=(5,)))
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_streamed_distances_equal_the_whole_document(n):
+    """A long document's states come in pieces (any sizes, some shorter than the span): every span
+    is compared once, as over the states held whole."""
+    rng = np.random.default_rng(1)
+    states = rng.normal(size=(120, 4)).astype(np.float32)
+    sizes = [2, 1, 30, 5, 1, 81]
+    cuts = np.cumsum(sizes)[:-1]
+    pieces = np.split(states, cuts)
+    for metric in pattern.METRICS:
+        whole = pattern.span_distances(states, states[10 : 10 + n], metric, 0.2)
+        streamed = pattern.streamed_distances(iter(pieces), states[10 : 10 + n], metric, 0.2)
+        np.testing.assert_array_equal(streamed, whole)
+    units = (0, 3)
+    whole = pattern.span_distances(states[:, units], states[10 : 10 + n][:, units])
+    streamed = pattern.streamed_distances(
+        iter(pieces), states[10 : 10 + n][:, units], "euclidean", 0.0, units
+    )
+    np.testing.assert_array_equal(streamed, whole)
+
+
+def test_layer_state_pieces_of_a_long_document_are_its_states(gpt2, lstm, monkeypatch):
+    """Pieces: recurrent chunks (state carried) and transformer windows (overlapping context) make
+    the same states as one pass where one pass fits."""
+    from memviz.backends import layer_states as module
+    from memviz.backends.registry import load_backend
+
+    lstm_backend = load_backend(str(lstm))
+    ids = lstm_backend.encode(REPEAT * 2).ids
+    whole = module.layer_states(lstm_backend, ids, 1)
+    monkeypatch.setattr(module, "CHUNK", 17)
+    pieces = list(module.layer_state_pieces(lstm_backend, ids, 1))
+    assert len(pieces) == -(-len(ids) // 17)
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+    gpt2_backend = load_backend(str(gpt2), device="cpu")
+    ids = gpt2_backend.encode(REPEAT * 8).ids  # longer than its 128 positions: windows
+    assert len(ids) > gpt2_backend.info.context_size
+    states = module.layer_states(gpt2_backend, ids, 2)
+    assert states.shape == (len(ids), 32)
+    head = gpt2_blocks_by_hand(gpt2, ids[:128], 2)  # the first window: its own pass
+    np.testing.assert_allclose(states[:128], head, atol=1e-4)

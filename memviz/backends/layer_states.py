@@ -14,7 +14,7 @@ the KV-cache steps to 7e-7 on the tests' GPT-2, nn.LSTM equals the stepped cell 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,11 +27,18 @@ CHUNK = 2048  # tokens per recurrent call (memory: chunk x hidden floats per lay
 
 def layer_states(backend, token_ids: Sequence[int], layer: int) -> np.ndarray:
     """float32 [n, D]: `layer`'s state after each of the n tokens (D: that layer's width)."""
+    pieces = list(layer_state_pieces(backend, token_ids, layer))
+    return np.concatenate(pieces) if pieces else np.zeros((0, _width(backend, layer)), dtype=np.float32)
+
+
+def layer_state_pieces(backend, token_ids: Sequence[int], layer: int) -> Iterator[np.ndarray]:
+    """The same states in consecutive pieces ([m, D] each, in order), so that a long document is
+    never held whole: a recurrent chunk or a transformer window at a time."""
     ids = [int(i) for i in token_ids]
     if not 0 <= layer < backend.info.num_layers:
         raise ValueError(f"layer {layer} is not in this model ({backend.info.num_layers} layers)")
     if not ids:
-        return np.zeros((0, _width(backend, layer)), dtype=np.float32)
+        return iter(())
     if backend.info.kind == "transformer":
         return _transformer_states(backend, ids, layer)
     return _recurrent_states(backend, ids, layer)
@@ -56,42 +63,39 @@ def _layer_module(model: nn.Module, k: int, cell: str) -> nn.Module:
     return module.to(w_ih.device).eval()
 
 
-@torch.inference_mode()
-def _recurrent_states(backend, ids: list[int], layer: int) -> np.ndarray:
+def _recurrent_states(backend, ids: list[int], layer: int) -> Iterator[np.ndarray]:
     model = backend.model
     layers = [_layer_module(model, k, backend.cell) for k in range(layer + 1)]
     state: list = [None] * len(layers)
     device = model.embedding.weight.device
-    pieces = []
     for s in range(0, len(ids), CHUNK):
-        x = model.embedding(torch.tensor([ids[s : s + CHUNK]], dtype=torch.long, device=device))
-        for k, module in enumerate(layers):
-            x, state[k] = module(x, state[k])
-        pieces.append(x[0].to("cpu", torch.float32).numpy())
-    return np.concatenate(pieces)
+        with torch.inference_mode():  # not around the yield: the consumer's code runs there
+            x = model.embedding(torch.tensor([ids[s : s + CHUNK]], dtype=torch.long, device=device))
+            for k, module in enumerate(layers):
+                x, state[k] = module(x, state[k])
+            piece = x[0].to("cpu", torch.float32).numpy()
+        yield piece
 
 
 # -- transformers ------------------------------------------------------------------------------------
-@torch.inference_mode()
-def _transformer_states(backend, ids: list[int], layer: int) -> np.ndarray:
+def _transformer_states(backend, ids: list[int], layer: int) -> Iterator[np.ndarray]:
     from memviz.backends.transformers_lm import document_windows
 
     model = backend.model
     last = layer == backend.info.num_layers - 1
-    captured: list[torch.Tensor] = []
-    handle = None
-    if last:
-        norm = model.get_submodule(FINAL_NORM.get(backend.family.name, DEFAULT_NORM))
-        handle = norm.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
-    pieces = []
-    try:
-        for start, first_new, length in document_windows(len(ids), backend.info.context_size):
-            window = torch.tensor([ids[start : start + length]], device=model.device)
-            captured.clear()
-            out = model.base_model(input_ids=window, output_hidden_states=not last, use_cache=False)
-            states = captured[-1] if last else out.hidden_states[layer + 1]
-            pieces.append(states.reshape(length, -1)[first_new - start :].to("cpu", torch.float32).numpy())
-    finally:
-        if handle is not None:
-            handle.remove()
-    return np.concatenate(pieces)
+    norm = model.get_submodule(FINAL_NORM.get(backend.family.name, DEFAULT_NORM)) if last else None
+    for start, first_new, length in document_windows(len(ids), backend.info.context_size):
+        window = torch.tensor([ids[start : start + length]], device=model.device)
+        captured: list[torch.Tensor] = []
+        # the hook lives for this pass only: no other pass (the session's step) can add to it
+        keep = captured.append
+        handle = norm.register_forward_pre_hook(lambda _m, args, keep=keep: keep(args[0])) if last else None
+        try:
+            with torch.inference_mode():
+                out = model.base_model(input_ids=window, output_hidden_states=not last, use_cache=False)
+                states = captured[-1] if last else out.hidden_states[layer + 1]
+                piece = states.reshape(length, -1)[first_new - start :].to("cpu", torch.float32).numpy()
+        finally:
+            if handle is not None:
+                handle.remove()
+        yield piece

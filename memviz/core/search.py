@@ -22,7 +22,7 @@ the same run or document (ties: the earlier span first).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -247,6 +247,23 @@ def span_distances(
     return out if metric == "binary" else np.sqrt(out)
 
 
+def streamed_distances(
+    pieces: Iterable[np.ndarray], pattern: np.ndarray, metric: str, threshold: float, units=None
+) -> np.ndarray:
+    """span_distances over states that come in consecutive pieces (a long document), holding one
+    piece and the n - 1 steps before it at a time: each span is compared once, in the block that
+    holds its last step."""
+    n = len(pattern)
+    out: list[np.ndarray] = []
+    tail: np.ndarray | None = None
+    for piece in pieces:
+        piece = select_units(piece, units)
+        block = piece if tail is None else np.concatenate([tail, piece])
+        out.append(span_distances(block, pattern, metric, threshold))
+        tail = block[len(block) - (n - 1) :] if n > 1 else block[:0]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float64)
+
+
 def nearest_spans(
     distances: np.ndarray, length: int, top: int, blocked: tuple[int, int] | None = None
 ) -> list[int]:
@@ -300,26 +317,27 @@ def store_documents(store, backend) -> Iterator[Document]:
     A store keeps a document's text and, per entry, the token at positions 1..n-1 (the value) with
     its text; token 0 is what the text holds before token 1, encoded again with the model."""
     for info in store.documents():
-        records = []
-        while True:
-            page = store.records(info.id, offset=len(records), limit=RECORDS_PAGE)
-            records.extend(page)
+        ids: list[int] = []
+        texts: list[str] = []
+        head = ""
+        while True:  # a page at a time: only the ids and texts are kept
+            page = store.records(info.id, offset=len(ids), limit=RECORDS_PAGE)
+            if page and not ids:
+                head = page[0].before  # the snippet starts at the text's start: token 0 is all of it
+            ids.extend(int(r.next_token) for r in page)
+            texts.extend(r.token_text for r in page)
             if len(page) < RECORDS_PAGE:
                 break
-        if not records:
+        if not ids:
             continue
-        head = records[0].before  # the snippet starts at the text's start: token 0 is all of it
         head_ids = list(backend.encode(head).ids) if head else []
-        ids = head_ids + [int(r.next_token) for r in records]
-        texts = [head] * len(head_ids) + [r.token_text for r in records]
-        yield Document(info.id, info.name, ids, texts)
+        yield Document(info.id, info.name, head_ids + ids, [head] * len(head_ids) + texts)
 
 
 # -- the search ----------------------------------------------------------------------------------------
 def _candidates(
-    states: np.ndarray, pattern: np.ndarray, query: Query, blocked: tuple[int, int] | None
+    distances: np.ndarray, query: Query, blocked: tuple[int, int] | None
 ) -> tuple[list[tuple[float, int]], int]:
-    distances = span_distances(states, pattern, query.metric, query.threshold)
     starts = nearest_spans(distances, query.length, query.top, blocked)
     return [(float(distances[s]), s) for s in starts], len(distances)
 
@@ -346,20 +364,22 @@ def search(
     labels = trace.token_labels
     query_text = sep.join(labels[query.start : query.end + 1])
     found: list[tuple[float, int, int, int, Document | None]] = []  # distance, order, start, source
-    run, compared = _candidates(states, pattern, query, (query.start, query.end))
+    distances = span_distances(states, pattern, query.metric, query.threshold)
+    run, compared = _candidates(distances, query, (query.start, query.end))
     found += [(d, 0, s, 0, None) for d, s in run]
     searched = {RUN: compared}
     notes: list[str] = []
     if store is not None:
-        from memviz.backends.layer_states import layer_states
+        from memviz.backends.layer_states import layer_state_pieces
 
         documents = list(store_documents(store, backend))
         for k, doc in enumerate(documents, start=1):
             if cancelled is not None and cancelled():
                 notes.append(f"cancelled after {k - 1} of {len(documents)} documents")
                 break
-            doc_states = select_units(layer_states(backend, doc.token_ids, query.layer), query.units)
-            hits, compared = _candidates(doc_states, pattern, query, None)
+            pieces = layer_state_pieces(backend, doc.token_ids, query.layer)
+            distances = streamed_distances(pieces, pattern, query.metric, query.threshold, query.units)
+            hits, compared = _candidates(distances, query, None)
             found += [(d, k, s, k, doc) for d, s in hits]
             searched[doc.name] = searched.get(doc.name, 0) + compared
             if progress is not None:
