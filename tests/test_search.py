@@ -365,3 +365,16 @@ def test_layer_state_pieces_of_a_long_document_are_its_states(gpt2, lstm, monkey
     assert states.shape == (len(ids), 32)
     head = gpt2_blocks_by_hand(gpt2, ids[:128], 2)  # the first window: its own pass
     np.testing.assert_allclose(states[:128], head, atol=1e-4)
+
+
+def test_a_transformer_trace_whose_model_is_gone_asks_for_model(gpt2_trace, tmp_path, capsys):
+    from memviz.core.trace import Trace
+
+    _, trace = gpt2_trace
+    moved = Trace.from_arrays(trace.to_arrays())
+    moved.model["source"] = str(tmp_path / "gone")
+    moved.save(tmp_path / "moved.memviz")
+    code, _, err = run_cli(
+        capsys, "search", "--trace", str(tmp_path / "moved.memviz"), "--layer", "0", "--steps", "2-3"
+    )
+    assert code == 2 and err.count("\n") == 1 and "give --model" in err

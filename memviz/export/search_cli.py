@@ -68,7 +68,12 @@ def _backend(trace: Trace, args: argparse.Namespace):
     spec = args.model or trace.model.get("source") or trace.model.get("name")
     if not spec:
         raise MemvizError("the trace does not name its model: give --model")
-    return load_backend(str(spec), device=args.device, dtype=args.dtype)
+    try:
+        return load_backend(str(spec), device=args.device, dtype=args.dtype)
+    except MemvizError as exc:
+        if args.model:
+            raise
+        raise MemvizError(f"{exc} (the model the trace names; give --model)") from None
 
 
 def format_table(result: pattern.SearchResult) -> list[str]:
