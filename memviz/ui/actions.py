@@ -19,7 +19,7 @@ class ActionSpec:
     text: str
     shortcut: str | QKeySequence.StandardKey | None
     slot: str  # the window's method it triggers
-    menu: str | None  # "file", "quit" (File, below the extras), "view" or None
+    menu: str | None  # "file", "quit" (File, below the extras), "view", "run" (placed by the window) or None
     tooltip: str = ""
 
 
@@ -35,6 +35,22 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("open_folder", "Open model folder...", "Ctrl+Shift+O", "open_model_folder_dialog", "file"),
     ActionSpec("open_trace", "Open trace...", None, "open_trace_dialog", "file"),
+    ActionSpec(
+        "open_experiment",
+        "Open experiment results...",
+        None,
+        "open_experiment_results",
+        "file",
+        "Show a saved memory-span experiment's folder (results.csv and its figures) again",
+    ),
+    ActionSpec(
+        "experiments",
+        "Experiments...",
+        None,
+        "show_experiments",
+        "run",
+        "Memory-span experiments (copy, context, timescales, knn) on one or more models",
+    ),
     ActionSpec("quit", "Quit", QKeySequence.StandardKey.Quit, "close", "quit"),
     ActionSpec("reset_layout", "Reset layout", None, "reset_layout", "view"),
 )

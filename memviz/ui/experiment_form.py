@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QWidget
 
 from memviz.errors import MemvizError
@@ -151,6 +151,9 @@ class OptionsForm(QWidget):
     def __init__(self, spec: Experiment, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("experimentOptions")
+        self.setAttribute(
+            Qt.WidgetAttribute.WA_StyledBackground, True
+        )  # the theme's, not the viewport's white
         self.spec = spec
         self.fields: dict[str, OptionField] = {}
         layout = QFormLayout(self)

@@ -27,6 +27,7 @@ from memviz.core.view import ViewState
 from memviz.errors import MemvizError
 from memviz.experiments.result import ExperimentResult
 from memviz.panels.view_model import ViewModel
+from memviz.ui.jobs import one_line
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -89,7 +90,14 @@ def figure_classes(result: ExperimentResult) -> dict[str, type]:
     if spec is None:
         return {}
     classes = {stem: figure_class(path) for stem, path in spec.figures().items()}
-    return {stem: cls for stem, cls in classes.items() if cls.applies(result)}
+    return {stem: cls for stem, cls in classes.items() if applies(cls, result)}
+
+
+def applies(cls: type, result: ExperimentResult) -> bool:
+    """Whether the figure has something to show (copy's heatmap: a transformer); True for a
+    figure class that does not say."""
+    check = getattr(cls, "applies", None)
+    return bool(check(result)) if callable(check) else True
 
 
 class ResultsView(QWidget):
@@ -116,11 +124,22 @@ class ResultsView(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("figureTabs")
-        for stem, cls in figure_classes(result).items():
+        self.figure_errors: dict[str, str] = {}
+        try:
+            classes = figure_classes(result)
+        except MemvizError as exc:
+            classes, self.figure_errors["figure"] = {}, str(exc)
+        for stem, cls in classes.items():
+            try:
+                figure = cls(self.view, result)
+            except Exception as exc:  # noqa: BLE001 - a figure that cannot draw this result: the table stays
+                self.figure_errors[stem] = one_line(exc)
+                continue
             page = QWidget()
+            page.setObjectName("figurePage")
+            page.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
             box = QVBoxLayout(page)
             box.setContentsMargins(4, 4, 4, 4)
-            figure = cls(self.view, result)
             title = QLabel(figure.figure_title(state))
             title.setObjectName("figureTitle")
             title.setWordWrap(True)
@@ -128,7 +147,9 @@ class ResultsView(QWidget):
             box.addWidget(figure, 1)
             self.figures[stem], self.titles[stem] = figure, title
             self.tabs.addTab(page, figure.title)
-        if not self.figures:
+        for stem, reason in self.figure_errors.items():
+            self.tabs.addTab(QLabel(f"cannot draw {stem}: {reason}"), stem)
+        if not self.figures and not self.figure_errors:
             self.tabs.addTab(QLabel(f"no figure for experiment {result.name!r} in this memviz"), "figure")
         splitter.addWidget(self.tabs)
         self.table = QTableView()
@@ -137,10 +158,10 @@ class ResultsView(QWidget):
         self.table.setModel(self.table_model)
         self.table.setSortingEnabled(False)  # rows in results.csv's order
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         splitter.addWidget(self.table)
-        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([620, 300])  # the table shows a dozen rows, the figure the rest
         layout.addWidget(splitter, 1)
 
         row = QHBoxLayout()

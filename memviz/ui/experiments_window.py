@@ -57,7 +57,7 @@ from memviz.ui.experiment_run import (
     new_results_folder,
     run_experiment,
 )
-from memviz.ui.jobs import Job, JobThread
+from memviz.ui.jobs import Job, JobThread, one_line
 from memviz.ui.resources import resource_path, style_sheet
 
 DEFAULT_SAMPLE = "samples/asyncio_threads.txt"  # held out from the bundled models' training text
@@ -74,6 +74,25 @@ def default_results_parent() -> Path:
 def first_line(text: str) -> str:
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[0] if lines else "failed"
+
+
+def window_rules(state: ViewState) -> str:
+    """What the app's style sheet leaves to the platform here (a light options pane and tab page
+    under the dark theme's pale text): the theme's own colours."""
+    t = state.theme_obj
+    border, muted = ("#3a3d42", "#9a9da2") if t.is_dark else ("#bbbbbb", "#555555")
+    return f"""
+QWidget#experimentOptions, QWidget#figurePage, QWidget#experimentSetup, QScrollArea#setupScroll {{
+    background: {t.background};
+}}
+QLabel#optionHelp {{ color: {muted}; }}
+QLabel#figureTitle {{ color: {t.foreground}; font-weight: bold; font-size: {t.font_size + 2}pt; }}
+QTabWidget::pane {{ border: 1px solid {border}; background: {t.panel_background}; }}
+QTabBar::tab {{
+    background: {t.background}; color: {muted}; border: 1px solid {border}; padding: 4px 14px;
+}}
+QTabBar::tab:selected {{ background: {t.panel_background}; color: {t.foreground}; }}
+"""
 
 
 class ExperimentsWindow(QMainWindow):
@@ -107,7 +126,19 @@ class ExperimentsWindow(QMainWindow):
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.setObjectName("experimentsSplitter")
-        splitter.addWidget(self._build_setup())
+        scroll = QScrollArea()  # a tall form (large talk fonts, many options) scrolls, never squeezes
+        scroll.setObjectName("setupScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self._build_setup())
+        left = QWidget()
+        left.setObjectName("experimentLeft")
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(scroll, 1)
+        column.addLayout(self._build_run_controls())  # Run stays in sight however tall the form
+        left.setMinimumWidth(400)
+        splitter.addWidget(left)
         self.results_area = QWidget()
         self.results_layout = QVBoxLayout(self.results_area)
         self.placeholder = QLabel(
@@ -120,7 +151,7 @@ class ExperimentsWindow(QMainWindow):
         splitter.addWidget(self.results_area)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([420, 980])
+        splitter.setSizes([460, 940])
         self.setCentralWidget(splitter)
         self.resize(1400, 860)
 
@@ -138,7 +169,7 @@ class ExperimentsWindow(QMainWindow):
     def _build_setup(self) -> QWidget:
         setup = QWidget()
         setup.setObjectName("experimentSetup")
-        setup.setMinimumWidth(380)
+        setup.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         outer = QVBoxLayout(setup)
 
         row = QHBoxLayout()
@@ -190,10 +221,7 @@ class ExperimentsWindow(QMainWindow):
 
         options = QGroupBox("Options")
         box = QVBoxLayout(options)
-        self.options_scroll = QScrollArea()
-        self.options_scroll.setWidgetResizable(True)
-        self.options_scroll.setObjectName("optionsScroll")
-        box.addWidget(self.options_scroll)
+        self.options_box = box  # the form goes first, rebuilt for each experiment
         common = QFormLayout()
         self.seed_spin = QSpinBox()
         self.seed_spin.setObjectName("experimentSeed")
@@ -215,7 +243,7 @@ class ExperimentsWindow(QMainWindow):
         files.addStretch(1)
         common.addRow("figure files", files)
         box.addLayout(common)
-        outer.addWidget(options, 1)
+        outer.addWidget(options)
 
         out = QGroupBox("Results")
         box = QVBoxLayout(out)
@@ -228,11 +256,19 @@ class ExperimentsWindow(QMainWindow):
         row.addWidget(self.folder_edit, 1)
         row.addWidget(self.folder_button)
         box.addLayout(row)
-        hint = QLabel("each run writes a new folder <experiment>-<date>-<time> here")
+        hint = QLabel("each run writes a new folder here: <experiment>-<date>-<time>")
         hint.setObjectName("optionHelp")
+        hint.setWordWrap(True)
         box.addWidget(hint)
         outer.addWidget(out)
+        outer.addStretch(1)
+        self.experiment_combo.currentIndexChanged.connect(self._on_experiment_changed)
+        self._on_experiment_changed()
+        return setup
 
+    def _build_run_controls(self) -> QVBoxLayout:
+        outer = QVBoxLayout()
+        outer.setContentsMargins(9, 4, 9, 9)
         row = QHBoxLayout()
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("experimentRun")
@@ -258,12 +294,10 @@ class ExperimentsWindow(QMainWindow):
         outer.addWidget(self.progress_bar)
         self.status_label = QLabel("")
         self.status_label.setObjectName("experimentStatus")
+        self.status_label.setWordWrap(True)  # one line of text; a long one wraps, never widens the column
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.status_label)
-
-        self.experiment_combo.currentIndexChanged.connect(self._on_experiment_changed)
-        self._on_experiment_changed()
-        return setup
+        return outer
 
     # == choices ===========================================================================================
     def state(self) -> ViewState:
@@ -300,8 +334,11 @@ class ExperimentsWindow(QMainWindow):
         self.help_label.setText(spec.help)
         self.text_group.setEnabled(spec.needs_text)
         self.text_group.setToolTip("" if spec.needs_text else f"{spec.name} makes its own tokens: no text")
+        if self.options_form is not None:
+            self.options_box.removeWidget(self.options_form)
+            self.options_form.deleteLater()
         self.options_form = OptionsForm(spec)
-        self.options_scroll.setWidget(self.options_form)
+        self.options_box.insertWidget(0, self.options_form)
 
     def models(self) -> list[str]:
         return [str(self.model_list.item(i).data(Qt.UserRole)) for i in range(self.model_list.count())]
@@ -470,16 +507,18 @@ class ExperimentsWindow(QMainWindow):
                 written += save_figures(
                     spec.figures(), outcome.result, outcome.folder, theme=args.theme, scale=args.scale
                 )
-            except MemvizError as exc:
-                figure_error = f"; the figure files failed: {first_line(str(exc))}"
+            except Exception as exc:  # noqa: BLE001 - the results are written: say why the figure is not
+                figure_error = f"; the figure files failed: {one_line(exc)}"
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(1)
         self.progress_bar.setFormat("done")
         self.show_result(outcome.result, outcome.folder)
         notes = [*self.text_warnings, *outcome.notes]
-        extra = f" ({notes[-1]})" if notes else ""
+        extra = f"; {len(notes)} note{'s' if len(notes) > 1 else ''} (hover to read)" if notes else ""
         self.say(
-            f"wrote {len(written)} files to {outcome.folder}{figure_error}{extra}", error=bool(figure_error)
+            f"wrote {len(written)} files to {outcome.folder}{figure_error}{extra}",
+            error=bool(figure_error),
+            details=notes,
         )
         self.finished.emit(outcome.folder)
 
@@ -494,9 +533,10 @@ class ExperimentsWindow(QMainWindow):
         self.say(line, error=not cancelled)
         self.failed.emit(line)
 
-    def say(self, text: str, error: bool = False) -> None:
+    def say(self, text: str, error: bool = False, details: list[str] | None = None) -> None:
+        """One line under Run; what it leaves out (the run's warnings) in its tooltip."""
         self.status_label.setText(first_line(text) if text else "")
-        self.status_label.setToolTip(text)
+        self.status_label.setToolTip("\n".join([text, *(details or [])]))
         self.status_label.setProperty("error", error)
         self.status_label.setStyleSheet("color: #e15759;" if error else "")
 
@@ -536,8 +576,7 @@ class ExperimentsWindow(QMainWindow):
 
     def apply_theme(self) -> None:
         state = self.state()
-        help_colour = "#9a9da2" if state.theme_obj.is_dark else "#555555"
-        self.setStyleSheet(style_sheet(state.theme) + f"\nQLabel#optionHelp {{ color: {help_colour}; }}")
+        self.setStyleSheet(style_sheet(state.theme) + window_rules(state))
         if self.results_view is not None:
             self.results_view.apply_theme(state)
 

@@ -33,6 +33,7 @@ from memviz.panels.view_model import ViewModel
 from memviz.ui.actions import TOOLBAR, build_actions
 from memviz.ui.colour_scale_menu import add_colour_scale_menu
 from memviz.ui.docks import LAYOUT_VERSION, Docks
+from memviz.ui.experiment_wiring import ExperimentsWiring
 from memviz.ui.model_picker import ModelPicker
 from memviz.ui.pacing import MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS, RedrawPacer
 from memviz.ui.playback import Playback
@@ -54,7 +55,7 @@ __all__ = ["LAYOUT_VERSION", "MAX_REDRAW_INTERVAL_MS", "REDRAW_INTERVAL_MS", "Ma
 MIN_WIDTH, MIN_HEIGHT = 960, 600  # the toolbars in two rows and two docks side by side still fit
 
 
-class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, TransportSlots):
+class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, TransportSlots, ExperimentsWiring):
     panels_built = Signal()  # after the docks were rebuilt for a trace: `panels` may hold new panels
     trace_opened = Signal(object)  # a saved trace was opened (File -> Open trace, a session, --trace)
     # Quitting or switching model with a run that has steps and was not saved asks first (Save /
@@ -238,6 +239,8 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.intervene_actions = InterveneActions(self, self.playback)  # Intervene... / Clear
         self.run_menu.addAction(self.intervene_actions.intervene_action)
         self.run_menu.addAction(self.intervene_actions.clear_action)
+        self.run_menu.addSeparator()
+        self.run_menu.addAction(self.window_actions["experiments"])  # the Experiments window
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -397,6 +400,7 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.settings.sync()
         self.export_actions.shutdown()
         self.compare_actions.shutdown()
+        self.shutdown_experiments()
         self.memory_controls.cancel_add()
         self.memory_controls.wait()
         self._worker_thread.stop()
