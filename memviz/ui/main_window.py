@@ -239,6 +239,10 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.intervene_actions = InterveneActions(self, self.playback)  # Intervene... / Clear
         self.run_menu.addAction(self.intervene_actions.intervene_action)
         self.run_menu.addAction(self.intervene_actions.clear_action)
+        from memviz.ui.match_actions import MatchActions
+
+        self.match_actions = MatchActions(self)  # Run -> Find similar... and the Pattern matches panel
+        self.run_menu.addAction(self.match_actions.find_action)
         self.run_menu.addSeparator()
         self.run_menu.addAction(self.window_actions["experiments"])  # the Experiments window
 
@@ -400,6 +404,7 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.settings.sync()
         self.export_actions.shutdown()
         self.compare_actions.shutdown()
+        self.match_actions.shutdown()
         self.shutdown_experiments()
         self.memory_controls.cancel_add()
         self.memory_controls.wait()
