@@ -183,6 +183,20 @@ def test_a_saved_folder_opens_again_with_the_same_rows(qtbot, make_xwindow, lstm
                 assert value == row[name]
     assert read_results(folder).rows == [model.result.rows[i] for i in range(model.rowCount())]
 
+    # Export figure...: the figure on show through the export renderer, PNG at a scale, SVG as text
+    from PySide6.QtGui import QImage
+
+    figure = view.figures["figure"]
+    qtbot.waitUntil(figure.isVisible)
+    qtbot.wait(50)  # laid out: the export takes the on-screen size
+    png = view.export_figure(tmp_path / "fig.png", scale=2.0)
+    one = view.export_figure(tmp_path / "fig1.png", scale=1.0)
+    image, image1 = QImage(str(png)), QImage(str(one))
+    assert image1.width() == max(320, figure.width()) and image.width() == 2 * image1.width()
+    assert image.height() == 2 * image1.height()
+    svg = view.export_figure(tmp_path / "fig.svg").read_text(encoding="utf-8")
+    assert "<svg" in svg and "time constant" in svg  # the axis label as real text
+
 
 def test_a_folder_that_is_not_an_experiments_is_refused_in_one_line(
     qtbot, make_xwindow, lstm_folder, tmp_path

@@ -92,6 +92,12 @@ QTabBar::tab {{
     background: {t.background}; color: {muted}; border: 1px solid {border}; padding: 4px 14px;
 }}
 QTabBar::tab:selected {{ background: {t.panel_background}; color: {t.foreground}; }}
+QScrollBar {{ background: {t.background}; border: none; }}
+QScrollBar:vertical {{ width: 12px; }}
+QScrollBar:horizontal {{ height: 12px; }}
+QScrollBar::handle {{ background: {border}; border-radius: 4px; min-height: 24px; min-width: 24px; }}
+QScrollBar::add-line, QScrollBar::sub-line {{ width: 0; height: 0; }}
+QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
 """
 
 
@@ -333,6 +339,9 @@ class ExperimentsWindow(QMainWindow):
         spec = self.spec()
         self.help_label.setText(spec.help)
         self.text_group.setEnabled(spec.needs_text)
+        self.text_group.setTitle(
+            "Text" if spec.needs_text else f"Text (not used: {spec.name} makes its own tokens)"
+        )
         self.text_group.setToolTip("" if spec.needs_text else f"{spec.name} makes its own tokens: no text")
         if self.options_form is not None:
             self.options_box.removeWidget(self.options_form)
