@@ -31,6 +31,7 @@ from memviz.backends.tokenizers import Tokenizer
 from memviz.errors import CheckpointError
 
 DOCUMENT_CHUNK = 2048  # tokens per nn.LSTM / nn.GRU call in document_keys (the state carried between)
+SCORE_CHUNK = 64  # steps per call in score before the scored ones (their outputs dropped)
 
 
 class RecurrentBackend:
@@ -257,10 +258,16 @@ class RecurrentBackend:
         self, ids: torch.Tensor, targets: torch.Tensor, attentions: bool = False
     ) -> tuple[torch.Tensor, None]:
         """log p of targets [B, K] at the last K positions of ids [B, T], from a zero state: nn.LSTM /
-        nn.GRU over the whole batch in one call (the step state is untouched, no interventions)."""
-        k = targets.shape[1]
-        out, _ = self.model.run(ids.to(self._embedding.device))
-        logp = torch.log_softmax(self.model.head(out[:, -k:]).float(), dim=-1)
+        nn.GRU over the whole batch (the step state is untouched, no interventions). The steps
+        before the last K go through in chunks whose outputs are dropped, so a long batch holds
+        B x SCORE_CHUNK outputs, not B x T."""
+        ids = ids.to(self._embedding.device)
+        lead = ids.shape[1] - targets.shape[1]
+        state = None
+        for s in range(0, lead, SCORE_CHUNK):
+            _, state = self.model.run(ids[:, s : min(lead, s + SCORE_CHUNK)], state)
+        out, _ = self.model.run(ids[:, lead:], state)
+        logp = torch.log_softmax(self.model.head(out).float(), dim=-1)
         return logp.gather(-1, targets.to(logp.device).unsqueeze(-1)).squeeze(-1).cpu(), None
 
     def _document_chunk(self) -> int:

@@ -308,6 +308,26 @@ class TransformerBackend:
             internals=internals,
         )
 
+    @torch.inference_mode()
+    def score(
+        self, ids: torch.Tensor, targets: torch.Tensor, attentions: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """log p of targets [B, K] at the last K positions of ids [B, T]: one forward pass over the
+        batch, no cache (the step state is untouched), no interventions. With `attentions`, every
+        layer's weights [B, A, T, T] too (the experiments' induction score)."""
+        k = targets.shape[1]
+        out = self.model(
+            input_ids=ids.to(self.model.device),
+            use_cache=False,
+            output_attentions=attentions,
+            logits_to_keep=k,
+        )
+        logp = torch.log_softmax(out.logits[:, -k:].float(), dim=-1)
+        picked = logp.gather(-1, targets.to(logp.device).unsqueeze(-1)).squeeze(-1).cpu()
+        if attentions and not out.attentions:
+            raise MemvizError(f"{self.info.name}: its attention implementation returns no weights")
+        return picked, (out.attentions if attentions else None)
+
     def document_keys(self, token_ids: list[int]) -> Iterator[np.ndarray]:
         """Keys after tokens 0 .. n-2: whole windows in one forward pass each (no KV cache, so the
         step state is untouched), overlapping as document_windows says; the hook is gone before

@@ -119,10 +119,29 @@ class ExperimentFigure(GraphicsPanel):
             plot.addItem(bars)
         return item
 
+    def log_ticks(self, plot: pg.PlotItem, values) -> None:
+        """Plain numbers (1, 2, 5, 10, 20, ...) on a log x axis, not pyqtgraph's '5·10¹'."""
+        values = [float(v) for v in values if v is not None and float(v) > 0]
+        if not values:
+            return
+        lo, hi = min(values), max(values)
+        ticks = []
+        for power in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
+            for step in (1, 2, 5):
+                v = step * 10**power
+                if lo / 1.05 <= v <= hi * 1.05:
+                    ticks.append((float(np.log10(v)), f"{v:,}"))
+        plot.getAxis("bottom").setTicks([ticks, []])
+
     def reference_line(self, plot: pg.PlotItem, value: float, horizontal: bool = True) -> None:
         line = pg.InfiniteLine(pos=value, angle=0 if horizontal else 90, movable=False)
         plot.addItem(line, ignoreBounds=True)
         self.lines.append(line)
+
+    @classmethod
+    def applies(cls, result: ExperimentResult) -> bool:
+        """Whether the result has anything this figure shows (copy's heatmap: a transformer)."""
+        return True
 
     # -- the panel contract ----------------------------------------------------------------------
     @classmethod
@@ -179,10 +198,14 @@ def save_figures(
     formats: tuple[str, ...] = FIGURE_FORMATS,
 ) -> list[Path]:
     """Each figure (file stem -> 'module:Class') as <stem>.svg, .pdf and .png (PNG at `scale`) in
-    `out_dir`; every file written beside and renamed into place."""
+    `out_dir` (a figure with nothing to show is left out); every file written beside and renamed
+    into place."""
     written = []
     for stem, path in figures.items():
-        renderer = renderer_for(figure_class(path), result, theme=theme, size=size)
+        cls = figure_class(path)
+        if not cls.applies(result):
+            continue
+        renderer = renderer_for(cls, result, theme=theme, size=size)
         try:
             for fmt in formats:
                 written.append(renderer.save(Path(out_dir) / f"{stem}.{fmt}", fmt=fmt, scale=scale))
