@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="run a model over text and save the trace")
     commands.add_trace_options(p)
     p.add_argument("--out", required=True, help="output .memviz file")
+    p.add_argument(
+        "--dense-attention",
+        action="store_true",
+        help="keep every attention row (trace format 1, for tools such as bertviz) instead of queries "
+        "and keys (format 2: rows rebuilt exactly on demand, a file that grows with T, not T squared)",
+    )
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("models", help="list the bundled models")

@@ -113,6 +113,7 @@ def build_session(args: argparse.Namespace):
         recall=recall,
         interventions=interventions,
         logit_lens=bool(getattr(args, "logit_lens", False)),
+        dense_attention=bool(getattr(args, "dense_attention", False)),
     )
 
 

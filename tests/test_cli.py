@@ -116,6 +116,7 @@ def test_trace_gpt2_matches_transformers(gpt2_dir, tmp_path, capsys):
         "0.9",
         "--top-k",
         "20",
+        "--dense-attention",  # format 1: the dense matrix, compared below
         "--out",
         out,
     )
@@ -424,6 +425,7 @@ def test_text_longer_than_the_window(gpt2_dir_factory, tmp_path, capsys):
         TEXT * 3,
         "--generate",
         "3",
+        "--dense-attention",
         "--out",
         tmp_path / "long.memviz",
     )

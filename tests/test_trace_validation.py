@@ -30,9 +30,9 @@ def lstm_arrays(tmp_path_factory, run_session, lstm_dir_factory) -> dict[str, np
 
 @pytest.fixture(scope="module")
 def gpt2_arrays(tmp_path_factory, run_session, gpt2_dir_factory) -> dict[str, np.ndarray]:
-    """The arrays of a real GPT-2 run, as its file holds them."""
+    """The arrays of a real GPT-2 run, as its file holds them (format 1: dense attention)."""
     folder = gpt2_dir_factory(tmp_path_factory.mktemp("gpt2") / "m", layers=2, heads=2)
-    return run_session(folder, text="The quick fox.").trace.to_arrays()
+    return run_session(folder, text="The quick fox.", dense_attention=True).trace.to_arrays()
 
 
 @pytest.fixture

@@ -1,11 +1,17 @@
 """Any decoder-only causal LM of `transformers` whose family memviz knows, one token per step.
 
 Eager attention is forced (the default SDPA path silently returns no attention weights) and each
-step goes through the KV cache, so a step costs one token, not a re-run. Every layer's and head's
-attention row is recorded: query heads, as many as the model has, whether or not they share
-key/value heads (grouped-query attention). A sliding-window layer's cache keeps only its window,
-so its row is padded with zeros on the left to the full t+1 positions (which is what the full
-forward pass gives, the mask having zeroed them there).
+step goes through the KV cache, so a step costs one token, not a re-run. Each step records, for every
+layer, the query (per query head) and the new key (per key/value head) after rotary embedding
+(`ATTENTION_Q`, `ATTENTION_K`, captured by backends.qk_capture's "memviz_eager" attention function,
+which calls the family's own eager attention), and `attention_layout` says how a row is rebuilt
+from them (trace format 2). Where a row cannot be rebuilt from q and k (GPT-Neo, whose attention
+does not go through transformers' AttentionInterface; a mask: or context: intervention;
+`set_attention_storage("dense")`, i.e. `memviz trace --dense-attention`) every layer's and head's
+attention row is recorded instead, as before: query heads, as many as the model has, whether or
+not they share key/value heads. A sliding-window layer's cache keeps only its window, so its row
+is padded with zeros on the left to the full t+1 positions (which is what the full forward pass
+gives, the mask having zeroed them there).
 
 The kNN-LM key is the module that backends.families names for the family, captured with a forward
 hook that lives for one forward pass only: no other pass (a document being read into the memory)
@@ -32,6 +38,7 @@ from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.families import TRANSFORMER, Family, family_of_model_type
 from memviz.backends.hook_points import ATTENTION_ROW, ATTN_PATTERN, LN2_OUT, hook_name, per_layer
 from memviz.backends.placement import resolve_device, resolve_dtype
+from memviz.backends.qk_capture import ATTENTION_K, ATTENTION_Q, IMPLEMENTATION, QKSink, capturing
 from memviz.backends.token_bytes import token_bytes as token_bytes_of
 from memviz.errors import MemvizError
 
@@ -75,14 +82,18 @@ def run_start_ids(tokenizer) -> tuple[int, ...]:
 
 
 class TransformerBackend:
-    """One token per step through the KV cache; records every layer's and head's attention row."""
+    """One token per step through the KV cache; records every layer's queries and keys (or, dense,
+    every layer's and head's attention row)."""
 
     def __init__(self, model, tokenizer, name: str, source: str, family: Family | None = None) -> None:
         from transformers import DynamicCache
 
+        from memviz.backends import qk_capture
+
         self._cache_cls = DynamicCache
         self.model = model.eval()
-        if getattr(model.config, "_attn_implementation", "eager") != "eager":
+        qk_capture.register()
+        if getattr(model.config, "_attn_implementation", "eager") not in ("eager", IMPLEMENTATION):
             model.set_attn_implementation("eager")
         self.tokenizer = tokenizer
         cfg = model.config
@@ -123,7 +134,56 @@ class TransformerBackend:
         self._interventions = None  # a TransformerInterventions while a run has any (set_interventions)
         self.logit_lens = False  # True: each step's internals also hold LENS_LOGITS (backends.logit_lens)
         self._lens_head = None
+        # q/k capture (trace format 2) where the family allows it; dense rows otherwise
+        modules = qk_capture.attention_modules(model)
+        self._layer_of = {id(m): layer for layer, m in enumerate(modules)}
+        self._model_dense_reason = qk_capture.dense_reason(model, self.family.name)
+        self._layout = (
+            None
+            if self._model_dense_reason
+            else qk_capture.attention_layout(model, self.family.name, self.info.sliding_window)
+        )
+        # Dense rows until a caller asks for q/k (the Session does, unless --dense-attention): a caller
+        # that steps the backend itself reads ATTENTION_ROW as it always did.
+        self._dense_requested: str | None = "dense rows asked for (the default outside a Session)"
+        self.last_seen: dict[int, tuple] = {}  # the last step's (scaling, softcap) per layer, as passed
+        query_dtype = qk_capture.query_dtype_for(self.info)
+        self._query_dtype = torch.float16 if query_dtype == np.float16 else torch.float32
+        self._use_implementation()
         self.reset()
+
+    # -- attention storage -------------------------------------------------------------------
+    @property
+    def attention_dense_reason(self) -> str | None:
+        """Why this run records dense attention rows rather than q/k (None: it records q/k)."""
+        if self._model_dense_reason:
+            return self._model_dense_reason
+        if self._dense_requested:
+            return self._dense_requested
+        plan = self._interventions
+        if plan is not None and (plan.masks or plan.window is not None):
+            return "a mask: or context: intervention changes which keys a query sees"
+        return None
+
+    @property
+    def attention_layout(self) -> dict | None:
+        """How a row is rebuilt from this run's q and k (memviz.core.attention_store); None: dense rows."""
+        return None if self.attention_dense_reason else dict(self._layout)
+
+    def set_attention_storage(
+        self, storage: str, reason: str = "dense rows asked for (--dense-attention)"
+    ) -> None:
+        """ "qk" (rebuild rows from queries and keys, where the family allows it) or "dense" (record
+        every row, trace format 1; `reason` goes in the manifest). Steps from now on."""
+        if storage not in ("qk", "dense"):
+            raise MemvizError(f"attention storage is 'qk' or 'dense', not {storage!r}")
+        self._dense_requested = reason if storage == "dense" else None
+        self._use_implementation()
+
+    def _use_implementation(self) -> None:
+        want = "eager" if self.attention_dense_reason else IMPLEMENTATION
+        if self.model.config._attn_implementation != want:
+            self.model.set_attn_implementation(want)
 
     def _find_key_module(self) -> tuple[torch.nn.Module, str, str]:
         """The family's key module, or the fallback: the base model's final normed hidden state."""
@@ -220,6 +280,7 @@ class TransformerBackend:
 
         plan = TransformerInterventions(self.model, self.family.name, self.info.num_heads, specs)
         self._interventions = plan if specs else None
+        self._use_implementation()
 
     @torch.inference_mode()
     def restore(self, token_ids, states=None) -> np.ndarray:
@@ -275,27 +336,21 @@ class TransformerBackend:
         if context is not None and self._position >= context and not windowed:
             raise ContextFullError(f"context window full: {self.info.name} reads at most {context} tokens")
         self._ids.append(token_id)
-        with self._capturing_key() as key, self._ablating():
+        dense = self.attention_dense_reason is not None
+        sink = QKSink(self._layer_of, self.info.num_layers)
+        with self._capturing_key() as key, self._ablating(), capturing(sink):
             out = self.model(
                 **self._step_inputs(),
-                output_attentions=True,
+                output_attentions=dense,
                 output_hidden_states=self.logit_lens,
             )
         self._position += 1
-        # attentions: per layer [1, A, q, n], n = t+1 or (sliding layers, context:W) the last n keys;
-        # the last query is this step's (q > 1 under context:W)
-        t1 = self._position
-        if all(a.shape[-1] == t1 for a in out.attentions):
-            rows = torch.cat([a[0, :, -1, :] for a in out.attentions])
+        if dense:
+            internals = {ATTENTION_ROW: self._dense_rows(out.attentions)}
         else:
-            rows = out.attentions[0].new_zeros(self.info.num_layers * self.info.num_heads, t1)
-            for layer, a in enumerate(out.attentions):
-                n = a.shape[-1]
-                rows[layer * self.info.num_heads : (layer + 1) * self.info.num_heads, t1 - n :] = a[
-                    0, :, -1, :
-                ]
-        attention = rows.view(self.info.num_layers, self.info.num_heads, t1).to("cpu", self._row_dtype)
-        internals = {ATTENTION_ROW: attention.numpy()}
+            queries, keys = sink.arrays(self._query_dtype)
+            internals = {ATTENTION_Q: queries[-1], ATTENTION_K: keys[-1]}
+            self.last_seen = sink.seen
         if self.logit_lens:
             from memviz.backends.logit_lens import LENS_LOGITS, transformer_head, transformer_lens
 
@@ -307,6 +362,22 @@ class TransformerBackend:
             memory_key=key[-1][-1].to("cpu", torch.float32).numpy().copy(),
             internals=internals,
         )
+
+    def _dense_rows(self, attentions) -> np.ndarray:
+        """This step's row of every layer and head, [L, A, t+1] in the trace's dtype."""
+        # attentions: per layer [1, A, q, n], n = t+1 or (sliding layers, context:W) the last n keys;
+        # the last query is this step's (q > 1 under context:W)
+        t1 = self._position
+        if all(a.shape[-1] == t1 for a in attentions):
+            rows = torch.cat([a[0, :, -1, :] for a in attentions])
+        else:
+            rows = attentions[0].new_zeros(self.info.num_layers * self.info.num_heads, t1)
+            for layer, a in enumerate(attentions):
+                n = a.shape[-1]
+                rows[layer * self.info.num_heads : (layer + 1) * self.info.num_heads, t1 - n :] = a[
+                    0, :, -1, :
+                ]
+        return rows.view(self.info.num_layers, self.info.num_heads, t1).to("cpu", self._row_dtype).numpy()
 
     @torch.inference_mode()
     def score(

@@ -80,8 +80,12 @@ class Session:
         max_tokens: int = MAX_TOKENS,
         interventions: Sequence[intervention_specs.Intervention] = (),
         logit_lens: bool = False,
+        dense_attention: bool = False,
     ) -> None:
         self.backend = backend
+        # True: dense attention rows (trace format 1, `memviz trace --dense-attention`); False: queries
+        # and keys where the backend can record them (format 2), rows rebuilt on demand
+        self.dense_attention = dense_attention
         self.set_interventions(interventions)
         self.logit_lens = logit_lens
         if logit_lens:
@@ -104,10 +108,15 @@ class Session:
     def reset(self) -> None:
         self.backend.reset()
         self.sampler = Sampler(self.sampling)
+        choose = getattr(self.backend, "set_attention_storage", None)
+        if choose is not None:
+            choose("dense" if self.dense_attention else "qk")
         self.trace = Trace.for_model(
             self.backend.info,
             sampling=self.sampling.as_manifest(),
             memory=self._memory_manifest(),
+            attention_layout=getattr(self.backend, "attention_layout", None),
+            attention_reason=getattr(self.backend, "attention_dense_reason", None),
         )
         self.trace.extra_manifest["interventions"] = intervention_specs.to_manifest(self.interventions)
         self._queue: deque[int] = deque()

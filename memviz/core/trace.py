@@ -1,21 +1,32 @@
 """The Trace: the record of a run, one step per token. The single source of truth for every view.
 
-Saved as a `.memviz` file (format 1, see DESIGN.md): an `.npz` archive that opens without pickle.
-GPT-2 attention is held in RAM as one row per step ([L, A, t+1], the lower triangle only) and
-written as the dense [L, A, T, T] matrix the format specifies. With a memory, the records of the
-memories a run retrieved (what the memory panel shows) are saved too (`memory_records`, 0-d JSON),
-so a figure never needs the store.
+Saved as a `.memviz` file (see DESIGN.md and the README): an `.npz` archive that opens without
+pickle. Attention is held one of two ways (memviz.core.attention_store):
+
+- format 2 (a transformer run whose rows can be rebuilt from q and k, the default): each step's
+  queries [L, A, d] and new keys [L, A_kv, d], appended to `.npy` files on disk while the run goes
+  (memviz.core.npy_spool, in a temporary folder), saved as the `queries` and `keys` members, stored
+  uncompressed so that opening a file memory-maps them (memviz.core.trace_zip). Rows are rebuilt
+  on demand, exactly, from the manifest's `attention_layout`.
+- format 1 (dense: GPT-Neo, mask:/context: interventions, `memviz trace --dense-attention`, old
+  files): one row per step in RAM ([L, A, t+1], the lower triangle only), written as the dense
+  [L, A, T, T] `attention` matrix.
+
+With a memory, the records of the memories a run retrieved (what the memory panel shows) are saved
+too (`memory_records`, 0-d JSON), so a figure never needs the store.
 
 Views (panels, export, the app, benchmarks) read a Trace only through its read API (see `Trace`):
-how the trace holds its data, attention above all, is its own business and will change (format 2
-keeps queries and keys and rebuilds attention rows on demand).
+how the trace holds its data, attention above all, is its own business.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import uuid
+import weakref
 import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -27,13 +38,18 @@ from memviz import __version__
 from memviz.backends.base import ModelInfo
 from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.hook_points import ATTENTION_ROW, LSTM_INTERNALS
-from memviz.core import trace_check
+from memviz.backends.qk_capture import ATTENTION_K, ATTENTION_Q
+from memviz.core import trace_check, trace_zip
+from memviz.core.attention_store import AttentionLayout, DenseRows, QKStore
 from memviz.core.columns import GrowableArray
+from memviz.core.npy_spool import FrozenRows, NpySpool
 from memviz.errors import MemvizError
 from memviz.memory.store import MemoryRecord
 from memviz.paths import output_file
 
-FORMAT_VERSION = trace_check.FORMAT_VERSION
+FORMAT_VERSION = 1  # what a trace with dense attention (or none) writes
+FORMAT_QK = 2  # what a trace with queries and keys writes
+QK_MEMBERS = ("queries", "keys")
 KEPT_CANDIDATES = 20
 
 
@@ -57,10 +73,13 @@ class Trace:
       `model`, `sampling`, `memory`, `prompt_tokens`, `manifest()`: what the run was.
     - `has(key)`, `array(key)` ([T, ...] view of a per-step column: topk_ids/probs, gates, cell,
       hidden, memory_ids/scores, ...), `column_names`, `text_of(token_id)`.
-    - Attention (GPT-2): `attention_shape` ((layers, heads) or None), `attention_rows_at(step)`
+    - Attention (transformers): `attention_shape` ((layers, heads) or None), `attention_rows_at(step)`
       ([L, A, step+1]), `attention_row(step, layer, head)` ([step+1]), `attention_matrix(layer, head,
       start=0, stop=None)` (queries start..stop-1 over keys 0..stop-1), `attention_tensor()` (the
-      format's dense [L, A, T, T]) and `mean_attention_distance(upto)`.
+      dense [L, A, T, T]) and `mean_attention_distance(upto)`: the same answers whether the trace
+      holds dense rows or rebuilds them from q and k; `attention_storage` ("qk", "dense" or None),
+      `attention_layout` (an AttentionLayout, q/k only), `nbytes` (RAM), `disk_nbytes` and
+      `attention_files` (the .npy files a q/k run appends to).
     - Long-term memory: `memory_record(id)`, what the memory panel shows of a retrieved memory.
     - Per step (LM runs): `target_logprob` [T] (log p of the token that came next; NaN on the last
       step), `entropy` [T] (nats); with --logit-lens `lens_topk_ids/probs` [T, L, K] and
@@ -89,6 +108,9 @@ class Trace:
         prompt_tokens: int = 0,
         attention_dtype=None,
         extra_manifest: dict | None = None,
+        attention_layout: dict | AttentionLayout | None = None,
+        attention_reason: str | None = None,
+        query_dtype=None,
     ) -> None:
         self.model = dict(model)
         self.sampling = dict(
@@ -104,8 +126,14 @@ class Trace:
         # Each token's exact bytes: a byte-level token may hold part of a character (memviz.core.token_text)
         self.token_bytes: list[bytes] = []
         self._columns: dict[str, GrowableArray] = {}
-        self._attention_rows: list[np.ndarray] = []  # GPT-2: per step [L, A, t+1]
         self._attention_dtype = attention_dtype
+        if isinstance(attention_layout, dict):
+            attention_layout = AttentionLayout.from_manifest(attention_layout)
+        self._layout: AttentionLayout | None = attention_layout  # q/k runs: how rows are rebuilt
+        self._attention_reason = attention_reason  # dense runs of a transformer: why not q/k
+        self._query_dtype = query_dtype  # q/k runs: the queries' dtype (None: as the backend gives them)
+        self._attention: DenseRows | QKStore | None = None  # created by the first step's attention
+        self._spool_dir: Path | None = None  # q/k files while the run goes on (removed with the trace)
         # Text of every token id that appears among the candidates: saved traces label them without a model.
         self.vocab: dict[int, str] = {}
         # Retrieved memories by id, as the store showed them when they were recalled (written by the
@@ -142,7 +170,12 @@ class Trace:
             column.append(value)
         row = record.internals.get(ATTENTION_ROW)
         if row is not None:
-            self._attention_rows.append(np.asarray(row, dtype=self._attention_dtype or np.float32))
+            if self._attention is None:
+                self._attention = DenseRows(self._attention_dtype)
+            self._attention.append(row)
+        q = record.internals.get(ATTENTION_Q)
+        if q is not None:
+            self._qk_store(q, record.internals[ATTENTION_K]).append(q, record.internals[ATTENTION_K])
         self.vocab.setdefault(int(record.token_id), record.token_text)
         data = record.token_bytes
         self.token_bytes.append(record.token_text.encode("utf-8") if data is None else bytes(data))
@@ -150,6 +183,26 @@ class Trace:
         self.generated.append(bool(record.generated))
         self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
         return len(self.token_ids) - 1
+
+    def _qk_store(self, q: np.ndarray, k: np.ndarray) -> QKStore:
+        """The q/k store, spooling to disk: created at the first step, or (a loaded trace that goes
+        on growing) its saved rows copied into spool files first."""
+        store = self._attention
+        if isinstance(store, QKStore) and isinstance(store.queries, NpySpool):
+            return store
+        if self._layout is None:
+            raise MemvizError("a step with queries and keys in a trace made without an attention_layout")
+        dtype = np.dtype(self._query_dtype or np.asarray(q).dtype)
+        if self._spool_dir is None:
+            self._spool_dir = Path(tempfile.mkdtemp(prefix="memviz-trace-"))
+            weakref.finalize(self, shutil.rmtree, str(self._spool_dir), True)
+        queries = NpySpool(self._spool_dir / "queries.npy", np.shape(q), dtype)
+        keys = NpySpool(self._spool_dir / "keys.npy", np.shape(k), np.float32)  # keys: always float32
+        if isinstance(store, QKStore):  # a loaded trace: what it holds first
+            for target, source in ((queries, store.queries), (keys, store.keys)):
+                target.extend(source.view()[: len(self)])
+        self._attention = QKStore(self._layout, queries, keys)
+        return self._attention
 
     def fill(self, key: str, step: int, value) -> None:
         """Write a value that comes one step late into step `step`'s row of a column: target_logprob
@@ -211,26 +264,41 @@ class Trace:
 
     def has(self, key: str) -> bool:
         if key == "attention":
-            return bool(self._attention_rows)
+            return self._attention is not None and len(self._attention) > 0
         return key in self._columns
+
+    @property
+    def attention_storage(self) -> str | None:
+        """ "qk" (rows rebuilt from queries and keys), "dense" (rows kept), None (no attention)."""
+        if self._attention is not None:
+            return self._attention.kind
+        if self._layout is not None:
+            return "qk"
+        return "dense" if self.kind == "transformer" else None
+
+    @property
+    def attention_layout(self) -> AttentionLayout | None:
+        return self._layout
 
     @property
     def attention_shape(self) -> tuple[int, int] | None:
         """(layers, heads) of this run's attention; None for a model without attention. Before the
-        first step, a GPT-2 run's shape comes from its manifest."""
-        if self._attention_rows:
-            layers, heads = self._attention_rows[0].shape[:2]
-            return int(layers), int(heads)
+        first step, a transformer run's shape comes from its manifest."""
+        if self._attention is not None and len(self._attention):
+            return self._attention.shape
         if self.kind == "transformer":
             return int(self.model.get("num_layers") or 0), int(self.model.get("num_heads") or 0)
         return None
 
-    def attention_rows_at(self, step: int) -> np.ndarray:
-        """Step `step`'s attention rows for every layer and head: [L, A, step+1], in the trace's
-        attention dtype (float16 or float32). Do not write into it."""
-        if not 0 <= step < len(self):
+    def _check_step(self, step: int) -> None:
+        if not 0 <= step < len(self) or self._attention is None:
             raise IndexError(f"step {step} is not in this trace ({len(self)} steps)")
-        return self._attention_rows[step]
+
+    def attention_rows_at(self, step: int) -> np.ndarray:
+        """Step `step`'s attention rows for every layer and head: [L, A, step+1] (dense: in the
+        trace's attention dtype; rebuilt from q/k: float32). Do not write into it."""
+        self._check_step(step)
+        return self._attention.rows_at(step)
 
     def attention_at(self, step: int) -> np.ndarray:
         """The old name of `attention_rows_at`."""
@@ -238,7 +306,8 @@ class Trace:
 
     def attention_row(self, step: int, layer: int, head: int) -> np.ndarray:
         """One head's attention of the query at `step` over keys 0..step: [step+1]."""
-        return self.attention_rows_at(step)[layer, head]
+        self._check_step(step)
+        return self._attention.row(step, layer, head)
 
     def attention_matrix(
         self, layer: int, head: int, start: int = 0, stop: int | None = None, *, upto: int | None = None
@@ -254,19 +323,13 @@ class Trace:
             stop = upto if stop is None else min(stop, upto)
         n = len(self) if stop is None else max(0, min(stop, len(self)))
         start = max(0, min(start, n))
-        block = np.zeros((n - start, n), dtype=np.float32)
-        for t in range(start, n):
-            block[t - start, : t + 1] = self._attention_rows[t][layer, head]
-        return block
+        if self._attention is None:
+            return np.zeros((n - start, n), dtype=np.float32)
+        return self._attention.matrix(layer, head, start, n)
 
     def attention_tensor(self) -> np.ndarray:
-        """The format's dense [L, A, T, T] attention."""
-        T = len(self)
-        L, A = self._attention_rows[0].shape[:2]
-        dense = np.zeros((L, A, T, T), dtype=self._attention_rows[0].dtype)
-        for t, row in enumerate(self._attention_rows[:T]):
-            dense[:, :, t, : t + 1] = row
-        return dense
+        """The dense [L, A, T, T] attention (format 1's `attention`; rebuilt for a q/k trace)."""
+        return self._attention.tensor(len(self))
 
     def mean_attention_distance(self, upto: int | None = None) -> np.ndarray:
         """Per layer and head: the mean over queries 0..upto-1 of the expected distance back (t - key)."""
@@ -275,7 +338,7 @@ class Trace:
             return np.zeros((0, 0))
         total = None
         for t in range(n):
-            row = self._attention_rows[t].astype(np.float32)
+            row = self._attention.rows_at(t).astype(np.float32)
             distance = row @ (t - np.arange(t + 1, dtype=np.float32))  # [L, A]
             total = distance if total is None else total + distance
         return total / n
@@ -287,17 +350,42 @@ class Trace:
 
     @property
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self._columns.values()) + sum(r.nbytes for r in self._attention_rows)
+        """Bytes this trace holds in RAM (a q/k trace's queries and keys are on disk: `disk_nbytes`)."""
+        held = self._attention.ram_nbytes if self._attention is not None else 0
+        return sum(c.nbytes for c in self._columns.values()) + held
+
+    @property
+    def attention_files(self) -> tuple[Path, ...]:
+        """The `.npy` files a q/k run appends to while it goes (each a valid .npy of the steps so far,
+        crash or not); () when the trace holds none (dense, or loaded and not grown since)."""
+        store = self._attention
+        if isinstance(store, QKStore) and isinstance(store.queries, NpySpool):
+            return store.queries.path, store.keys.path
+        return ()
+
+    @property
+    def disk_nbytes(self) -> int:
+        """Bytes of queries and keys on disk (spool files or the memory-mapped trace file)."""
+        return self._attention.disk_nbytes if self._attention is not None else 0
 
     def manifest(self) -> dict:
+        storage = self.attention_storage
+        attention: dict = {}
+        if storage is not None:
+            attention["attention_storage"] = storage
+        if storage == "qk":
+            attention["attention_layout"] = self._layout.as_manifest()
+        elif storage == "dense" and self._attention_reason:
+            attention["attention_storage_reason"] = self._attention_reason
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_QK if storage == "qk" else FORMAT_VERSION,
             "memviz_version": __version__,
             "model": self.model,
             "sampling": self.sampling,
             "memory": self.memory,
             "prompt_tokens": self.prompt_tokens,
             **self.extra_manifest,
+            **attention,
         }
 
     # -- files ------------------------------------------------------------------------------
@@ -321,8 +409,11 @@ class Trace:
             arrays[key] = column.view()[:T]
         for key, dtype in (("topk_ids", np.int64), ("topk_probs", np.float32)):
             arrays.setdefault(key, np.zeros((T, KEPT_CANDIDATES), dtype=dtype))  # an empty trace: [0, K]
-        if self._attention_rows:
+        if isinstance(self._attention, DenseRows) and len(self._attention):
             arrays["attention"] = self.attention_tensor()
+        elif isinstance(self._attention, QKStore):
+            arrays["queries"] = self._attention.queries.view()[:T]
+            arrays["keys"] = self._attention.keys.view()[:T]
         if self.memory_records:
             # a copy first (one C call): the worker may add records while the window saves
             arrays["memory_records"] = np.array(_records_json(dict(self.memory_records)))
@@ -340,7 +431,10 @@ class Trace:
             # os.open with 0o666 honours the umask, so the trace gets the permissions of any new file.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as handle:
-                np.savez_compressed(handle, **self.to_arrays())
+                if self.attention_storage == "qk":  # q/k stored uncompressed: memory-mapped on opening
+                    trace_zip.write_npz(handle, self.to_arrays(), stored=frozenset(QK_MEMBERS))
+                else:
+                    np.savez_compressed(handle, **self.to_arrays())
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -363,7 +457,10 @@ class Trace:
             with np.load(path, allow_pickle=False) as archive:
                 manifest = trace_check.parse_manifest(archive["manifest"], str(path))
                 trace_check.check_shapes(headers, manifest, str(path))
-                arrays = {key: archive[key] for key in archive.files}
+                mapped = {key: trace_zip.memmap_member(path, key) for key in QK_MEMBERS if key in headers}
+                arrays = {
+                    key: mapped[key] if mapped.get(key) is not None else archive[key] for key in archive.files
+                }
         except ValueError as exc:
             if "pickle" in str(exc).lower():
                 raise MemvizError(f"{path}: holds pickled objects; memviz never unpickles files") from None
@@ -380,13 +477,29 @@ class Trace:
             {k: (np.shape(v), np.asarray(v).dtype) for k, v in arrays.items()}, manifest, where
         )
         trace_check.check_values(arrays, manifest, where)
-        known = {"format_version", "memviz_version", "model", "sampling", "memory", "prompt_tokens"}
+        known = {
+            "format_version",
+            "memviz_version",
+            "model",
+            "sampling",
+            "memory",
+            "prompt_tokens",
+            "attention_storage",
+            "attention_layout",
+            "attention_storage_reason",
+        }
+        layout = None
+        if manifest.get("attention_storage") == "qk":
+            layout = AttentionLayout.from_manifest(manifest.get("attention_layout"), where)
+        reason = manifest.get("attention_storage_reason")
         trace = cls(
             model=manifest.get("model") or {},
             sampling=manifest.get("sampling"),
             memory=manifest.get("memory"),
             prompt_tokens=int(manifest.get("prompt_tokens", 0)),
             extra_manifest={k: v for k, v in manifest.items() if k not in known},
+            attention_layout=layout,
+            attention_reason=reason if isinstance(reason, str) else None,
         )
         T = len(arrays["token_ids"])
         if len(arrays["token_text"]) != T or len(arrays["generated"]) != T:
@@ -403,6 +516,7 @@ class Trace:
             "memory_records",
             "token_bytes",
             "token_byte_offsets",
+            *QK_MEMBERS,
         }
         for key, value in arrays.items():
             if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
@@ -417,7 +531,11 @@ class Trace:
                     f"{where}: attention has shape {attention.shape}, expected [L, A, {T}, {T}]"
                 )
             trace._attention_dtype = attention.dtype
-            trace._attention_rows = [np.ascontiguousarray(attention[:, :, t, : t + 1]) for t in range(T)]
+            trace._attention = DenseRows.from_tensor(attention)
+        if layout is not None:
+            queries, keys = arrays["queries"], arrays["keys"]
+            trace._query_dtype = queries.dtype
+            trace._attention = QKStore(layout, FrozenRows(queries), FrozenRows(keys))
         if "memory_records" in arrays:  # traces saved before it was recorded have none: ids and scores only
             trace.memory_records = _records_from_json(arrays["memory_records"], where)
         trace.token_ids = [int(x) for x in arrays["token_ids"]]

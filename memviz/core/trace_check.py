@@ -29,7 +29,8 @@ from memviz.errors import MemvizError
 MAX_EXPANSION = 64
 MIN_BOUND = 256 * 2**20  # small files may always declare this much (bytes)
 MAX_MANIFEST_BYTES = 16 * 2**20
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # dense attention (or none)
+FORMAT_VERSIONS = (1, 2)  # 2: queries and keys, rows rebuilt (memviz.core.attention_store)
 REQUIRED = ("manifest", "token_ids", "token_text", "generated", "topk_ids", "topk_probs")
 
 Header = tuple[tuple[int, ...], np.dtype]  # shape, dtype
@@ -56,6 +57,8 @@ KINDS: dict[str, str] = {
     "cell": FLOATS,
     "hidden": FLOATS,
     "attention": FLOATS,
+    "queries": FLOATS,
+    "keys": FLOATS,
     "vocab_ids": INTS,
     "vocab_text": "U",
     "token_bytes": "u",
@@ -165,8 +168,13 @@ def parse_manifest(value: np.ndarray, where: str) -> dict:
     if not isinstance(manifest, dict):
         raise _bad(where, f"'manifest' is a JSON {type(manifest).__name__}, not an object")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise MemvizError(f"{where}: trace format {version!r}; this memviz reads format {FORMAT_VERSION}")
+    if version not in FORMAT_VERSIONS or type(version) is not int:
+        raise MemvizError(f"{where}: trace format {version!r}; this memviz reads formats 1 and 2")
+    storage = manifest.get("attention_storage")
+    if storage not in (None, "qk", "dense"):
+        raise _bad(where, f"manifest 'attention_storage' is {storage!r}, not 'qk' or 'dense'")
+    if (version == 2) != (storage == "qk"):
+        raise _bad(where, f"trace format {version} with attention_storage {storage!r} (format 2 is 'qk')")
     for part in ("model", "sampling", "memory"):
         if manifest.get(part) is not None and not isinstance(manifest[part], dict):
             raise _bad(where, f"manifest '{part}' is not an object")
@@ -239,6 +247,7 @@ def check_shapes(headers: Mapping[str, Header], manifest: dict, where: str) -> N
     for key in ("cell", "hidden"):
         expect(key, (T, L, H), f"[{T}, {layers}, {units}] (tokens, layers, units)")
     expect("attention", (L, A, T, T), f"[{layers}, {heads}, {T}, {T}] (layers, heads, queries, keys)")
+    _check_qk_shapes(headers, manifest, T, where)
     for key in ("target_logprob", "lm_target_logprob", "entropy"):
         expect(key, (T,), f"[{T}] (one per step)")
     expect("lens_topk_ids", (T, L, None), f"[{T}, {layers}, K] (steps, layers, candidates)")
@@ -262,6 +271,42 @@ def check_shapes(headers: Mapping[str, Header], manifest: dict, where: str) -> N
     for key, (shape, _dtype) in headers.items():
         if key not in KINDS and len(shape) > 0 and not (T == 0 and shape[0] == 0) and shape[0] != T:
             raise _bad(where, f"'{key}' has {shape[0]} steps, expected {T}")
+
+
+def _check_qk_shapes(headers: Mapping[str, Header], manifest: dict, T: int, where: str) -> None:
+    """Format 2: queries [T, L, A, d] and keys [T, L, A_kv, d], as the manifest's layout says."""
+    from memviz.core.attention_store import AttentionLayout
+
+    present = [key for key in ("queries", "keys") if key in headers]
+    if manifest.get("format_version") != 2:
+        if present:
+            raise _bad(where, f"'{present[0]}' in a trace of format {manifest.get('format_version')}")
+        return
+    if len(present) < 2:
+        missing = " and ".join(f"'{k}'" for k in ("queries", "keys") if k not in headers)
+        raise _bad(where, f"trace format 2 without {missing}")
+    if "attention" in headers:
+        raise _bad(where, "trace format 2 holds dense 'attention' too")
+    layout = AttentionLayout.from_manifest(manifest.get("attention_layout"), where)
+    model = manifest.get("model") or {}
+    L = layout.num_layers
+    if model.get("num_layers") not in (None, L) or model.get("num_heads") not in (None, layout.num_heads):
+        raise _bad(where, "manifest 'attention_layout' disagrees with the model's layers or heads")
+    for key, heads in (("queries", layout.num_heads), ("keys", layout.num_kv_heads)):
+        shape, _dtype = headers[key]
+        expected = (T, L, heads, layout.head_dim)
+        if tuple(shape) != expected:
+            raise _bad(
+                where,
+                f"'{key}' has shape {list(shape)}, expected {list(expected)} (steps, layers, heads, head dim)",
+            )
+
+
+FINITE_CHUNK = 4096  # steps checked at a time: a memory-mapped q/k member is never read whole
+
+
+def _finite(array: np.ndarray) -> bool:
+    return all(np.isfinite(array[a : a + FINITE_CHUNK]).all() for a in range(0, len(array), FINITE_CHUNK))
 
 
 # -- 3. values --------------------------------------------------------------------------------------
@@ -307,8 +352,8 @@ def check_values(arrays: Mapping[str, np.ndarray], manifest: dict, where: str) -
             p = arrays[key]
             if np.isinf(p).any() or (p < 0).any() or (p > 1 + 1e-3).any():
                 raise _bad(where, f"'{key}' holds probabilities outside 0 to 1")
-    for key in ("gates", "cell", "hidden", "attention"):
-        if key in arrays and not np.isfinite(arrays[key]).all():
+    for key in ("gates", "cell", "hidden", "attention", "queries", "keys"):
+        if key in arrays and not _finite(arrays[key]):
             raise _bad(where, f"'{key}' holds NaN or infinite values")
     if "attention" in arrays and arrays["attention"].size:
         att = arrays["attention"]
