@@ -137,6 +137,28 @@ def test_cancel_mid_run_writes_nothing(qtbot, make_xwindow, lstm_folder, long_te
     assert window.results_view is None and window.run_button.isEnabled()
 
 
+@pytest.mark.skipif("copy" not in experiments(), reason="copy not registered")
+def test_cancel_stops_an_experiment_that_only_reports_progress(qtbot, make_xwindow, lstm_folder, tmp_path):
+    """copy reads no cancel flag: the progress reporter itself stops it at its next report."""
+    parent = tmp_path / "runs"
+    window = make_xwindow(lstm_folder, parent)
+    window.select_experiment("copy")
+    window.options_form.set_values({"n": "8", "trials": "2", "distances": "0,1,2,4,8,16,32,64"})
+    seen: list[tuple[int, int, str]] = []
+
+    def on_progress(done: int, total: int, text: str) -> None:  # on the job's thread: no race with the end
+        seen.append((done, total, text))
+        if "distance" in text:  # a distance was measured: Cancel, as the button does
+            job.cancel()
+
+    with qtbot.waitSignal(window.failed, timeout=60_000) as blocker:
+        job = window.start()
+        job.progress.connect(on_progress, Qt.ConnectionType.DirectConnection)
+    assert blocker.args == ["cancelled: nothing was written"]
+    assert all(d < n for d, n, t in seen if "copy" in t)  # it never reported the last distance done
+    assert not parent.exists() or list(parent.iterdir()) == []
+
+
 def test_the_ui_thread_keeps_running_while_an_experiment_runs(
     qtbot, make_xwindow, lstm_folder, long_text_file, tmp_path
 ):

@@ -13,11 +13,22 @@ from __future__ import annotations
 import argparse
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QLineEdit, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
 
 from memviz.errors import MemvizError
 from memviz.experiments.registry import Experiment
 
+PATH_METAVARS = {"STORE", "FILE", "F", "PATH", "DIR", "FOLDER"}  # these options get a Choose... button
 # the common options the window sets itself (models, text, folder) or never shows (quiet)
 HANDLED = {"help", "model", "text_file", "out", "quiet", "theme", "scale", "no_figure", "device", "dtype"}
 
@@ -100,12 +111,33 @@ class OptionField:
             self.widget = combo
         else:
             edit = QLineEdit(default_text(action))
+            edit.setCursorPosition(0)  # a long default list shows its start
             edit.setPlaceholderText(action.metavar if isinstance(action.metavar, str) else "default")
             if self.repeats:
                 edit.setPlaceholderText("one per model, separated by ';'")
             self.widget = edit
         self.widget.setObjectName(f"option_{action.dest}")
         self.widget.setToolTip(action.help or "")
+        self.row: QWidget = self.widget  # what the form shows: the field, with Choose... for a path
+        if isinstance(self.widget, QLineEdit) and action.metavar in PATH_METAVARS:
+            self.row = QWidget()
+            box = QHBoxLayout(self.row)
+            box.setContentsMargins(0, 0, 0, 0)
+            box.addWidget(self.widget, 1)
+            button = QPushButton("Choose...")
+            button.clicked.connect(self.choose_path)
+            box.addWidget(button)
+
+    def choose_path(self) -> None:
+        """A file for the option (added to the list for an option given once per model)."""
+        edit = self.widget
+        path, _ = QFileDialog.getOpenFileName(edit, f"{self.flag} {self.action.metavar}", "")
+        if not path:
+            return
+        if self.repeats and edit.text().strip():
+            edit.setText(f"{edit.text().strip()}; {path}")
+        else:
+            edit.setText(path)
 
     def text(self) -> str:
         w = self.widget
@@ -163,7 +195,7 @@ class OptionsForm(QWidget):
             self.fields[action.dest] = field
             label = QLabel(option_label(action))
             label.setToolTip(action.help or "")
-            layout.addRow(label, field.widget)
+            layout.addRow(label, field.row)
             hint = QLabel(action.help or "")
             hint.setObjectName("optionHelp")
             hint.setWordWrap(True)
