@@ -297,6 +297,7 @@ class ExperimentsWindow(QMainWindow):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("")
+        self.progress_bar.hide()  # shown from the first run on (empty, it looks like a text box)
         outer.addWidget(self.progress_bar)
         self.status_label = QLabel("")
         self.status_label.setObjectName("experimentStatus")
@@ -470,6 +471,7 @@ class ExperimentsWindow(QMainWindow):
         job.finished.connect(self._on_finished)
         job.failed.connect(self._on_failed)
         self.job, self._running_spec, self._running_args = job, spec, args
+        self.progress_bar.show()
         self.progress_bar.setRange(0, 0)  # busy until the first report
         self.progress_bar.setFormat("starting")
         self.say(f"running {spec.name} on {', '.join(args.model)} ...")
