@@ -45,7 +45,8 @@ class CopyFigure(ExperimentFigure):
                 dashed=True,
                 symbol=None,
             )
-        plot.setYRange(0, max([r["loss_first"] for r in result.rows] + [1.0]) * 1.08, padding=0)
+        top = max([r["loss_first"] for r in result.rows] + [1.0]) * 1.08
+        plot.setYRange(-0.02 * top, top, padding=0)  # a little below 0, so its tick is drawn
         self.log_ticks(plot, [r["lookback"] for r in result.rows])
         self.plot = plot
 
@@ -139,17 +140,19 @@ class ContextFigure(ExperimentFigure):
 
     def draw(self, result: ExperimentResult) -> None:
         plot = self.add_plot(
-            x_label="tokens of context the model sees (W)",
+            x_label="W: tokens the model sees (solid), or sees in order (dashed)",
             y_label="bits/char − full context",
             log_x=True,
         )
         self.add_legend(plot)
         windows: list[int] = []
+        full = {m["name"]: m.get("full_bits_per_char") for m in result.models}
         for i, name in enumerate(result.model_names()):
             colour = model_colour(i)
             rows = [r for r in _rows_of(result, name) if r["variant"] == "truncated"]
+            label = f"{name} ({full[name]:.3f} bits/char in full)" if full.get(name) is not None else name
             self.curve(
-                plot, [r["window"] for r in rows], [r["bpc_increase"] for r in rows], None, name, colour
+                plot, [r["window"] for r in rows], [r["bpc_increase"] for r in rows], None, label, colour
             )
             windows += [r["window"] for r in rows]
             shuffled = [r for r in _rows_of(result, name) if r["variant"] == "shuffled"]
@@ -159,7 +162,7 @@ class ContextFigure(ExperimentFigure):
                     [r["window"] for r in shuffled],
                     [r["bpc_increase"] for r in shuffled],
                     [r["bpc_increase_sem"] for r in shuffled],
-                    f"{name}: order beyond W shuffled",
+                    f"{name}: the tokens beyond W shuffled",
                     colour,
                     dashed=True,
                     symbol="t",
@@ -168,9 +171,4 @@ class ContextFigure(ExperimentFigure):
         self.log_ticks(plot, windows)
 
     def figure_title(self, state: ViewState) -> str:
-        parts = []
-        for m in self.result.models:
-            full = m.get("full_bits_per_char")
-            if full is not None:
-                parts.append(f"{m['name']} {full:.3f}")
-        return "Loss as the context shrinks (full context, bits/char: " + ", ".join(parts) + ")"
+        return "Loss as the context shrinks: bits per character above the full context's"
