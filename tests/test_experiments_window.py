@@ -127,9 +127,9 @@ def test_cancel_mid_run_writes_nothing(qtbot, make_xwindow, lstm_folder, long_te
         if "reading" in text and 0 < done < total:
             window.cancel()
 
+    window.job_started.connect(lambda j: j.progress.connect(on_progress))  # before it runs
     with qtbot.waitSignal(window.failed, timeout=60_000) as blocker:
         job = window.start()
-        job.progress.connect(on_progress)
     assert blocker.args == ["cancelled: nothing was written"]
     assert any("reading" in t and 0 < d < n for d, n, t in seen)  # it stopped mid-text
     assert job.cancelled and job.result is None
@@ -145,15 +145,21 @@ def test_cancel_stops_an_experiment_that_only_reports_progress(qtbot, make_xwind
     window.select_experiment("copy")
     window.options_form.set_values({"n": "8", "trials": "2", "distances": "0,1,2,4,8,16,32,64"})
     seen: list[tuple[int, int, str]] = []
+    jobs = []
 
     def on_progress(done: int, total: int, text: str) -> None:  # on the job's thread: no race with the end
         seen.append((done, total, text))
         if "distance" in text:  # a distance was measured: Cancel, as the button does
-            job.cancel()
+            jobs[0].cancel()
 
-    with qtbot.waitSignal(window.failed, timeout=60_000) as blocker:
-        job = window.start()
+    def connect(job) -> None:  # before the job runs
+        jobs.append(job)
         job.progress.connect(on_progress, Qt.ConnectionType.DirectConnection)
+
+    window.job_started.connect(connect)
+    with qtbot.waitSignal(window.failed, timeout=60_000) as blocker:
+        window.start()
+    assert jobs[0].cancelled and jobs[0].result is None
     assert blocker.args == ["cancelled: nothing was written"]
     assert all(d < n for d, n, t in seen if "copy" in t)  # it never reported the last distance done
     assert not parent.exists() or list(parent.iterdir()) == []

@@ -103,11 +103,13 @@ QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
 
 class ExperimentsWindow(QMainWindow):
     """The Experiments window. `finished(folder)` after a run's files are written, `failed(reason)`
-    after a failed or cancelled one, `opened(folder)` when a saved folder is shown."""
+    after a failed or cancelled one, `opened(folder)` when a saved folder is shown, `job_started(job)`
+    as a run's Job is about to start."""
 
     finished = Signal(object)
     failed = Signal(str)
     opened = Signal(object)
+    job_started = Signal(object)  # the Job, just before it is submitted (its signals can be connected)
 
     def __init__(
         self,
@@ -476,6 +478,7 @@ class ExperimentsWindow(QMainWindow):
         self.progress_bar.setFormat("starting")
         self.say(f"running {spec.name} on {', '.join(args.model)} ...")
         self._set_running(True)
+        self.job_started.emit(job)
         self.jobs.submit(job)
         return job
 
