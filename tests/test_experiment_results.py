@@ -238,8 +238,12 @@ def test_figures_render_at_scale_one_and_two(results, experiment, figure):
         one, two = renderer.image(1.0), renderer.image(2.0)
         assert (one.width(), one.height()) == (900, 500)
         assert (two.width(), two.height()) == (1800, 1000)
-        # the same layout with twice the pixels, not an enlarged crop
-        assert np.abs(rgb(two, (900, 500)) - rgb(one)).mean() < 4.0
+        # the same layout with twice the pixels, not an enlarged crop: antialiased edges differ a
+        # little everywhere (text-heavy figures up to about 4.2 of 255 on average), a moved or enlarged
+        # part differs a lot in some 16 px block (as in test_export_scale)
+        assert np.abs(rgb(two, (900, 500)) - rgb(one)).mean() < 6.0
+        blocks = (900 // 16, 500 // 16)
+        assert np.abs(rgb(two, blocks) - rgb(one, blocks)).max() < 50.0
         assert renderer.title()
         assert renderer.svg_bytes().startswith(b"<?xml") and renderer.pdf_bytes().startswith(b"%PDF")
     finally:
