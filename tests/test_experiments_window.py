@@ -317,3 +317,25 @@ def test_run_experiments_opens_the_window_with_the_apps_theme(
     assert figure.canvas.backgroundBrush().color().name() != "#ffffff"
     assert window.open_experiment_results(tmp_path / "nothing here") is None
     assert "\n" not in xw.status_label.text()
+
+
+@pytest.mark.parametrize("name", list(experiments()))
+def test_every_experiments_form_reads_as_its_command_line(qtbot, name):
+    """Each registered experiment (new ones too) gets a form whose untouched fields leave every
+    option at the command line's default, and whose required ones are asked for."""
+    from memviz.export.experiment_cli import register
+
+    spec = experiments()[name]
+    form = OptionsForm(spec)
+    qtbot.addWidget(form)
+    required = {dest: "x" for dest, field in form.fields.items() if field.action.required}
+    form.set_values(required)
+    common = ["--model", "m", "--out", "o"] + (["--text-file", "t.txt"] if spec.needs_text else [])
+    ours = vars(experiment_parser(spec).parse_args(common + form.argv()))
+    top = argparse.ArgumentParser()
+    register(top.add_subparsers(dest="command"))
+    given = [arg for dest in required for arg in (form.fields[dest].flag, "x")]
+    theirs = vars(top.parse_args(["experiment", name, *common, *given]))
+    for key in ("command", "experiment", "func"):
+        theirs.pop(key, None)
+    assert ours == theirs
