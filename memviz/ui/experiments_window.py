@@ -18,7 +18,6 @@ import argparse
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -26,19 +25,14 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
-    QMenu,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -49,6 +43,7 @@ from memviz.experiments.registry import Experiment, experiments
 from memviz.experiments.result import ExperimentResult, read_results
 from memviz.panels.view_model import ViewModel
 from memviz.ui.experiment_form import OptionsForm, experiment_parser
+from memviz.ui.experiment_models import ModelList, bundled
 from memviz.ui.experiment_results import ResultsView
 from memviz.ui.experiment_run import (
     Cancelled,
@@ -165,8 +160,8 @@ class ExperimentsWindow(QMainWindow):
 
         if model_spec:
             self.add_model(model_spec)
-        elif self._bundled():
-            self.add_model(self._bundled()[0].name)
+        elif bundled():
+            self.add_model(bundled()[0].name)
         if view is not None:
             view.changed.connect(self._on_view_changed)
         self._theme = self.state().theme
@@ -194,26 +189,8 @@ class ExperimentsWindow(QMainWindow):
         self.help_label.setWordWrap(True)
         outer.addWidget(self.help_label)
 
-        models = QGroupBox("Models (one curve each)")
-        box = QVBoxLayout(models)
-        self.model_list = QListWidget()
-        self.model_list.setObjectName("experimentModels")
-        self.model_list.setMaximumHeight(110)
-        box.addWidget(self.model_list)
-        row = QHBoxLayout()
-        self.add_model_button = QToolButton()
-        self.add_model_button.setText("Add model")
-        self.add_model_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.add_menu = QMenu(self.add_model_button)
-        self.add_menu.aboutToShow.connect(self._fill_add_menu)
-        self.add_model_button.setMenu(self.add_menu)
-        self.remove_model_button = QPushButton("Remove")
-        self.remove_model_button.clicked.connect(self.remove_selected_model)
-        row.addWidget(self.add_model_button)
-        row.addWidget(self.remove_model_button)
-        row.addStretch(1)
-        box.addLayout(row)
-        outer.addWidget(models)
+        self.model_list = ModelList(self.settings)
+        outer.addWidget(self.model_list)
 
         text = QGroupBox("Text")
         box = QHBoxLayout(text)
@@ -313,12 +290,6 @@ class ExperimentsWindow(QMainWindow):
         return self.view.state if self.view is not None else ViewState(theme="dark")
 
     @staticmethod
-    def _bundled():
-        from memviz.backends.bundled import bundled_models
-
-        return bundled_models()
-
-    @staticmethod
     def _default_text() -> str:
         path = resource_path(DEFAULT_SAMPLE)
         return str(path) if path else ""
@@ -353,57 +324,13 @@ class ExperimentsWindow(QMainWindow):
         self.options_box.insertWidget(0, self.options_form)
 
     def models(self) -> list[str]:
-        return [str(self.model_list.item(i).data(Qt.UserRole)) for i in range(self.model_list.count())]
+        return self.model_list.specs()
 
     def add_model(self, spec: str) -> None:
-        if not spec or spec in self.models():
-            return
-        item = QListWidgetItem(spec)
-        item.setData(Qt.UserRole, spec)
-        item.setToolTip(spec)
-        self.model_list.addItem(item)
+        self.model_list.add(spec)
 
     def set_models(self, specs: list[str]) -> None:
-        self.model_list.clear()
-        for spec in specs:
-            self.add_model(spec)
-
-    def remove_selected_model(self) -> None:
-        for item in self.model_list.selectedItems():
-            self.model_list.takeItem(self.model_list.row(item))
-
-    def _fill_add_menu(self) -> None:
-        from memviz.ui.model_picker import recent_models
-
-        menu = self.add_menu
-        menu.clear()
-        bundled = self._bundled()
-        if bundled:
-            menu.addSection("Bundled")
-        for model in bundled:
-            action = QAction(f"{model.name}  ({model.architecture.upper()})", menu)
-            action.triggered.connect(lambda _c=False, s=model.name: self.add_model(s))
-            menu.addAction(action)
-        recent = recent_models(self.settings)
-        if recent:
-            menu.addSection("Recent")
-        for spec in recent:
-            action = QAction(spec, menu)
-            action.triggered.connect(lambda _c=False, s=spec: self.add_model(s))
-            menu.addAction(action)
-        menu.addSeparator()
-        menu.addAction("Folder...", self._add_folder)
-        menu.addAction("Hugging Face id...", self._add_hf_id)
-
-    def _add_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "A model folder", str(Path.home()))
-        if folder:
-            self.add_model(folder)
-
-    def _add_hf_id(self) -> None:
-        spec, ok = QInputDialog.getText(self, "Hugging Face id", "Model id (gpt2, distilgpt2, ...)")
-        if ok and spec.strip():
-            self.add_model(spec.strip())
+        self.model_list.set_specs(specs)
 
     def choose_text(self) -> None:
         start = str(Path(self.text_edit.text()).parent) if self.text_edit.text() else str(Path.home())
