@@ -158,6 +158,9 @@ def test_memviz_experiment_refuses_before_loading(tmp_path, capsys):
     assert code == 2
     assert "not a memviz experiment" in capsys.readouterr().err  # the folder, not the model
     assert main(["experiment", "context", "--model", "m", "--out", str(tmp_path / "new")]) == 2  # no text
+    new = tmp_path / "made"
+    assert main(["experiment", "copy", "--model", "no-such-model-folder/x/y", "--out", str(new)]) == 2
+    assert not new.exists()  # the folder made for the run, left empty by the error, is gone
 
 
 def test_an_interrupted_experiment_writes_nothing(tmp_path, gpt2_dir, monkeypatch):

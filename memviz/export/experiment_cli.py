@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from memviz.errors import MemvizError
 
@@ -60,16 +61,28 @@ def add_common_options(p: argparse.ArgumentParser, text_required: bool = False) 
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from memviz.backends.registry import load_backend
-    from memviz.experiments.progress import Progress
     from memviz.experiments.registry import experiment
-    from memviz.experiments.result import prepare_out_dir, write_results
-    from memviz.textio import read_text_file
+    from memviz.experiments.result import prepare_out_dir
 
     spec = experiment(args.experiment)
     if not args.scale > 0:
         raise MemvizError(f"--scale must be more than 0, got {args.scale}")
+    created = not Path(args.out).exists()
     out = prepare_out_dir(args.out)  # before any work: a bad folder costs nothing
+    try:
+        return _run(spec, args, out)
+    except BaseException:  # an error or Ctrl-C: a folder made for this run and left empty goes
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _run(spec, args: argparse.Namespace, out: Path) -> int:
+    from memviz.backends.registry import load_backend
+    from memviz.experiments.progress import Progress
+    from memviz.experiments.result import write_results
+    from memviz.textio import read_text_file
+
     args.text = None
     if args.text_file is not None:
         args.text, warnings = read_text_file(args.text_file)
