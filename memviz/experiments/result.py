@@ -251,3 +251,12 @@ def read_meta(out_dir: str | os.PathLike) -> dict:
     read_results(out_dir)  # the same checks
     document = json.loads((Path(out_dir) / JSON_NAME).read_text(encoding="utf-8"))
     return {k: document[k] for k in ("memviz_version", "date") if k in document}
+
+
+def record_run_settings(result: ExperimentResult, args) -> ExperimentResult:
+    """What every run's results.json says of how it was made, whoever ran it (the CLI, the app's
+    Experiments window): the seed, the text file and the models as given, where the run left them out."""
+    result.settings.setdefault("seed", args.seed)
+    result.settings.setdefault("text_file", args.text_file)
+    result.settings.setdefault("model_specs", list(args.model))
+    return result

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from memviz.errors import MemvizError
+from memviz.options import SCALE_RANGE, SEED_MAX, integer, real
 
 
 def register(subparsers) -> None:
@@ -39,7 +40,7 @@ def _no_name(parser: argparse.ArgumentParser) -> int:
 
 
 def add_common_options(p: argparse.ArgumentParser, text_required: bool = False) -> None:
-    from memviz.commands import add_device_options
+    from memviz.options import add_device_options
 
     p.add_argument(
         "--model",
@@ -52,9 +53,19 @@ def add_common_options(p: argparse.ArgumentParser, text_required: bool = False) 
         "--text-file", metavar="F", required=text_required, help="the held-out text the experiment reads"
     )
     p.add_argument("--out", metavar="DIR", required=True, help="the folder to write the results into")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument(
+        "--seed",
+        type=integer(0, SEED_MAX),
+        default=0,
+        help=f"seed of every random choice, 0 to {SEED_MAX} (default 0)",
+    )
     p.add_argument("--theme", choices=("talk", "dark"), default="talk", help="the figure's look (talk)")
-    p.add_argument("--scale", type=float, default=1.0, help="device pixels per pixel in the PNG (default 1)")
+    p.add_argument(
+        "--scale",
+        type=real(*SCALE_RANGE),
+        default=1.0,
+        help=f"device pixels per pixel in the PNG, {SCALE_RANGE[0]:g} to {SCALE_RANGE[1]:g} (default 1)",
+    )
     p.add_argument("--no-figure", action="store_true", help="write results.csv and results.json only")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_device_options(p)
@@ -80,7 +91,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def _run(spec, args: argparse.Namespace, out: Path) -> int:
     from memviz.backends.registry import load_backend
     from memviz.experiments.progress import Progress
-    from memviz.experiments.result import write_results
+    from memviz.experiments.result import record_run_settings, write_results
     from memviz.textio import read_text_file
 
     args.text = None
@@ -94,9 +105,7 @@ def _run(spec, args: argparse.Namespace, out: Path) -> int:
         progress.note(f"loading {model}")
         backends.append(load_backend(model, device=args.device, dtype=args.dtype))
     result = spec.run(backends, args)
-    result.settings.setdefault("seed", args.seed)
-    result.settings.setdefault("text_file", args.text_file)
-    result.settings.setdefault("model_specs", list(args.model))
+    record_run_settings(result, args)
     written = write_results(result, out)
     if not args.no_figure:
         from memviz.export.experiment_figure import save_figures

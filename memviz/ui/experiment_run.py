@@ -22,7 +22,12 @@ from pathlib import Path
 from memviz.errors import MemvizError
 from memviz.experiments.progress import Progress
 from memviz.experiments.registry import Experiment
-from memviz.experiments.result import ExperimentResult, is_experiment_folder, write_results
+from memviz.experiments.result import (
+    ExperimentResult,
+    is_experiment_folder,
+    record_run_settings,
+    write_results,
+)
 from memviz.ui.jobs import Job
 
 PROGRESS_EVERY_S = 0.1  # a run over 20,000 tokens reports each token: the bar needs ten a second
@@ -108,9 +113,7 @@ def run_experiment(spec: Experiment, args: argparse.Namespace, job: Job, load=No
         backends.append(load(model, device=args.device, dtype=args.dtype))
     result = spec.run(backends, args)
     progress.check()  # the last batch ended after Cancel: still nothing written
-    result.settings.setdefault("seed", args.seed)  # as experiment_cli.cmd_experiment
-    result.settings.setdefault("text_file", args.text_file)
-    result.settings.setdefault("model_specs", list(args.model))
+    record_run_settings(result, args)
     folder = Path(args.out)
     folder.parent.mkdir(parents=True, exist_ok=True)
     written = write_results(result, folder)
