@@ -81,3 +81,23 @@ def test_a_remembered_document_starts_with_bos_too(llama_with_bos, tmp_path):
     ids, distances, values = store.search(session.keys[0], 1)
     assert distances[0] < 1e-6 and values[0] == session.trace.token_ids[1]
     store.close()
+
+
+def test_bits_per_char_reads_from_the_bos_and_any_familys_window(llama_with_bos):
+    """`memviz eval` on a Llama (no n_positions in its config): the text after a BOS, every character
+    predicted; equal to a hand sum over the model's own full pass."""
+    import math
+
+    from transformers import AutoModelForCausalLM
+
+    from memviz.train.evaluate import bits_per_char
+
+    folder, bos = llama_with_bos
+    backend = load_backend(str(folder))
+    ids = [bos, *backend.encode(TEXT).ids]
+    assert len(ids) <= backend.info.context_size  # one window: the hand sum needs no sliding
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].double(), -1)
+    nats = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum().item()
+    assert bits_per_char(backend, TEXT) == pytest.approx(nats / math.log(2) / len(TEXT), rel=1e-5)

@@ -147,9 +147,12 @@ def gpt2_bits_per_char(
 ) -> float:
     """Sliding windows with half-window stride: every token is predicted with at least half a window of context."""
     model, tokenizer = backend.model, backend.tokenizer
-    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    start = list(
+        backend.info.start_ids
+    )  # a BOS, as a Session's run starts: then every character is predicted
+    ids = torch.tensor([*start, *backend.encode(text).ids], dtype=torch.long)
     _check_predictable(len(ids))
-    window = model.config.n_positions
+    window = backend.info.context_size or len(ids)  # every family's window, not GPT-2's n_positions alone
     stride = window // 2
     total_bits = 0.0
     starts = list(range(0, max(1, len(ids) - 1), stride))
@@ -165,7 +168,7 @@ def gpt2_bits_per_char(
             total_bits += nll / math.log(2)
             if progress is not None:
                 progress(min(s + window, len(ids)) - 1, len(ids) - 1)
-    predicted_chars = len(text) - len(tokenizer.decode(ids[:1].tolist()))
+    predicted_chars = len(text) - (0 if start else len(tokenizer.decode(ids[:1].tolist())))
     return total_bits / max(1, predicted_chars)
 
 
@@ -186,7 +189,7 @@ def induction_losses(
     """
     model = backend.model
     vocab = model.config.vocab_size
-    length = min(length, model.config.n_positions // 2)
+    length = min(length, (backend.info.context_size or 2 * length) // 2)
     g = torch.Generator().manual_seed(seed)
     special = set(backend.tokenizer.all_special_ids)
     first, second = [], []
