@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LAMBDAS = tuple(round(0.05 * i, 2) for i in range(21))  # 0, 0.05, ..., 1
 DEFAULT_KS = (1, 4, 16, 64)
+RECALL_BLOCK = 256  # keys a store search takes at once
 LOG2 = math.log(2.0)
 
 Progress = Callable[[int, int], object]
@@ -168,18 +169,23 @@ def score_tokens(
     has = np.zeros((len(ks), n), dtype=bool)
     # An exact store's k nearest are the first k of its K nearest: one search per token, at the
     # largest k (a search costs the same for any k). An approximate index is asked for each k.
+    # Keys go to the store's index a block at a time (search_many: one index call per block).
     exact = bool(getattr(store, "exact", False))
     widest = max(ks)
-    for t in range(n):  # the key after token t predicts token t + 1, as in Session._read
-        key = session.keys[t]
-        found = store.search(key, widest) if exact else None  # the store's own retrieval
+    keys = np.asarray(session.keys[:n], dtype=np.float32)  # the key after token t predicts token t + 1
+    for first in range(0, n, RECALL_BLOCK):
+        block = keys[first : first + RECALL_BLOCK]
+        wide = store.search_many(block, widest) if exact else None  # the store's own retrieval
         for i, k in enumerate(ks):
-            _, distances, values = store.search(key, k) if found is None else (a[:k] for a in found)
-            dist = knn_distribution(values, distances, vocab, temperature)
-            p_knn[i, t] = dist[targets[t]]
-            has[i, t] = dist.any()
+            _, distances, values = store.search_many(block, k) if wide is None else (a[:, :k] for a in wide)
+            for j in range(len(block)):
+                t = first + j
+                dist = knn_distribution(values[j], distances[j], vocab, temperature)
+                p_knn[i, t] = dist[targets[t]]
+                has[i, t] = dist.any()
+        done = min(n, first + RECALL_BLOCK)
         if progress is not None:
-            progress("recalling", t + 1, n)
+            progress("recalling", done, n)
         if cancelled is not None and cancelled():
             raise MemvizError("knn: cancelled")
     characters, extra_bits = _eval_characters(backend, text, ids, cut, trace)

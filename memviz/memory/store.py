@@ -188,22 +188,28 @@ class MemoryStore(KeyIndex, RecordReader):
     @_translated
     def search(self, key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The k nearest memories: ids (-1 = none), squared-L2 distances, next tokens; nearest first."""
-        query = np.ascontiguousarray(np.asarray(key, dtype=np.float32).reshape(1, -1))
-        if query.shape[1] != self.key_dim:
-            raise MemvizError(
-                f"memory key has {query.shape[1]} values; this store holds keys of {self.key_dim}"
-            )
+        ids, distances, values = self.search_many(np.asarray(key, dtype=np.float32).reshape(1, -1), k)
+        return ids[0], distances[0], values[0]
+
+    def search_many(self, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`search` for every row of keys [n, key_dim] in one index call: ids, distances and next
+        tokens [n, k] (the experiments score whole texts; one call costs about as much as one key)."""
+        query = np.ascontiguousarray(np.asarray(keys, dtype=np.float32))
+        if query.ndim != 2 or query.shape[1] != self.key_dim:
+            width = query.shape[-1] if query.ndim else 1
+            raise MemvizError(f"memory key has {width} values; this store holds keys of {self.key_dim}")
         with self._lock:
             if self._conn.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
                 self._sync_index()  # another process (or connection) wrote
             k_eff = max(1, min(int(k), max(1, self._index.ntotal)))
             distances, ids = self._index.search(query, k_eff)
             values_by_id = self._values
-        ids = ids[0].astype(np.int64)
-        distances = distances[0].astype(np.float32)
+        ids = ids.astype(np.int64)
+        distances = distances.astype(np.float32)
         if k_eff < k:
-            ids = np.concatenate([ids, np.full(k - k_eff, -1, dtype=np.int64)])
-            distances = np.concatenate([distances, np.full(k - k_eff, np.inf, dtype=np.float32)])
+            n = len(query)
+            ids = np.concatenate([ids, np.full((n, k - k_eff), -1, dtype=np.int64)], axis=1)
+            distances = np.concatenate([distances, np.full((n, k - k_eff), np.inf, dtype=np.float32)], axis=1)
         ok = (ids >= 0) & (ids < values_by_id.size)
         ids = np.where(ok, ids, -1)
         distances = np.where(ok, distances, np.float32(np.inf)).astype(np.float32)
