@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtCore import QPoint, QPointF, QRectF
 from PySide6.QtGui import QCursor, QImage, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 
@@ -31,6 +31,7 @@ from memviz.core.view import ViewState
 from memviz.panels.attention import attention_shape, shows_attention
 from memviz.panels.heatmap import GraphicsPanel, add_static_plot, clamp, show_token, style_plot, token_label
 from memviz.panels.hover import HoverReadout
+from memviz.panels.intervention_targets import head_targets
 from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
@@ -358,6 +359,12 @@ class HeadGridPanel(GraphicsPanel):
             return None
         layer, head, keys = found
         return self.readout_for(layer, head, keys), self.tooltip_for(layer, head)
+
+    def intervention_targets_at(self, global_pos: QPoint) -> list[tuple[str, str]]:
+        """What a right-click here can change: the head under the mouse, ablated."""
+        scene_pos = self.canvas.mapToScene(self.canvas.viewport().mapFromGlobal(global_pos))
+        cell = self.head_at(scene_pos)
+        return head_targets(*cell) if cell is not None else []
 
     def scene_pos_of(self, layer: int, head: int) -> QPointF:
         return self.plot.vb.mapViewToScene(QPointF(head + 0.5, layer + 0.5))

@@ -5,6 +5,7 @@ A layer narrower than the widest shows its own units only (the rest is padding).
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
@@ -12,6 +13,7 @@ from memviz.core.view import ViewState
 from memviz.panels import colormaps
 from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, token_label
 from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.recurrent_info import GATES, LSTM_GATES, Gate, cell_of, gates_of, layer_size
 from memviz.panels.scales import ColourScale
@@ -141,6 +143,16 @@ class GatesPanel(GraphicsPanel):
             return f"{letter} gate, layer {self.layer}, unit {unit}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
 
         return text
+
+    def intervention_targets_at(self, global_pos: QPoint) -> list[tuple[str, str]]:
+        """What a right-click here can change: the unit under the mouse clamped (its cell state or
+        hidden state; a GRU's hidden state only), the state reset before the step under it."""
+        scene_pos = self.canvas.mapToScene(self.canvas.viewport().mapFromGlobal(global_pos))
+        for heatmap in self.heatmaps:
+            cell = heatmap.cell_at_scene(scene_pos)
+            if cell is not None and self.trace is not None and self.step >= 0:
+                return unit_targets(self.trace, self.layer, self.units.unit_at(cell[0]), cell[1])
+        return []
 
     def set_trace(self, trace: Trace | None) -> None:
         self._configure(trace)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
@@ -27,6 +28,7 @@ from memviz.panels.heatmap import (
     token_label,
 )
 from memviz.panels.hover import HoverReadout, heatmap_source
+from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.recurrent_info import cell_of, layer_size
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
@@ -189,6 +191,16 @@ class StatePanel(GraphicsPanel):
             return f"{letter}, layer {self.layer}, unit {row}\nstep {token_label(tokens, col)}\n{letter} = {value:.6f}"
 
         return text
+
+    def intervention_targets_at(self, global_pos: QPoint) -> list[tuple[str, str]]:
+        """What a right-click here can change: the unit under the mouse clamped (its cell state or
+        hidden state; a GRU's hidden state only), the state reset before the step under it."""
+        scene_pos = self.canvas.mapToScene(self.canvas.viewport().mapFromGlobal(global_pos))
+        for heatmap in self.heatmaps.values():
+            cell = heatmap.cell_at_scene(scene_pos)
+            if cell is not None and self.trace is not None and self.step >= 0:
+                return unit_targets(self.trace, self.layer, self.units.unit_at(cell[0]), cell[1])
+        return []
 
     def set_trace(self, trace: Trace | None) -> None:
         self._configure(trace)

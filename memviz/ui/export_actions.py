@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, Slot
+from PySide6.QtCore import QByteArray, QEvent, QObject, QPoint, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMenu, QProgressDialog, QWidget
 
@@ -79,6 +80,7 @@ class ExportActions(QObject):
         self._make_actions()
         self._restored: Trace | None = None  # the trace whose saved view was last restored
         self._saved: tuple[int, int] | None = None  # (id of the trace, its steps) when last saved
+        self.menu_hooks: list[Callable[[QMenu, Panel, QPoint | None], object]] = []  # add_menu_hook
         self.watch_panels()
 
     @property
@@ -128,7 +130,7 @@ class ExportActions(QObject):
         if event.type() == QEvent.Type.ContextMenu and isinstance(obj, QWidget):
             panel = self.panel_of(obj)
             if panel is not None:
-                self.panel_menu(panel).exec(event.globalPos())
+                self.panel_menu(panel, event.globalPos()).exec(event.globalPos())
                 return True
         return False
 
@@ -140,12 +142,19 @@ class ExportActions(QObject):
             widget = widget.parentWidget()
         return None
 
-    def panel_menu(self, panel) -> QMenu:
+    def add_menu_hook(self, hook: Callable[[QMenu, Panel, QPoint | None], object]) -> None:
+        """`hook(menu, panel, global_pos)` adds entries for the item under the mouse to a panel's
+        right-click menu (the app's Intervene adds "ablate head 1.0" there) above Export..."""
+        self.menu_hooks.append(hook)
+
+    def panel_menu(self, panel, global_pos: QPoint | None = None) -> QMenu:
         menu = QMenu(panel)
         menu.addAction("Export...", lambda: self.export_figure_dialog(panel))
         menu.addAction("Copy figure", lambda: self.copy_figure(panel))
         menu.addAction("Export animation...", lambda: self.export_animation_dialog(panel))
         menu.addAction("Export data (CSV)...", lambda: self.export_csv_dialog(panel))
+        for hook in self.menu_hooks:
+            hook(menu, panel, global_pos)
         return menu
 
     # -- helpers -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ timer, and at its end play goes on with the model (when there is one).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -16,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from memviz.core.sampling import SamplingConfig
 from memviz.core.trace import Trace
 from memviz.panels.view_model import ViewModel
+from memviz.ui.jobs import Job
 from memviz.ui.pacing import REDRAW_INTERVAL_MS
 from memviz.ui.worker import Worker
 
@@ -31,6 +33,8 @@ class Playback(QObject):
     run_ended = Signal(str)  # a worker run ended (why; "" = it simply finished, "paused")
     actions_changed = Signal()  # what can be done has changed (see `enabled`)
     message = Signal(str)
+    reread_started = Signal(int)  # a re-read began: the steps taken over from the run before
+    reread_finished = Signal(int, float, str)  # steps taken over, seconds, why it ended ("" = done)
 
     def __init__(self, worker: Worker, view: ViewModel, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -50,6 +54,9 @@ class Playback(QObject):
         self.runs_finished = 0  # worker runs (play, generate) that have ended
         self._fed_text: str | None = None
         self._play_after_load = False
+        self._reread_job: Job | None = None
+        self._reread: tuple[int, float] | None = None  # a re-read going on: (steps taken over, start)
+        self._reread_since = 0.0
         self.replay_timer = QTimer(self)  # plays back an existing trace by moving the cursor
         self.replay_timer.timeout.connect(self._replay_tick)
         w = worker
@@ -181,6 +188,7 @@ class Playback(QObject):
         if reason and reason != "paused":
             self.message.emit(reason)
         self.run_ended.emit(reason)
+        self._reread_ended(reason)
 
     @Slot(str)
     def _on_suspended(self, label: str) -> None:
@@ -297,20 +305,66 @@ class Playback(QObject):
         self.worker.reset_requested.emit("")
         self._show_playing(False)
 
-    def reread(self) -> None:
-        """Read the text read so far again from the start, at once (the model was changed: Run ->
-        Intervene). The worker resets the session and queues the text; it plays as fast as it goes,
-        the re-read is a recomputation, not a show."""
+    def reread(self, from_step: int = 0, prepare: Callable[[object], None] | None = None) -> None:
+        """Read the text read so far again, at once (the model was changed: Run -> Intervene), from
+        `from_step` on: the steps before it are taken over from the run shown, not recomputed
+        (Session.resume_from; from 0, or where it cannot, the text is read from the start).
+        `prepare(session)` runs on the worker first (it hands the session its interventions). The
+        re-read plays as fast as it goes (a recomputation, not a show); `reread_started` says how
+        many steps were taken over, `reread_finished` when the rest has been read."""
         if self.info is None:
             return
         text = self._fed_text if self._fed_text is not None else self.text()
         self.replay_timer.stop()
         self.rate = 0.0
         self._fed_text = text if text.strip() else None
-        self.worker.reset_requested.emit(self._fed_text or "")
-        if self._fed_text is not None:
-            self.view.update(follow=True)
-            self.worker.play_requested.emit(0.0)
+        self.worker.pause_requested.emit()  # a run going on stops before the session changes
+        fed = self._fed_text or ""
+        self._reread_since = time.perf_counter()  # the re-read's time counts the restore too
+        job = Job(lambda _job: self._resume(from_step, prepare, fed), "re-reading")
+        job.finished.connect(self._on_resumed)
+        job.failed.connect(self._on_resume_failed)
+        self._reread_job = job  # kept until it has run (the worker holds it only through a signal)
+        self.worker.submit(job)
+
+    def _resume(self, from_step: int, prepare, text: str) -> int:
+        """On the worker's thread: the new run, its steps before `from_step` taken over where it can."""
+        session = self.worker.session
+        if session is None:
+            return 0
+        if prepare is not None:
+            prepare(session)
+        taken = session.resume_from(session.trace, from_step, text) if text else 0
+        if not text:
+            session.reset()
+        self.worker.trace_reset.emit(session.trace)  # as the worker's own reset does
+        return taken
+
+    @Slot(object)
+    def _on_resumed(self, taken: object) -> None:
+        self._reread_job = None
+        self._reread = (int(taken), self._reread_since)
+        self.reread_started.emit(int(taken))
+        if self._fed_text is None:  # no text: the new run starts empty, nothing to read
+            self._reread_ended("")
+            return
+        self.view.update(follow=True)
+        self.worker.play_requested.emit(0.0)
+
+    @Slot(str)
+    def _on_resume_failed(self, reason: str) -> None:
+        self._reread_job = None
+        self._reread = None
+        self.message.emit(f"re-read failed: {reason}")
+
+    @Slot(str)
+    def _reread_ended(self, reason: str) -> None:
+        """The re-read run ended: how long it took (the steps taken over cost next to nothing)."""
+        if self._reread is None:
+            return
+        taken, started = self._reread
+        self._reread = None
+        self.reread_finished.emit(taken, time.perf_counter() - started, reason)
 
     def generate(self, n: int, sampling: SamplingConfig) -> bool:
         """Generate n tokens after what has been read. False when there is no model or no text."""

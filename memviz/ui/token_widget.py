@@ -7,12 +7,13 @@ import bisect
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QLine, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
+from memviz.panels.intervention_targets import token_targets
 from memviz.panels.prediction import COLOURS as LABEL_COLOURS
 from memviz.panels.prediction import labels_of as class_labels
 from memviz.panels.static_texts import StaticTexts
@@ -38,6 +39,7 @@ class TokenStrip(QWidget, StripLayout):
     """Flowing token boxes. Lay-out is incremental: new tokens are placed after the last one."""
 
     token_clicked = Signal(int)
+    menu_requested = Signal(object)  # a right-click: its global position (the app's Intervene menu)
 
     def __init__(self, view: ViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -219,6 +221,17 @@ class TokenStrip(QWidget, StripLayout):
                 self.token_clicked.emit(index)
                 return
         super().mousePressEvent(event)
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.menu_requested.emit(event.globalPos())
+        event.accept()
+
+    def intervention_targets_at(self, global_pos: QPoint) -> list[tuple[str, str]]:
+        """What a right-click here can change: the token under the mouse (token_targets)."""
+        index = self.index_at(self.mapFromGlobal(global_pos))
+        if index is None:
+            return []
+        return token_targets(self.trace, index, self.state.cursor)
 
     def mouseMoveEvent(self, event) -> None:
         pos = event.position().toPoint()
