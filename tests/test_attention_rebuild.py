@@ -89,6 +89,14 @@ def test_rebuilt_rows_equal_the_eager_full_pass(name, family_dirs):
         )
     np.testing.assert_allclose(trace.attention_tensor(), expected, atol=1e-4, rtol=0)
     assert expected[:, :, -1].max() > 3.0 / T  # sharp heads: a wrong rebuild could not pass
+    # each head's expected distance back, recorded while stepping, against the eager rows
+    back = (np.arange(T)[:, None] - np.arange(T)[None, :]).clip(min=0)
+    distance = (expected.astype(np.float64) * back).sum(-1).transpose(2, 0, 1)  # [T, L, A]
+    if name in DENSE_FAMILIES:
+        assert not trace.has("attention_distance")
+    else:
+        np.testing.assert_allclose(trace.array("attention_distance"), distance, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(trace.mean_attention_distance(), distance.mean(0), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", [n for n in FAMILIES if n not in DENSE_FAMILIES])
@@ -133,6 +141,15 @@ def test_interventions_that_change_the_keys_seen_keep_dense_rows(family_dirs):
     session, trace = read_run(family_dirs["llama"], interventions=parse_all(["mask:2-4"]))
     assert trace.attention_storage == "dense" and "mask:" in trace.manifest()["attention_storage_reason"]
     assert not trace.attention_rows_at(10)[:, :, 2:5].any()
+    # the distance recorded while stepping under context:W (q = W queries, positions from 0) and
+    # mask:A-B equals the one from the run's own rows
+    for spec in ("context:5", "mask:2-4"):
+        _s, run = read_run(family_dirs["llama"], interventions=parse_all([spec]))
+        rows = run.attention_tensor().astype(np.float64)
+        T = len(run)
+        back = (np.arange(T)[:, None] - np.arange(T)[None, :]).clip(min=0)
+        expected = (rows * back).sum(-1).transpose(2, 0, 1)
+        np.testing.assert_allclose(run.array("attention_distance"), expected, rtol=1e-5, atol=1e-5)
     # head ablation leaves each head's own pattern as the model computes it: q/k, equal to dense rows
     _s, qk = read_run(family_dirs["llama"], interventions=parse_all(["head:0.1=zero"]))
     _s, dense = read_run(

@@ -27,7 +27,8 @@ def test_model_id_loads_from_hugging_face_cache(gpt2_dir, tmp_path):
     (repo / "refs" / "main").write_text(commit)
     out = tmp_path / "run.memviz"
     result = _run(
-        ["trace", "--model", "memviz-test/tiny-gpt2", "--text", "The quick brown fox", "--out", str(out)],
+        ["trace", "--model", "memviz-test/tiny-gpt2", "--text", "The quick brown fox", "--dense-attention"]
+        + ["--out", str(out)],
         {"HF_HUB_CACHE": str(tmp_path / "hub")},
     )
     assert result.returncode == 0, result.stderr

@@ -5,7 +5,9 @@ softmax(q·Kᵀ·scale + mask) (memviz.core.attention_store). The capture is an 
 registered with transformers' `AttentionInterface` under the name "memviz_eager": it calls the
 family's own `eager_attention_forward` (the one the model uses with "eager"), so the model's outputs
 are those of eager attention, and hands the query and key states it was given to the sink of the
-thread's current step. Outside a step (documents read into the memory) nothing is kept.
+thread's current step, with each head's expected distance back under the weights eager computed
+(`ATTENTION_DISTANCE`: the head-distance panel's mean needs no rebuilt row). Outside a step
+(documents read into the memory) nothing is kept.
 
 Families whose modelling code routes through the interface in transformers 5.24: GPT-2, GPT-NeoX,
 OPT, Llama, SmolLM3, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2, Gemma 3. GPT-Neo computes attention in
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 ATTENTION_Q = "attention_q"  # StepOutput.internals: [L, A, d], this step's query, every layer and head
 ATTENTION_K = "attention_k"  # [L, A_kv, d] float32: this step's new key, every layer and key/value head
+ATTENTION_DISTANCE = "attention_distance"  # [L, A] float32: each head's expected distance back, t - key
 IMPLEMENTATION = "memviz_eager"
 # Queries are kept in float32 unless a full context window of them would exceed this; then float16.
 # Keys are always float32: there are fewer of them (A_kv heads) and, measured on the test families,
@@ -83,7 +86,7 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     out = _eager_of(module)(module, query, key, value, attention_mask, **kwargs)
     sink = getattr(_local, "sink", None)
     if sink is not None:
-        sink.keep(module, query, key, kwargs)
+        sink.keep(module, query, key, kwargs, out[1])
     return out
 
 
@@ -97,14 +100,17 @@ class QKSink:
         self.q: list[torch.Tensor | None] = [None] * layers
         self.k: list[torch.Tensor | None] = [None] * layers
         self.seen: dict[int, tuple[float | None, float | None]] = {}  # layer -> (scaling, softcap) passed
+        self.weights: list[torch.Tensor | None] = [None] * layers  # [A, q, n]: the pass's own weights
 
-    def keep(self, module, query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> None:
+    def keep(self, module, query: torch.Tensor, key: torch.Tensor, kwargs: dict, weights=None) -> None:
         layer = self._layer_of.get(id(module))
         if layer is None:
             return
         n = query.shape[-2]
         self.q[layer] = query[0, :, -n:, :]  # [A, n, d]
         self.k[layer] = key[0, :, -n:, :]  # [A_kv, n, d]: the pass's new keys are the cache's last n
+        if weights is not None:
+            self.weights[layer] = weights[0]  # summed once per pass, all layers together (distances)
         if layer not in self.seen:
             self.seen[layer] = (kwargs.get("scaling"), kwargs.get("softcap"))
 
@@ -121,6 +127,32 @@ class QKSink:
         q = torch.stack(self.q).permute(2, 0, 1, 3)  # [n, L, A, d]
         k = torch.stack(self.k).permute(2, 0, 1, 3)
         return q.to("cpu", query_dtype).numpy(), k.to("cpu", torch.float32).numpy()
+
+    def distances(self):
+        """[q, L, A] float32: each head's expected distance back, or None where a layer gave none."""
+        import torch
+
+        if any(w is None for w in self.weights):
+            return None
+        if len({tuple(w.shape) for w in self.weights}) == 1:  # one sum for every layer
+            distance = expected_distance(torch.stack(self.weights))  # [L, A, q]
+        else:  # sliding layers hold fewer keys
+            distance = torch.stack([expected_distance(w) for w in self.weights])
+        return distance.permute(2, 0, 1).to("cpu", torch.float32).numpy()
+
+
+def expected_distance(weights: torch.Tensor) -> torch.Tensor:
+    """[..., q] expected t - key of the pass's q queries under weights [..., q, n] (the queries are
+    the last q positions, the keys the last n: a sliding layer's cache holds its window only)."""
+    import torch
+
+    q, n = weights.shape[-2:]
+    back = torch.arange(n - 1, -1, -1, device=weights.device, dtype=weights.dtype)  # n-1 .. 0
+    distance = weights @ back  # the last query's distance to each key, weighted
+    if q > 1:  # earlier queries sit q-1-i positions before the last
+        offset = torch.arange(q - 1, -1, -1, device=weights.device, dtype=weights.dtype)
+        distance = distance - offset * weights.sum(-1)
+    return distance
 
 
 @contextmanager

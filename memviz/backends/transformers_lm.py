@@ -38,7 +38,14 @@ from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.families import TRANSFORMER, Family, family_of_model_type
 from memviz.backends.hook_points import ATTENTION_ROW, ATTN_PATTERN, LN2_OUT, hook_name, per_layer
 from memviz.backends.placement import resolve_device, resolve_dtype
-from memviz.backends.qk_capture import ATTENTION_K, ATTENTION_Q, IMPLEMENTATION, QKSink, capturing
+from memviz.backends.qk_capture import (
+    ATTENTION_DISTANCE,
+    ATTENTION_K,
+    ATTENTION_Q,
+    IMPLEMENTATION,
+    QKSink,
+    capturing,
+)
 from memviz.backends.token_bytes import token_bytes as token_bytes_of
 from memviz.errors import MemvizError
 
@@ -181,7 +188,9 @@ class TransformerBackend:
         self._use_implementation()
 
     def _use_implementation(self) -> None:
-        want = "eager" if self.attention_dense_reason else IMPLEMENTATION
+        # memviz_eager wherever the family routes through the interface, dense runs too (they record
+        # each head's distance from it); plain eager for the rest (GPT-Neo, reorder_and_upcast_attn)
+        want = "eager" if self._model_dense_reason else IMPLEMENTATION
         if self.model.config._attn_implementation != want:
             self.model.set_attn_implementation(want)
 
@@ -351,6 +360,9 @@ class TransformerBackend:
             queries, keys = sink.arrays(self._query_dtype)
             internals = {ATTENTION_Q: queries[-1], ATTENTION_K: keys[-1]}
             self.last_seen = sink.seen
+        distances = sink.distances()  # the panel's mean distance without rebuilding every row
+        if distances is not None:
+            internals[ATTENTION_DISTANCE] = distances[-1]
         if self.logit_lens:
             from memviz.backends.logit_lens import LENS_LOGITS, transformer_head, transformer_lens
 

@@ -13,7 +13,9 @@ keys in float64.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
+from functools import wraps
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,6 +169,17 @@ class DenseRows:
         return 0
 
 
+def _locked(method):
+    """Run under the store's lock: the UI thread and the worker may both read (and fill the caches)."""
+
+    @wraps(method)
+    def run(self, *args):
+        with self._lock:
+            return method(self, *args)
+
+    return run
+
+
 class QKStore:
     """Format 2: per step the queries [L, A, d] and new keys [L, A_kv, d]; rows rebuilt on demand.
 
@@ -180,6 +193,7 @@ class QKStore:
         self.layout = layout
         self.queries = queries
         self.keys = keys
+        self._lock = threading.RLock()
         self._rows: OrderedDict[int, np.ndarray] = OrderedDict()
         self._keys64: OrderedDict[int, tuple[np.ndarray, int]] = (
             OrderedDict()
@@ -252,6 +266,7 @@ class QKStore:
         out[:, lo:] = probs
         return out
 
+    @_locked
     def rows_at(self, step: int) -> np.ndarray:
         found = self._rows.get(step)
         if found is None:
@@ -264,6 +279,7 @@ class QKStore:
             self._rows.move_to_end(step)
         return found
 
+    @_locked
     def row(self, step: int, layer: int, head: int) -> np.ndarray:
         cached = self._rows.get(step)
         if cached is not None:
@@ -289,6 +305,7 @@ class QKStore:
             logits *= cap
         return logits
 
+    @_locked
     def matrix(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
         """Queries start..stop-1 of one head over keys 0..stop-1, zero where masked: [stop-start, stop]."""
         lay = self.layout

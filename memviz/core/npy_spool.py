@@ -47,9 +47,9 @@ class NpySpool:
         data = np.ascontiguousarray(row, dtype=self.dtype)
         if data.shape != self.row_shape:
             raise ValueError(f"row of shape {data.shape}, expected {self.row_shape}")
-        if self._size == self._capacity:
+        if self._size == self._capacity:  # the file first: a reader maps at most what is there
+            os.ftruncate(self._fd, HEADER_BYTES + (self._capacity + self._chunk_rows) * self._row_bytes)
             self._capacity += self._chunk_rows
-            os.ftruncate(self._fd, HEADER_BYTES + self._capacity * self._row_bytes)
         os.pwrite(self._fd, data.tobytes(), HEADER_BYTES + self._size * self._row_bytes)
         self._size += 1
         # the header last: a reader (or a crash) never sees a row that is not all there

@@ -38,7 +38,7 @@ from memviz import __version__
 from memviz.backends.base import ModelInfo
 from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.hook_points import ATTENTION_ROW, LSTM_INTERNALS
-from memviz.backends.qk_capture import ATTENTION_K, ATTENTION_Q
+from memviz.backends.qk_capture import ATTENTION_DISTANCE, ATTENTION_K, ATTENTION_Q
 from memviz.core import trace_check, trace_zip
 from memviz.core.attention_store import AttentionLayout, DenseRows, QKStore
 from memviz.core.columns import GrowableArray
@@ -79,7 +79,9 @@ class Trace:
       dense [L, A, T, T]) and `mean_attention_distance(upto)`: the same answers whether the trace
       holds dense rows or rebuilds them from q and k; `attention_storage` ("qk", "dense" or None),
       `attention_layout` (an AttentionLayout, q/k only), `nbytes` (RAM), `disk_nbytes` and
-      `attention_files` (the .npy files a q/k run appends to).
+      `attention_files` (the .npy files a q/k run appends to). With `has("attention_distance")`,
+      `array("attention_distance")` [T, L, A] holds each head's expected distance back (t - key)
+      under step t's row, recorded by the backend from the model's own weights.
     - Long-term memory: `memory_record(id)`, what the memory panel shows of a retrieved memory.
     - Per step (LM runs): `target_logprob` [T] (log p of the token that came next; NaN on the last
       step), `entropy` [T] (nats); with --logit-lens `lens_topk_ids/probs` [T, L, K] and
@@ -161,6 +163,8 @@ class Trace:
     def append(self, record: StepRecord) -> int:
         arrays = {"topk_ids": record.topk_ids, "topk_probs": record.topk_probs}
         arrays.update({k: record.internals[k] for k in self.LSTM_KEYS if k in record.internals})
+        if ATTENTION_DISTANCE in record.internals:  # [L, A]: what the head-distance panel sums
+            arrays[ATTENTION_DISTANCE] = record.internals[ATTENTION_DISTANCE]
         arrays.update(record.memory)
         for key, value in arrays.items():
             column = self._columns.get(key)
@@ -336,6 +340,8 @@ class Trace:
         n = len(self) if upto is None else min(upto, len(self))
         if n == 0:
             return np.zeros((0, 0))
+        if ATTENTION_DISTANCE in self._columns:  # recorded while the run went: no row to rebuild
+            return self.array(ATTENTION_DISTANCE)[:n].astype(np.float64).sum(axis=0) / n
         total = None
         for t in range(n):
             row = self._attention.rows_at(t).astype(np.float32)

@@ -59,6 +59,7 @@ KINDS: dict[str, str] = {
     "attention": FLOATS,
     "queries": FLOATS,
     "keys": FLOATS,
+    "attention_distance": FLOATS,
     "vocab_ids": INTS,
     "vocab_text": "U",
     "token_bytes": "u",
@@ -247,6 +248,7 @@ def check_shapes(headers: Mapping[str, Header], manifest: dict, where: str) -> N
     for key in ("cell", "hidden"):
         expect(key, (T, L, H), f"[{T}, {layers}, {units}] (tokens, layers, units)")
     expect("attention", (L, A, T, T), f"[{layers}, {heads}, {T}, {T}] (layers, heads, queries, keys)")
+    expect("attention_distance", (T, L, A), f"[{T}, {layers}, {heads}] (steps, layers, heads)")
     _check_qk_shapes(headers, manifest, T, where)
     for key in ("target_logprob", "lm_target_logprob", "entropy"):
         expect(key, (T,), f"[{T}] (one per step)")
@@ -352,7 +354,7 @@ def check_values(arrays: Mapping[str, np.ndarray], manifest: dict, where: str) -
             p = arrays[key]
             if np.isinf(p).any() or (p < 0).any() or (p > 1 + 1e-3).any():
                 raise _bad(where, f"'{key}' holds probabilities outside 0 to 1")
-    for key in ("gates", "cell", "hidden", "attention", "queries", "keys"):
+    for key in ("gates", "cell", "hidden", "attention", "queries", "keys", "attention_distance"):
         if key in arrays and not _finite(arrays[key]):
             raise _bad(where, f"'{key}' holds NaN or infinite values")
     if "attention" in arrays and arrays["attention"].size:

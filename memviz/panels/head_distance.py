@@ -67,9 +67,13 @@ class DistanceSums:
     def mean(self, trace: Trace, upto: int) -> np.ndarray:
         if self.done < upto:
             self._grow(upto, attention_shape(trace))
+            recorded = trace.array("attention_distance") if trace.has("attention_distance") else None
             for t in range(self.done, upto):
-                row = as_float32(trace.attention_rows_at(t), self._row[..., : t + 1])
-                distance = row @ (t - np.arange(t + 1, dtype=np.float32))
+                if recorded is not None:  # recorded while the run went (a q/k trace rebuilds no row)
+                    distance = recorded[t]
+                else:
+                    row = as_float32(trace.attention_rows_at(t), self._row[..., : t + 1])
+                    distance = row @ (t - np.arange(t + 1, dtype=np.float32))
                 self.cumulative[t] = distance if t == 0 else self.cumulative[t - 1] + distance
             self.done = upto
         return self.cumulative[upto - 1] / upto
