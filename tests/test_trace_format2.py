@@ -197,6 +197,10 @@ def test_a_loaded_format_2_trace_goes_on_growing(runs, tmp_path):
     )
     loaded.append(extra)
     assert len(loaded) == len(trace) + 1 and len(loaded.attention_files) == 2
+    q, k = loaded.queries_keys(len(trace))
+    np.testing.assert_array_equal(q, arrays["queries"][-1])
+    np.testing.assert_array_equal(k, arrays["keys"][-1])
+    assert runs["dense"].queries_keys(0) is None
     np.testing.assert_array_equal(
         loaded.attention_rows_at(len(trace) - 1), trace.attention_rows_at(len(trace) - 1)
     )

@@ -79,7 +79,8 @@ class Trace:
       dense [L, A, T, T]) and `mean_attention_distance(upto)`: the same answers whether the trace
       holds dense rows or rebuilds them from q and k; `attention_storage` ("qk", "dense" or None),
       `attention_layout` (an AttentionLayout, q/k only), `nbytes` (RAM), `disk_nbytes` and
-      `attention_files` (the .npy files a q/k run appends to). With `has("attention_distance")`,
+      `attention_files` (the .npy files a q/k run appends to), `queries_keys(step)` (a q/k step as
+      recorded). With `has("attention_distance")`,
       `array("attention_distance")` [T, L, A] holds each head's expected distance back (t - key)
       under step t's row, recorded by the backend from the model's own weights.
     - Long-term memory: `memory_record(id)`, what the memory panel shows of a retrieved memory.
@@ -330,6 +331,16 @@ class Trace:
         if self._attention is None:
             return np.zeros((n - start, n), dtype=np.float32)
         return self._attention.matrix(layer, head, start, n)
+
+    def queries_keys(self, step: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """A q/k trace's step as recorded: (queries [L, A, d], keys [L, A_kv, d]); None for dense
+        attention (or none). Appending them (internals `attention_q`, `attention_k`) to a trace of
+        the same layout copies the step exactly."""
+        self._check_step(step)
+        store = self._attention
+        if not isinstance(store, QKStore):
+            return None
+        return store.queries.view()[step], store.keys.view()[step]
 
     def attention_tensor(self) -> np.ndarray:
         """The dense [L, A, T, T] attention (format 1's `attention`; rebuilt for a q/k trace)."""
