@@ -9,6 +9,7 @@ RAM stays bounded by the page cache, not by the run's length.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ class NpySpool:
         self._row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         self._chunk_rows = max(16, CHUNK_BYTES // max(1, self._row_bytes))
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._close = weakref.finalize(self, os.close, self._fd)  # the descriptor goes with the spool
         self._size = 0
         self._capacity = 0
         self._map: np.ndarray | None = None
@@ -81,9 +83,9 @@ class NpySpool:
         return HEADER_BYTES + self._size * self._row_bytes  # written (the reserve is sparse)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """No more appends (reads go on through the memory map)."""
+        self._close()
+        self._fd = -1
 
 
 class FrozenRows:
