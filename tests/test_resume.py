@@ -243,3 +243,23 @@ def test_backends_declare_restore():
     from memviz.backends.transformers_lm import TransformerBackend
 
     assert all(hasattr(cls, "restore") for cls in (Backend, RecurrentBackend, TransformerBackend))
+
+
+def test_a_run_with_a_long_term_memory_resumes_with_its_retrievals(recurrent, tmp_path):
+    """With a memory store, the steps taken over keep their retrieved memories (ids, scores, the
+    records the panel shows) and the steps read again recall as from scratch."""
+    from memviz.memory.store import MemoryStore
+
+    backend = recurrent["lstm"]
+    store = MemoryStore.open(tmp_path / "m.sqlite", backend=backend, create=True)
+    try:
+        store.add_document(TEXT * 2, "doc", backend)
+        session, baseline, taken, stepped = resumed(backend, [], ["reset:14"], memory=store)
+        want = run(backend, ["reset:14"], memory=store)
+        assert taken == 14 and stepped == len(want.trace) - 14
+        assert session.trace.has("memory_ids") and baseline.memory_records
+        assert_same_run(session, want)
+        assert_prefix_is_the_baselines(session.trace, baseline, taken)
+        assert set(session.trace.memory_records) == set(want.trace.memory_records)
+    finally:
+        store.close()
