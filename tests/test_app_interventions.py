@@ -194,6 +194,16 @@ def test_right_click_a_head_ablates_it_and_rereads(qtbot, make_window, gpt2_dir)
     )
 
 
+class _NotShown:
+    """A menu built by a right-click, kept instead of shown (exec would wait for a click)."""
+
+    def __init__(self, menu) -> None:
+        self.menu = menu
+
+    def exec(self, *_args) -> None:
+        pass
+
+
 def test_a_mask_rereads_from_its_first_step(qtbot, make_window, gpt2_dir):
     """mask:5-8 changes nothing before step 5: steps 0-4 are the baseline's rows, not recomputed."""
     window = make_window()
@@ -207,6 +217,23 @@ def test_a_mask_rereads_from_its_first_step(qtbot, make_window, gpt2_dir):
     texts = [a.text() for a in menu.actions()]
     assert texts[0].startswith("mask '") and texts[0].endswith("(mask:5-5)"), texts
     assert f"mask:5-{len(baseline) - 1}" in labels.values() and "mask:1-4" in labels.values()
+    # a real right-click on the strip asks for that menu at that place
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication
+
+    asked = []
+    build = window.intervene_actions.strip_menu
+    window.intervene_actions.strip_menu = lambda source, at: (
+        asked.append((source, at)) or _NotShown(build(source, at))
+    )
+    try:
+        local = strip.token_rect(5).center()
+        QApplication.sendEvent(
+            strip, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, local, strip.mapToGlobal(local))
+        )
+    finally:
+        del window.intervene_actions.strip_menu
+    assert asked == [(strip, pos)]
 
     assert window.intervene_actions.intervene("mask:5-8")
     done = wait_done(qtbot, window, 1)
