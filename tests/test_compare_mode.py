@@ -393,3 +393,30 @@ def test_an_interventions_baseline_is_compared_alike_and_a_model_switch_ends_it(
     assert window.view.state.compare == "b" and not window.compare_actions.active()
     assert window.trace.baseline is None and not window.diff_strip.isVisible()
     assert not any(isinstance(p, PlaceholderPanel) for p in window.panels.values())
+
+
+def test_the_apps_own_export_renders_what_the_panels_show(make_window, qtbot, saved_pair, tmp_path):
+    """File -> Export and a panel's right-click Export go through ExportActions: in B - A they write
+    the difference, saying so; back in B, B's own numbers."""
+    from memviz.export.data import read_csv_values
+
+    window = compare_in_window(make_window, qtbot, saved_pair)
+    b, a = window.trace, window.trace.baseline
+    window.view.update(cursor=len(b) - 1, layer=LAYER, head=HEAD, follow=False)
+    window.compare_actions.set_mode("diff")
+    export = window.export_actions
+    header, rows = read_csv_values(export.export_csv(tmp_path / "d.csv", "attention"))
+    assert all(h.startswith("B-A ") for h in header[2:])
+    values = np.array([[float(v) for v in row[2:]] for row in rows])
+    np.testing.assert_allclose(
+        values, b.attention_matrix(LAYER, HEAD) - a.attention_matrix(LAYER, HEAD), atol=1e-7
+    )
+    out = export.export_figure(window.panels["attention"], tmp_path / "d.svg")
+    assert "B \u2212 A" in out.read_text(encoding="utf-8")
+    window.compare_actions.set_mode("b")
+    header, rows = read_csv_values(export.export_csv(tmp_path / "b.csv", "attention"))
+    assert not any(h.startswith("B-A") for h in header)
+    values = np.array([[float(v) for v in row[2:]] for row in rows])
+    np.testing.assert_allclose(values, b.attention_matrix(LAYER, HEAD), atol=1e-7)
+    out = export.export_figure(window.panels["attention"], tmp_path / "b.svg")
+    assert "B \u2212 A" not in out.read_text(encoding="utf-8")

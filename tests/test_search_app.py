@@ -5,6 +5,7 @@ worker, which owns the model) and a new run drops the matches."""
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -112,7 +113,7 @@ def search_in_window(qtbot, window, query: pattern.Query) -> MatchPanel:
     return window.panels["match"]
 
 
-def test_find_similar_in_the_window_lstm(qtbot, make_window, lstm_dir):
+def test_find_similar_in_the_window_lstm(qtbot, make_window, lstm_dir, tmp_path):
     window = make_window()
     load_and_read(qtbot, window, lstm_dir, REPEAT * 3)
     trace = window.trace
@@ -125,6 +126,12 @@ def test_find_similar_in_the_window_lstm(qtbot, make_window, lstm_dir):
     assert panel.result.matches[0].start == n + 30  # the planted repeat: the other copy first
     click_row(qtbot, panel, 0)
     assert window.view.state.cursor == n + 39
+    # the panel's right-click "Export data (CSV)..." writes its own rows, not a trace series
+    out = tmp_path / "matches.csv"
+    window.export_actions._save_name = lambda *_args: str(out)
+    window.export_actions.export_csv_dialog(panel)
+    with open(out, newline="", encoding="utf-8") as handle:
+        assert [[str(v) for v in row] for row in panel.rows()] == list(csv.reader(handle))
 
     # a query the run cannot answer: one message, nothing runs
     assert not window.match_actions.find(pattern.Query(layer=2, start=5, end=len(trace)))

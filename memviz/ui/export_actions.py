@@ -164,6 +164,15 @@ class ExportActions(QObject):
             raise MemvizError("nothing to export yet: read some text first")
         return trace
 
+    def _shown(self, panel=None):
+        """What a panel draws now: B, or under a comparison A or B - A (CompareActions decides), so an
+        export is what the user sees, and of B - A its title says so."""
+        trace = self._trace()
+        compare = getattr(self.host, "compare_actions", None)
+        if compare is None:
+            return trace
+        return compare.shown_trace(panel.name if panel is not None else None) or trace
+
     def _state(self):
         state = self.host.view.state
         n = len(self._trace())
@@ -192,7 +201,7 @@ class ExportActions(QObject):
     # -- figures -------------------------------------------------------------------------------
     def export_figure(self, panel, path: str | Path, scale: float = 1.0) -> Path:
         return render.export_figure(
-            self._trace(), type(panel), self._state(), path, scale=scale, size=self._size_of(panel)
+            self._shown(panel), type(panel), self._state(), path, scale=scale, size=self._size_of(panel)
         )
 
     def scale_range(self, panel) -> tuple[float, float]:
@@ -226,7 +235,9 @@ class ExportActions(QObject):
             self._fail("Could not export the figure", exc)
 
     def figure_image(self, panel):
-        renderer = render.FigureRenderer(type(panel), self._trace(), self._state(), size=self._size_of(panel))
+        renderer = render.FigureRenderer(
+            type(panel), self._shown(panel), self._state(), size=self._size_of(panel)
+        )
         try:
             return renderer.image(self.host.devicePixelRatioF())
         finally:
@@ -240,7 +251,7 @@ class ExportActions(QObject):
             self._fail("Could not copy the figure", exc)
 
     def export_all(self, folder: str | Path, fmt: str = "png") -> list[Path]:
-        trace = self._trace()
+        trace = self._shown()
         classes = [type(p) for p in self.host.panels.values() if type(p).supports(trace)]
         return render.export_all(trace, self._state(), folder, fmt=fmt, classes=classes or None)
 
@@ -315,6 +326,9 @@ class ExportActions(QObject):
 
         trace, state = self._trace(), self._state()
         series = series or default_series(trace)
+        compare = getattr(self.host, "compare_actions", None)
+        if compare is not None and compare.shown_trace() is not trace:
+            return compare.export_csv(path, series, state)  # A, or B - A (its headers say `B-A`)
         return export_csv(
             trace, path, series=series, layer=state.layer, head=state.head, unit=state.unit, step=state.cursor
         )
@@ -324,6 +338,9 @@ class ExportActions(QObject):
 
         try:
             trace = self._trace()
+            if panel is not None and callable(getattr(panel, "rows", None)):  # a table panel: its rows
+                self._export_panel_rows(panel)
+                return
             choices = [default_series(trace)] + (["topk"] if default_series(trace) != "topk" else [])
             series = choices[0]
             if panel is not None and "distribution" in panel.name:
@@ -337,6 +354,16 @@ class ExportActions(QObject):
                 self._say(f"exported {self.export_csv(path, series)}")
         except MemvizError as exc:
             self._fail("Could not export the data", exc)
+
+    def _export_panel_rows(self, panel) -> None:
+        from memviz.export.data import write_csv
+
+        rows = panel.rows()
+        if not rows:
+            raise MemvizError(f"{panel.title}: nothing to export yet")
+        path = self._save_name("Export data", "CSV (*.csv)", "csv", f"{panel.name}.csv")
+        if path:
+            self._say(f"exported {write_csv(rows, path)}")
 
     # -- sessions ------------------------------------------------------------------------------
     def save_session(self, path) -> Path:
