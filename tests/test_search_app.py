@@ -126,6 +126,7 @@ def test_find_similar_in_the_window_lstm(qtbot, make_window, lstm_dir, tmp_path)
     assert panel.result.matches[0].start == n + 30  # the planted repeat: the other copy first
     click_row(qtbot, panel, 0)
     assert window.view.state.cursor == n + 39
+    assert window.strip_view.strip.marked_span == (n + 30, n + 39)  # outlined in the token strip
     # the panel's right-click "Export data (CSV)..." writes its own rows, not a trace series
     out = tmp_path / "matches.csv"
     window.export_actions._save_name = lambda *_args: str(out)

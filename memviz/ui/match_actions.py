@@ -267,6 +267,13 @@ class MatchActions(QObject):
             self._watched.add(panel)
             panel.find_requested.connect(self.find_dialog)
             panel.export_requested.connect(self.export_dialog)
+            panel.match_clicked.connect(self._mark_in_strip)
+
+    def _mark_in_strip(self, match) -> None:
+        """A match in the run is outlined in the token strip (the panel moved the cursor to its end)."""
+        strip = getattr(getattr(self.window, "strip_view", None), "strip", None)
+        if strip is not None:
+            strip.set_marked_span(match.start, match.end) if match.in_run else strip.set_marked_span(None)
 
     def export_csv(self, path: str | Path) -> Path:
         from memviz.export.data import write_csv

@@ -55,6 +55,7 @@ class TokenStrip(QWidget, StripLayout):
         self._classes: np.ndarray | None = None  # the likeliest label per token (prediction tint)
         self._labels: Sequence[str] = ()  # the trace's token labels (partial characters as ‹C3›)
         self.placeholder = PLACEHOLDER  # shown while there are no tokens
+        self.marked_span: tuple[int, int] | None = None  # steps a..b outlined (a pattern match)
         self._widths: dict[str, int] = {}
         self._tints: dict[tuple, QColor] = {}
         self._texts = StaticTexts(limit=20_000)  # laid out in the painter's font (the style's)
@@ -66,9 +67,16 @@ class TokenStrip(QWidget, StripLayout):
 
     # -- data ---------------------------------------------------------------------------------
     def set_trace(self, trace: Trace | None) -> None:
+        if trace is not self.trace:
+            self.marked_span = None  # a span of another run
         self.trace = trace
         self._labels = live_labels(trace)
         self._relayout()
+
+    def set_marked_span(self, start: int | None, end: int | None = None) -> None:
+        """Outline steps start..end (both included; None: no span), as a pattern match's click asks."""
+        self.marked_span = None if start is None else (int(start), int(end if end is not None else start))
+        self.update()
 
     def render(self, state: ViewState) -> None:
         """Bring the strip up to date with the trace and the view; repaints once."""
@@ -207,6 +215,21 @@ class TokenStrip(QWidget, StripLayout):
         if underlines:
             painter.setPen(QPen(generated_color, 1, Qt.DashLine))
             painter.drawLines(underlines)
+        if self.marked_span is not None:  # dotted, under the cursor's solid box
+            first, last = self.marked_span
+            painter.setPen(QPen(QColor(theme.accent), 1, Qt.DotLine))
+            painter.setBrush(Qt.NoBrush)
+            box: QRect | None = None  # one box per line the span covers
+            for i in range(max(first, shown.start), min(last, shown.stop - 1) + 1):
+                rect = self._rects[i]
+                if box is not None and rect.top() == box.top():
+                    box = box.united(rect)
+                    continue
+                if box is not None:
+                    painter.drawRect(box.adjusted(0, 0, -1, -1))
+                box = QRect(rect)
+            if box is not None:
+                painter.drawRect(box.adjusted(0, 0, -1, -1))
         if 0 <= cursor < len(self._rects):
             painter.setPen(QPen(QColor(theme.accent), 2))
             painter.setBrush(Qt.NoBrush)
