@@ -188,7 +188,21 @@ def test_the_memory_store_imports_no_model_code():
 
 
 # -- named internals ---------------------------------------------------------------------------------
-def test_hook_points_name_the_internals_a_step_returns(backend):
+@pytest.fixture(params=["dense", "qk"])
+def storage(request, backend):
+    """Transformers step in two ways: dense rows (format 1) or queries and keys (format 2)."""
+    choose = getattr(backend, "set_attention_storage", None)
+    if choose is None:
+        if request.param == "qk":
+            pytest.skip("a recurrent model has no attention storage")
+        yield request.param
+        return
+    choose(request.param)
+    yield request.param
+    choose("dense")
+
+
+def test_hook_points_name_the_internals_a_step_returns(backend, storage):
     backend.reset()
     out = backend.step(backend.encode("The fox").ids[0])
     backend.reset()

@@ -18,6 +18,9 @@ LN2_OUT = "blocks.{layer}.ln2.out"  # transformer: the FFN's input, after the bl
 RNN_GATES = "rnn.{layer}.gates"  # LSTM: i, f, g, o; GRU: r, z, n (PyTorch's orders)
 RNN_CELL = "rnn.{layer}.cell"  # LSTM: cell state c (a GRU has none)
 RNN_HIDDEN = "rnn.{layer}.hidden"  # LSTM and GRU: hidden state h (the layer's output)
+ATTN_Q = "blocks.{layer}.attn.q"  # transformer: the step's query per query head, after rotary (format 2)
+ATTN_K = "blocks.{layer}.attn.k"  # transformer: the step's new key per key/value head, after rotary
+ATTN_DISTANCE = "blocks.{layer}.attn.distance"  # transformer: each head's expected distance back
 
 # -- StepOutput.internals keys (each [L, ...]: one entry per layer) ------------------------------------
 GATES = "gates"  # [L, G, H]: G = 4 (LSTM) or 3 (GRU); H = the widest layer, narrower ones padded with 0
@@ -25,6 +28,9 @@ CELL = "cell"  # [L, H]
 HIDDEN = "hidden"  # [L, H]
 PREDICTION = "prediction"  # [C]: a classifier's label probabilities if the text ended here (not per layer)
 ATTENTION_ROW = "attention_row"  # [L, A, t+1]: the current query's row of every layer's pattern
+ATTENTION_Q = "attention_q"  # [L, A, d]: this step's query, every layer and head (trace format 2)
+ATTENTION_K = "attention_k"  # [L, A_kv, d]: this step's new key, every layer and key/value head
+ATTENTION_DISTANCE = "attention_distance"  # [L, A]: each head's expected distance back, t - key
 
 # The recurrent family's internals, kept by the Trace as columns of the same names.
 RECURRENT_INTERNALS = (GATES, CELL, HIDDEN, PREDICTION)
@@ -34,7 +40,15 @@ LSTM_GATE_NAMES = ("i", "f", "g", "o")
 GRU_GATE_NAMES = ("r", "z", "n")
 
 # Which internals key holds which hook point (a point at layer l is row l of that key's array).
-INTERNAL_OF = {RNN_GATES: GATES, RNN_CELL: CELL, RNN_HIDDEN: HIDDEN, ATTN_PATTERN: ATTENTION_ROW}
+INTERNAL_OF = {
+    RNN_GATES: GATES,
+    RNN_CELL: CELL,
+    RNN_HIDDEN: HIDDEN,
+    ATTN_PATTERN: ATTENTION_ROW,
+    ATTN_Q: ATTENTION_Q,
+    ATTN_K: ATTENTION_K,
+    ATTN_DISTANCE: ATTENTION_DISTANCE,
+}
 
 _NAME = re.compile(r"^(?P<head>[a-z0-9_]+)\.(?P<layer>\d+)\.(?P<tail>[a-z0-9_.]+)$")
 
@@ -59,4 +73,6 @@ def per_layer(templates: tuple[str, ...], num_layers: int) -> tuple[str, ...]:
     return tuple(hook_name(t, layer) for layer in range(num_layers) for t in templates)
 
 
-_TEMPLATES = frozenset((ATTN_PATTERN, LN2_OUT, RNN_GATES, RNN_CELL, RNN_HIDDEN))
+_TEMPLATES = frozenset(
+    (ATTN_PATTERN, LN2_OUT, RNN_GATES, RNN_CELL, RNN_HIDDEN, ATTN_Q, ATTN_K, ATTN_DISTANCE)
+)

@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+# StepOutput.internals keys, named with the other hook points (imported from here by the Trace too)
+from memviz.backends.hook_points import ATTENTION_DISTANCE, ATTENTION_K, ATTENTION_Q  # noqa: F401
+
 if TYPE_CHECKING:
     import torch
 
-ATTENTION_Q = "attention_q"  # StepOutput.internals: [L, A, d], this step's query, every layer and head
-ATTENTION_K = "attention_k"  # [L, A_kv, d] float32: this step's new key, every layer and key/value head
-ATTENTION_DISTANCE = "attention_distance"  # [L, A] float32: each head's expected distance back, t - key
+
 IMPLEMENTATION = "memviz_eager"
 # Queries are kept in float32 unless a full context window of them would exceed this; then float16.
 # Keys are always float32: there are fewer of them (A_kv heads) and, measured on the test families,

@@ -268,7 +268,11 @@ class TransformerBackend:
         return self._fingerprint
 
     def hook_points(self) -> tuple[str, ...]:
-        return (*per_layer((ATTN_PATTERN,), self.info.num_layers), self.memory_key_point)
+        """What a step returns now: dense rows or (format 2) queries and keys, and the distances."""
+        from memviz.backends.hook_points import ATTN_DISTANCE, ATTN_K, ATTN_Q
+
+        attention = (ATTN_PATTERN,) if self.attention_dense_reason else (ATTN_Q, ATTN_K)
+        return (*per_layer((*attention, ATTN_DISTANCE), self.info.num_layers), self.memory_key_point)
 
     @property
     def device(self) -> str:
