@@ -34,6 +34,7 @@ HEATMAPS = {
     "logit-lens": 1,
     "compare": 0,  # lines and bars
     "memory": 0,
+    "match": 0,  # a table of pattern matches
 }
 
 
@@ -48,8 +49,10 @@ def gpt2_session(run_session, gpt2_dir):
 
 
 def heatmaps_of(panel) -> list[Heatmap]:
-    """The panel's heatmaps: pyqtgraph items in its canvas's scene, not QObject children."""
-    return [item for item in panel.canvas.scene().items() if isinstance(item, Heatmap)]
+    """The panel's heatmaps: pyqtgraph items in its canvas's scene, not QObject children (a table
+    panel, the Match panel, has no canvas and no heatmap)."""
+    canvas = getattr(panel, "canvas", None)
+    return [] if canvas is None else [item for item in canvas.scene().items() if isinstance(item, Heatmap)]
 
 
 def viewport_point(canvas, scene_pos) -> QPoint:
