@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from functools import wraps
 from dataclasses import dataclass
+from functools import wraps
 
 import numpy as np
 
