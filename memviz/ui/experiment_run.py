@@ -46,12 +46,15 @@ class JobProgress(Progress):
         self.every_s = every_s
         self.notes: list[str] = []
         self._last = 0.0
+        self._label = ""
 
     def __call__(self, label: str, done: int, total: int) -> None:
         self.check()
         now = time.monotonic()
-        if done >= total or now - self._last >= self.every_s:
-            self._last = now
+        # at most every_s, but a new phase ("copy, distance 64") always shows: on a fast model the
+        # whole of one would otherwise pass between two reports
+        if done >= total or label != self._label or now - self._last >= self.every_s:
+            self._last, self._label = now, label
             self.job.report(int(done), int(total), label)
 
     def note(self, message: str) -> None:
