@@ -101,3 +101,23 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dtype", choices=DTYPES, default="float32", help="the weights' precision (default float32)"
     )
+
+
+def number_list(kind: type, low: float, high: float, what: str) -> Callable[[str], list]:
+    """A comma-separated list of numbers in [low, high], sorted, each once (knn's --lambdas and --k,
+    copy's --distances, context's --windows)."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {what}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r}: give at least one value")
+        bad = [v for v in values if not (low <= v <= high) or (isinstance(v, float) and not math.isfinite(v))]
+        if bad:
+            show = [str(b) if isinstance(b, int) else f"{b:g}" for b in (low, high)]
+            raise argparse.ArgumentTypeError(f"{bad[0]} is out of range: {show[0]} to {show[1]}")
+        return sorted(set(values))
+
+    return parse

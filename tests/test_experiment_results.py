@@ -163,6 +163,25 @@ def test_memviz_experiment_refuses_before_loading(tmp_path, capsys):
     assert not new.exists()  # the folder made for the run, left empty by the error, is gone
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["copy", "--distances", "0,x"], "is not a comma-separated list of whole numbers"),
+        (["copy", "--distances=-1,4"], "-1 is out of range: 0 to 1000000000"),
+        (["context", "--windows", "0,8"], "0 is out of range: 1 to 1000000000"),
+        (["knn", "--k", "0"], "0 is out of range: 1 to 4096"),
+        (["knn", "--lambdas", "0.5,nan"], "nan is out of range: 0 to 1"),
+    ],
+)
+def test_bad_lists_are_refused_while_parsing(tmp_path, capsys, args, says):
+    """Lists of numbers are checked by argparse (memviz.options.number_list): one line, exit 2,
+    before any model loads or any folder is made."""
+    assert main(["experiment", *args, "--model", "no-such-model", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0] and err[0].startswith("memviz: error: argument --")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_interrupted_experiment_writes_nothing(tmp_path, gpt2_dir, monkeypatch):
     from memviz.experiments import copy as copy_experiment
 

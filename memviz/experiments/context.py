@@ -30,6 +30,7 @@ from memviz.experiments.models import model_entry, require_lm, unique_names
 from memviz.experiments.progress import progress_of
 from memviz.experiments.registry import Experiment
 from memviz.experiments.result import ExperimentResult
+from memviz.options import number_list
 
 RECURRENT_MAX_WINDOW = 1000
 DEFAULT_POINTS = 12
@@ -49,7 +50,10 @@ COLUMNS = {
 
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--windows", metavar="W,W,...", help="context sizes W (default: 12 on a log scale from 1 to the text)"
+        "--windows",
+        metavar="W,W,...",
+        type=number_list(int, 1, 10**9, "whole numbers"),
+        help="context sizes W (default: 12 on a log scale from 1 to the text)",
     )
     p.add_argument(
         "--max-window",
@@ -61,18 +65,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
         "--positions", type=int, default=16, help="target positions the shuffled variant measures (16)"
     )
     p.add_argument("--shuffle-trials", type=int, default=3, help="random orders per position and W (3)")
-
-
-def parse_windows(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = sorted({int(v) for v in text.replace(" ", "").split(",") if v})
-    except ValueError:
-        raise MemvizError(f"--windows {text!r}: give whole numbers separated by commas") from None
-    if not values or values[0] < 1:
-        raise MemvizError(f"--windows {text!r}: give one or more sizes of 1 or more")
-    return values
 
 
 def default_windows(longest: int, points: int = DEFAULT_POINTS) -> list[int]:
@@ -177,7 +169,7 @@ def measure_model(backend, name: str, text: str, args, progress) -> tuple[list[d
     characters, extra_bits, eval_bpc = accounting(backend, text_used, ids)
     full = full_bits(backend, ids)
     full_bpc = (full.sum() + extra_bits) / max(1, characters)
-    requested = parse_windows(args.windows)
+    requested = args.windows  # sorted, each once (number_list)
     windows = [w for w in requested if w <= n - 1] if requested else default_windows(n - 1)
     if not windows:
         raise MemvizError(f"{name}: every --windows size is above the text's {n - 1} tokens of context")
@@ -250,7 +242,7 @@ def run(backends: list, args: argparse.Namespace) -> ExperimentResult:
         extra["per_token_bits"][name] = arrays["full_bits"]
         extra["shuffle"][name] = arrays["shuffle"]
     settings = {
-        "windows": parse_windows(args.windows) or "auto",
+        "windows": args.windows or "auto",
         "max_window": args.max_window,
         "shuffle": not args.no_shuffle,
         "positions": args.positions,

@@ -28,6 +28,7 @@ from memviz.experiments.models import model_entry, require_lm, unique_names
 from memviz.experiments.progress import progress_of
 from memviz.experiments.registry import Experiment
 from memviz.experiments.result import ExperimentResult
+from memviz.options import number_list
 
 RECURRENT_MAX_DISTANCE = 2000
 DEFAULT_POINTS = 12
@@ -54,6 +55,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--distances",
         metavar="D,D,...",
+        type=number_list(int, 0, 10**9, "whole numbers"),
         help="filler lengths d to measure (default: 0 and 11 more on a log scale up to the longest)",
     )
     p.add_argument(
@@ -67,18 +69,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="score the second copy's first token too (it follows filler: nothing predicts it)",
     )
-
-
-def parse_distances(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = sorted({int(v) for v in text.replace(" ", "").split(",") if v})
-    except ValueError:
-        raise MemvizError(f"--distances {text!r}: give whole numbers separated by commas") from None
-    if not values or values[0] < 0:
-        raise MemvizError(f"--distances {text!r}: give one or more distances of 0 or more")
-    return values
 
 
 def longest_distance(backend, n: int, requested: int | None = None) -> int:
@@ -196,7 +186,7 @@ def run(backends: list, args: argparse.Namespace) -> ExperimentResult:
         raise MemvizError(f"--n {args.n}: a sequence needs 2 tokens at least (one read, one predicted)")
     if args.trials < 1:
         raise MemvizError(f"--trials {args.trials}: give 1 or more")
-    requested = parse_distances(getattr(args, "distances", None))
+    requested = getattr(args, "distances", None)  # sorted, each once (number_list)
     progress = progress_of(args)
     names = unique_names(backends)
     rows, models, extra = [], [], {"per_trial": {}, "induction": {}, "distances": {}}

@@ -215,25 +215,6 @@ COLUMNS = {
 GAIN_BINS = 48  # bins of the per-token gain histogram
 
 
-def number_list(kind: type, low: float, high: float, what: str) -> Callable[[str], list]:
-    """A comma-separated list of numbers in [low, high], for --lambdas and --k."""
-    import argparse
-
-    def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {what}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"{text!r}: give at least one value")
-        bad = [v for v in values if not (low <= v <= high) or (isinstance(v, float) and not math.isfinite(v))]
-        if bad:
-            raise argparse.ArgumentTypeError(f"{bad[0]} is out of range: {low:g} to {high:g}")
-        return sorted(set(values))
-
-    return parse
-
-
 def gain_histogram(gains: np.ndarray) -> tuple[list[float], list[int]]:
     """Edges and counts of the per-token gains (finite ones), over their range (0 always inside)."""
     finite = gains[np.isfinite(gains)]
@@ -344,7 +325,7 @@ def run(backends: list, args: argparse.Namespace):
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    from memviz.options import integer, real
+    from memviz.options import integer, number_list, real
 
     parser.add_argument(
         "--memory",
