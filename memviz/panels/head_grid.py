@@ -341,17 +341,22 @@ class HeadGridPanel(GraphicsPanel):
 
     def readout_for(self, layer: int, head: int, keys: range) -> str:
         """One line: the head, the key(s) under the mouse and the weight drawn there."""
+        return self.key_readout(layer, head, keys, "max", lambda v: f"{v:.3f}")
+
+    def key_readout(self, layer: int, head: int, keys: range, pick: str, value) -> str:
+        """The readout line: the key under the mouse, or of several the one with the largest value
+        (`pick` "max") or magnitude ("largest", a difference), and `value(v)` of it."""
         tokens = live_labels(self.trace)
         row = self.rows[layer, head]
-        weights = row[keys.start : keys.stop].astype(np.float64)
-        key = keys.start + int(np.argmax(weights))
+        values = row[keys.start : keys.stop].astype(np.float64)
+        key = keys.start + int(np.argmax(np.abs(values) if pick == "largest" else values))
         text = f"'{show_token(tokens[key], 24)}'" if key < len(tokens) else ""
         where = (
             f"key {key} {text}"
             if len(keys) == 1
-            else f"keys {keys.start}-{keys.stop - 1}, max on {key} {text}"
+            else f"keys {keys.start}-{keys.stop - 1}, {pick} on {key} {text}"
         )
-        return f"layer {layer}, head {head}: {where}: {float(row[key]):.3f}"
+        return f"layer {layer}, head {head}: {where}: {value(float(row[key]))}"
 
     def _readout_at(self, scene_pos: QPointF) -> tuple[str, str] | None:
         found = self.keys_at(scene_pos)

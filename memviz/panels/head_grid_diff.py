@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from memviz.core.view import ViewState
 from memviz.panels import colormaps
 from memviz.panels.head_grid import HeadGridPanel, _argb32, structure_note
-from memviz.panels.heatmap import clamp, show_token, token_label
+from memviz.panels.heatmap import clamp, token_label
 from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
@@ -122,17 +122,7 @@ class HeadGridDiffPanel(HeadGridPanel):
         )
 
     def readout_for(self, layer: int, head: int, keys: range) -> str:
-        tokens = live_labels(self.trace)
-        row = self.rows[layer, head]
-        values = row[keys.start : keys.stop].astype(np.float64)
-        key = keys.start + int(np.argmax(np.abs(values)))
-        text = f"'{show_token(tokens[key], 24)}'" if key < len(tokens) else ""
-        where = (
-            f"key {key} {text}"
-            if len(keys) == 1
-            else f"keys {keys.start}-{keys.stop - 1}, largest on {key} {text}"
-        )
-        return f"layer {layer}, head {head}: {where}: B \u2212 A = {float(row[key]):+.3f}"
+        return self.key_readout(layer, head, keys, "largest", lambda v: f"B \u2212 A = {v:+.3f}")
 
     def apply_theme(self, state: ViewState) -> None:
         self._up, self._down = _argb32(UP), _argb32(DOWN)
