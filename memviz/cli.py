@@ -9,11 +9,13 @@ from collections.abc import Sequence
 
 from memviz import commands
 from memviz import convert as convert_cli
+from memviz import recover as recover_cli
 from memviz.errors import MemvizError
 from memviz.export import cli as export_cli
 from memviz.export import compare as compare_cli
 from memviz.export import experiment_cli, search_cli
 from memviz.memory import cli as memory_cli
+from memviz.options import MAX_GENERATE, integer
 from memviz.train import cli as train_cli
 from memviz.ui import cli as gui_cli
 
@@ -81,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep every attention row (trace format 1, for tools such as bertviz) instead of queries "
         "and keys (format 2: rows rebuilt exactly on demand, a file that grows with T, not T squared)",
     )
+    p.add_argument(
+        "--slide",
+        nargs="?",
+        const=True,
+        type=integer(1, MAX_GENERATE),
+        metavar="STRIDE",
+        help="read past a transformer's context window: when it is full, keep its last window - STRIDE "
+        "tokens (default STRIDE: half the window), re-encode them from position 0 and read on; each "
+        "step is the model over exactly its window, whose boundaries the trace records",
+    )
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("models", help="list the bundled models")
@@ -97,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         experiment_cli,
         search_cli,
         convert_cli,
+        recover_cli,
     ):
         module.register(sub)
     return parser

@@ -114,6 +114,7 @@ def build_session(args: argparse.Namespace):
         interventions=interventions,
         logit_lens=bool(getattr(args, "logit_lens", False)),
         dense_attention=bool(getattr(args, "dense_attention", False)),
+        slide=getattr(args, "slide", None),
     )
 
 

@@ -333,6 +333,40 @@ class TransformerBackend:
         self._position = n
         return torch.cat(keys).to("cpu", torch.float32).numpy()
 
+    @torch.inference_mode()
+    def reprime(self, keep: int) -> dict[str, np.ndarray]:
+        """Slide the window (`memviz trace --slide`): a fresh cache holding only the last `keep`
+        tokens read, re-encoded at positions 0..keep-1 in one batched pass (head ablations apply),
+        so the next step is the model reading exactly that window and its token. Returns the pass's
+        queries [keep, L, A, d] and keys [keep, L, A_kv, d] (ATTENTION_Q, ATTENTION_K) where this run
+        records q/k (the window's prefix: memviz.core.sliding), {} where it records dense rows."""
+        plan = self._interventions
+        if plan is not None and (plan.masks or plan.window is not None):
+            raise MemvizError("a window cannot slide under a mask: or context: intervention")
+        if not 0 <= keep <= self._position:
+            raise MemvizError(f"cannot keep {keep} of the {self._position} tokens in the cache")
+        ids = self._ids[len(self._ids) - keep :] if keep else []
+        self._cache = self._cache_cls(config=self.model.config)
+        self._position = 0
+        dense = self.attention_dense_reason is not None
+        sink = QKSink(self._layer_of, self.info.num_layers)
+        if ids:
+            inputs = {"input_ids": torch.tensor([ids], device=self.model.device)}
+            with self._ablating(), capturing(sink):
+                self.model.base_model(**inputs, cache=self._cache, use_cache=True)
+        self._position = keep
+        if dense:
+            return {}
+        if not ids:
+            lay, layers = self._layout, self.info.num_layers
+            q_dtype = np.float16 if self._query_dtype == torch.float16 else np.float32
+            return {
+                ATTENTION_Q: np.zeros((0, layers, lay["num_heads"], lay["head_dim"]), q_dtype),
+                ATTENTION_K: np.zeros((0, layers, lay["num_kv_heads"], lay["head_dim"]), np.float32),
+            }
+        queries, keys = sink.arrays(self._query_dtype)
+        return {ATTENTION_Q: queries, ATTENTION_K: keys}
+
     def _step_inputs(self) -> dict:
         if self._interventions is not None:
             return self._interventions.forward_inputs(self._ids, self._cache)

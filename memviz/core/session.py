@@ -23,8 +23,14 @@ from memviz.memory.knn import knn_distribution, mix
 if TYPE_CHECKING:  # torch takes seconds to import; the window imports this module (issue 7)
     import torch
 
-# A trace keeps every step in RAM; beyond this many tokens a text is cut (with a warning).
-MAX_TOKENS = 50_000
+# A recurrent run reads any length: its trace goes to disk as it is read (memviz.core.run_folder),
+# so RAM does not grow with it and the disk is the real bound (a full one stops the run, one line).
+# This only refuses absurd requests (a billion tokens is days of reading and terabytes of trace);
+# a transformer stays bounded by its context window.
+MAX_TOKENS = 10**9
+# --slide with dense attention rows (GPT-Neo, --dense-attention): the rows of T steps hold T²/2 numbers
+# per head, so such a run stops where they would pass this (never before the model's own window).
+DENSE_SLIDE_BYTES = 2**30
 
 
 class MemoryIndex(Protocol):
@@ -70,6 +76,17 @@ def softmax64(logits: torch.Tensor) -> np.ndarray:
     return x
 
 
+def _pad_window_rows(internals: dict, steps: int) -> None:
+    """A sliding window's dense rows are over its own tokens: zeros in front for those before it."""
+    from memviz.backends.hook_points import ATTENTION_ROW
+
+    rows = internals.get(ATTENTION_ROW)
+    if rows is not None and rows.shape[-1] < steps + 1:
+        padded = np.zeros((*rows.shape[:-1], steps + 1), dtype=rows.dtype)
+        padded[..., steps + 1 - rows.shape[-1] :] = rows
+        internals[ATTENTION_ROW] = padded
+
+
 class Session:
     def __init__(
         self,
@@ -81,8 +98,10 @@ class Session:
         interventions: Sequence[intervention_specs.Intervention] = (),
         logit_lens: bool = False,
         dense_attention: bool = False,
+        slide: bool | int | None = None,
     ) -> None:
         self.backend = backend
+        self.slide = slide  # read past the window in windows that slide: True (stride window // 2), a stride
         # True: dense attention rows (trace format 1, `memviz trace --dense-attention`); False: queries
         # and keys where the backend can record them (format 2), rows rebuilt on demand
         self.dense_attention = dense_attention
@@ -102,6 +121,7 @@ class Session:
         self.max_tokens = max_tokens
         self.warnings: list[str] = []
         self.stop_reason: str | None = None
+        self.stride = self._slide_stride()
         self.reset()
 
     # -- set-up -----------------------------------------------------------------------------
@@ -119,6 +139,9 @@ class Session:
             attention_reason=getattr(self.backend, "attention_dense_reason", None),
         )
         self.trace.extra_manifest["interventions"] = intervention_specs.to_manifest(self.interventions)
+        self.stride = self._slide_stride()  # the interventions may have changed since
+        if self.stride is not None:
+            self.trace.enable_sliding(self.backend.info.context_size, self.stride)
         self._queue: deque[int] = deque()
         self._to_generate = 0
         self._last_probs: np.ndarray | None = None
@@ -127,6 +150,24 @@ class Session:
         self.keys: list[np.ndarray] = []  # kNN keys per step, for remembering this run
         self.warnings = []
         self.stop_reason = None
+
+    def _slide_stride(self) -> int | None:
+        """The stride `slide` asks for (None: the run stops at the window), checked against the model."""
+        slide = self.slide
+        if slide is None or slide is False:
+            return None
+        window = self.backend.info.context_size
+        name = self.backend.info.name
+        if getattr(self.backend, "reprime", None) is None or not window:
+            raise MemvizError(f"--slide: {name} has no context window to slide (transformers have)")
+        if any(s.kind in ("context", "mask") for s in self.interventions):
+            raise MemvizError(
+                "--slide: not with a context: or mask: intervention (they place tokens by position)"
+            )
+        stride = max(1, window // 2) if slide is True else slide
+        if type(stride) is not int or not 1 <= stride <= window:
+            raise MemvizError(f"--slide {slide}: the stride must be 1 to {window} tokens ({name}'s window)")
+        return stride
 
     def set_interventions(self, specs: Sequence[intervention_specs.Intervention]) -> None:
         """Check the specs against the model (before any step) and hand them to the backend; the
@@ -153,6 +194,8 @@ class Session:
         ids = list(self._queue)
         n = resume.steps_to_take_over(trace, self.trace, ids, step, lens=self.logit_lens)
         restore = getattr(self.backend, "restore", None)
+        if self.stride is not None:  # a restored cache holds one window: take over the first only
+            n = min(n, self.backend.info.context_size)
         if n == 0 or restore is None:
             return 0
         self.keys.extend(restore(ids[:n], resume.prefix_states(trace, n)))
@@ -197,7 +240,20 @@ class Session:
     def capacity(self) -> int:
         """Tokens this run can still hold: the context window for a transformer, MAX_TOKENS otherwise."""
         limit = self.window or self.max_tokens
+        if self.stride is not None:  # --slide: the window does not bound the run
+            limit = self._dense_slide_limit() or self.max_tokens
         return min(limit, self.max_tokens) - len(self.trace) - len(self._queue)
+
+    def _dense_slide_limit(self) -> int | None:
+        """With --slide and dense rows: the steps whose rows fit DENSE_SLIDE_BYTES (at least the
+        window); None where the run records q/k (a row of it costs nothing until asked for)."""
+        if self.stride is None or getattr(self.backend, "attention_dense_reason", None) is None:
+            return None
+        from memviz.backends.dtypes import attention_dtype_for
+
+        info = self.backend.info
+        per_pair = info.num_layers * info.num_heads * np.dtype(attention_dtype_for(info)).itemsize
+        return max(info.context_size, int((2 * DENSE_SLIDE_BYTES / per_pair) ** 0.5))
 
     def feed(self, text: str) -> list[str]:
         """Queue text to read after what is already queued. Returns warnings for the user."""
@@ -219,7 +275,9 @@ class Session:
         if len(ids) > room:
             window = self.window
             what = (
-                f"context window of {window} tokens" if window else f"limit of {self.max_tokens} tokens a run"
+                f"context window of {window} tokens"
+                if window and self.stride is None
+                else f"limit of {min(self.max_tokens, self._dense_slide_limit() or self.max_tokens)} tokens a run"
             )
             warnings.append(f"text cut to {max(room, 0)} of {len(ids)} tokens: the model's {what} is full")
             ids = ids[: max(room, 0)]
@@ -262,7 +320,8 @@ class Session:
         else:
             return None
         window = self.window
-        if window is not None and self.backend.position >= window:
+        full = window is not None and self.backend.position >= window
+        if full and self.stride is None:
             self.cancel()
             self.stop_reason = f"context window full ({window} tokens): reset to read more"
             return None
@@ -270,11 +329,33 @@ class Session:
             self.cancel()
             self.stop_reason = f"limit of {self.max_tokens} tokens a run reached: reset to read more"
             return None
+        dense_limit = self._dense_slide_limit()
+        if dense_limit is not None and len(self.trace) >= dense_limit:
+            self.cancel()
+            self.stop_reason = (
+                f"limit of {dense_limit} tokens for dense attention rows with --slide reached "
+                "(they grow as T squared; a q/k run reads on): reset to read more"
+            )
+            return None
+        if full:
+            self._slide_window(window)
         return self._read(token, generated, sampled)
+
+    def _slide_window(self, window: int) -> None:
+        """The cache is full: keep its last window - stride tokens, re-encoded from position 0 (the
+        backend's reprime), and begin a new window in the trace with their queries and keys."""
+        from memviz.backends.qk_capture import ATTENTION_K, ATTENTION_Q
+
+        keep = window - self.stride
+        step = len(self.trace)
+        prefix = self.backend.reprime(keep)
+        self.trace.start_window(step, step - keep, prefix.get(ATTENTION_Q), prefix.get(ATTENTION_K))
 
     def _read(self, token: int, generated: bool, sampled: np.ndarray | None = None) -> int:
         out = self.backend.step(token)
         self._fill_targets(token)
+        if self.stride is not None:
+            _pad_window_rows(out.internals, len(self.trace))
         if out.logits is None:  # a classifier: its answer is in the internals (PREDICTION)
             return self._read_without_lm(out, token, generated)
         p_lm = softmax64(out.logits)

@@ -59,6 +59,10 @@ KINDS: dict[str, str] = {
     "attention": FLOATS,
     "queries": FLOATS,
     "keys": FLOATS,
+    "segment_queries": FLOATS,  # --slide (memviz.core.sliding): every window's q/k, prefix first
+    "segment_keys": FLOATS,
+    "segments": INTS,  # [S, 3]: per window (first step, window start, first row)
+    "window_start": INTS,  # [T]: the first token each step sees
     "attention_distance": FLOATS,
     "vocab_ids": INTS,
     "vocab_text": "U",
@@ -276,14 +280,28 @@ def check_shapes(headers: Mapping[str, Header], manifest: dict, where: str) -> N
 
 
 def _check_qk_shapes(headers: Mapping[str, Header], manifest: dict, T: int, where: str) -> None:
-    """Format 2: queries [T, L, A, d] and keys [T, L, A_kv, d], as the manifest's layout says."""
+    """Format 2: queries [T, L, A, d] and keys [T, L, A_kv, d], as the manifest's layout says; or,
+    a run that slid (--slide), segment_queries [N, L, A, d], segment_keys [N, L, A_kv, d] and
+    segments [S, 3] (their rows are checked against the table in check_values)."""
     from memviz.core.attention_store import AttentionLayout
 
-    present = [key for key in ("queries", "keys") if key in headers]
+    if "window_start" in headers and tuple(headers["window_start"][0]) != (T,):
+        raise _bad(where, f"'window_start' has shape {list(headers['window_start'][0])}, expected [{T}]")
+    sliding = [key for key in ("segment_queries", "segment_keys", "segments") if key in headers]
+    members = ("segment_queries", "segment_keys") if sliding else ("queries", "keys")
+    present = [key for key in ("queries", "keys", *sliding) if key in headers]
     if manifest.get("format_version") != 2:
         if present:
             raise _bad(where, f"'{present[0]}' in a trace of format {manifest.get('format_version')}")
         return
+    if sliding and (len(sliding) < 3 or "queries" in headers or "keys" in headers):
+        missing = [f"'{k}'" for k in ("segment_queries", "segment_keys", "segments") if k not in headers]
+        why = f"without {' and '.join(missing)}" if missing else "with 'queries' or 'keys' beside them"
+        raise _bad(
+            where, f"a sliding trace's segments come as 'segment_queries', 'segment_keys', 'segments': {why}"
+        )
+    if sliding and "window_start" not in headers:
+        raise _bad(where, "a sliding trace's 'segments' without its 'window_start'")
     if len(present) < 2:
         missing = " and ".join(f"'{k}'" for k in ("queries", "keys") if k not in headers)
         raise _bad(where, f"trace format 2 without {missing}")
@@ -294,9 +312,10 @@ def _check_qk_shapes(headers: Mapping[str, Header], manifest: dict, T: int, wher
     L = layout.num_layers
     if model.get("num_layers") not in (None, L) or model.get("num_heads") not in (None, layout.num_heads):
         raise _bad(where, "manifest 'attention_layout' disagrees with the model's layers or heads")
-    for key, heads in (("queries", layout.num_heads), ("keys", layout.num_kv_heads)):
+    rows = headers[members[0]][0][0] if sliding else T
+    for key, heads in zip(members, (layout.num_heads, layout.num_kv_heads), strict=True):
         shape, _dtype = headers[key]
-        expected = (T, L, heads, layout.head_dim)
+        expected = (rows, L, heads, layout.head_dim)
         if tuple(shape) != expected:
             raise _bad(
                 where,
@@ -354,7 +373,32 @@ def check_values(arrays: Mapping[str, np.ndarray], manifest: dict, where: str) -
             p = arrays[key]
             if np.isinf(p).any() or (p < 0).any() or (p > 1 + 1e-3).any():
                 raise _bad(where, f"'{key}' holds probabilities outside 0 to 1")
-    for key in ("gates", "cell", "hidden", "attention", "queries", "keys", "attention_distance"):
+    if "segments" in arrays:  # --slide: the windows' table against the rows held and window_start
+        from memviz.core.sliding import check_segments
+
+        problem = check_segments(
+            np.asarray(arrays["segments"]),
+            np.asarray(arrays["window_start"]) if "window_start" in arrays else None,
+            len(arrays["segment_queries"]),
+            T,
+        )
+        if problem:
+            raise _bad(where, problem)
+    elif "window_start" in arrays and T:
+        starts = np.asarray(arrays["window_start"])
+        if starts[0] != 0 or (np.diff(starts) < 0).any() or (starts > np.arange(T)).any():
+            raise _bad(where, "'window_start' must start at 0, rise, and never pass its own step")
+    for key in (
+        "gates",
+        "cell",
+        "hidden",
+        "attention",
+        "queries",
+        "keys",
+        "segment_queries",
+        "segment_keys",
+        "attention_distance",
+    ):
         if key in arrays and not _finite(arrays[key]):
             raise _bad(where, f"'{key}' holds NaN or infinite values")
     if "attention" in arrays and arrays["attention"].size:
