@@ -43,6 +43,7 @@ from memviz.core import trace_check, trace_zip
 from memviz.core.attention_store import AttentionLayout, DenseRows, QKStore
 from memviz.core.columns import GrowableArray
 from memviz.core.npy_spool import FrozenRows, NpySpool
+from memviz.core.sliding import SlidingStore
 from memviz.errors import MemvizError
 from memviz.memory.store import MemoryRecord
 from memviz.paths import output_file
@@ -50,6 +51,8 @@ from memviz.paths import output_file
 FORMAT_VERSION = 1  # what a trace with dense attention (or none) writes
 FORMAT_QK = 2  # what a trace with queries and keys writes
 QK_MEMBERS = ("queries", "keys")
+# --slide (memviz.core.sliding): every window's q/k, its carried prefix first, and the windows' table
+SLIDE_MEMBERS = ("segment_queries", "segment_keys")
 KEPT_CANDIDATES = 20
 
 
@@ -137,6 +140,7 @@ class Trace:
         self._query_dtype = query_dtype  # q/k runs: the queries' dtype (None: as the backend gives them)
         self._attention: DenseRows | QKStore | None = None  # created by the first step's attention
         self._spool_dir: Path | None = None  # q/k files while the run goes on (removed with the trace)
+        self._window_start: int | None = None  # --slide: the current window's first token (None: no slide)
         # Text of every token id that appears among the candidates: saved traces label them without a model.
         self.vocab: dict[int, str] = {}
         # Retrieved memories by id, as the store showed them when they were recalled (written by the
@@ -166,7 +170,11 @@ class Trace:
         arrays.update({k: record.internals[k] for k in self.LSTM_KEYS if k in record.internals})
         if ATTENTION_DISTANCE in record.internals:  # [L, A]: what the head-distance panel sums
             arrays[ATTENTION_DISTANCE] = record.internals[ATTENTION_DISTANCE]
+        if self._window_start is not None:  # a copied step (resume) brings its own
+            arrays["window_start"] = np.int64(self._window_start)
         arrays.update(record.memory)
+        if self._window_start is None:
+            arrays.pop("window_start", None)  # only a sliding run has the column
         for key, value in arrays.items():
             column = self._columns.get(key)
             if column is None:
@@ -193,8 +201,10 @@ class Trace:
         """The q/k store, spooling to disk: created at the first step, or (a loaded trace that goes
         on growing) its saved rows copied into spool files first."""
         store = self._attention
-        if isinstance(store, QKStore) and isinstance(store.queries, NpySpool):
+        if isinstance(store, (QKStore, SlidingStore)) and isinstance(store.queries, NpySpool):
             return store
+        if self._window_start is not None:
+            return self._sliding_store(np.shape(q), np.shape(k), np.asarray(q).dtype)
         if self._layout is None:
             raise MemvizError("a step with queries and keys in a trace made without an attention_layout")
         dtype = np.dtype(self._query_dtype or np.asarray(q).dtype)
@@ -208,6 +218,59 @@ class Trace:
                 target.extend(source.view()[: len(self)])
         self._attention = QKStore(self._layout, queries, keys)
         return self._attention
+
+    # -- windows that slide (memviz.core.sliding) ---------------------------------------------
+    def enable_sliding(self, window: int, stride: int) -> None:
+        """This run reads past its window in windows that slide (the Session's --slide): it records
+        each step's `window_start` and, with q/k, each window's attention as its own segment."""
+        self.extra_manifest["slide"] = {"window": int(window), "stride": int(stride)}
+        self._window_start = 0
+        self._columns.setdefault("window_start", GrowableArray((), np.int64))
+
+    def start_window(self, step: int, window_start: int, queries=None, keys=None) -> None:
+        """A new window begins at step `step` (before it is appended), seeing tokens from
+        `window_start` on; `queries`/`keys` [step - window_start, ...]: their re-encoded q/k (q/k runs)."""
+        if self._window_start is None:
+            raise MemvizError("a window starts in a trace made without --slide")
+        if queries is not None:
+            self._sliding_store(np.shape(queries)[1:], np.shape(keys)[1:], np.asarray(queries).dtype)
+            self._attention.start_window(step, window_start, queries, keys)
+        self._window_start = int(window_start)
+
+    def _sliding_store(self, q_shape, k_shape, q_dtype) -> SlidingStore:
+        store = self._attention
+        if isinstance(store, SlidingStore) and isinstance(store.queries, NpySpool):
+            return store
+        if self._layout is None:
+            raise MemvizError("a step with queries and keys in a trace made without an attention_layout")
+        if self._spool_dir is None:
+            self._spool_dir = Path(tempfile.mkdtemp(prefix="memviz-trace-"))
+            weakref.finalize(self, shutil.rmtree, str(self._spool_dir), True)
+        dtype = np.dtype(self._query_dtype or q_dtype)
+        queries = NpySpool(self._spool_dir / "segment_queries.npy", tuple(q_shape), dtype)
+        keys = NpySpool(self._spool_dir / "segment_keys.npy", tuple(k_shape), np.float32)
+        segments, steps = None, 0
+        if isinstance(store, SlidingStore):  # a loaded trace that goes on growing: what it holds first
+            n = store.rows_held
+            queries.extend(store.queries.view()[:n])
+            keys.extend(store.keys.view()[:n])
+            segments, steps = store.segments, len(store)
+        self._attention = SlidingStore(self._layout, queries, keys, segments, steps)
+        return self._attention
+
+    def window_start(self, step: int) -> int:
+        """The first token position step `step` sees: 0 without --slide, else its window's start."""
+        if "window_start" not in self._columns:
+            return 0
+        return int(self.array("window_start")[step])
+
+    @property
+    def window_boundaries(self) -> tuple[int, ...]:
+        """The steps where a new window begins (--slide); () for a run that never slid."""
+        if "window_start" not in self._columns:
+            return ()
+        starts = self.array("window_start")
+        return tuple(int(t) + 1 for t in np.flatnonzero(np.diff(starts)))
 
     def fill(self, key: str, step: int, value) -> None:
         """Write a value that comes one step late into step `step`'s row of a column: target_logprob
@@ -338,6 +401,8 @@ class Trace:
         the same layout copies the step exactly."""
         self._check_step(step)
         store = self._attention
+        if isinstance(store, SlidingStore):
+            return store.step_qk(step)
         if not isinstance(store, QKStore):
             return None
         return store.queries.view()[step], store.keys.view()[step]
@@ -376,7 +441,7 @@ class Trace:
         """The `.npy` files a q/k run appends to while it goes (each a valid .npy of the steps so far,
         crash or not); () when the trace holds none (dense, or loaded and not grown since)."""
         store = self._attention
-        if isinstance(store, QKStore) and isinstance(store.queries, NpySpool):
+        if isinstance(store, (QKStore, SlidingStore)) and isinstance(store.queries, NpySpool):
             return store.queries.path, store.keys.path
         return ()
 
@@ -431,6 +496,12 @@ class Trace:
         elif isinstance(self._attention, QKStore):
             arrays["queries"] = self._attention.queries.view()[:T]
             arrays["keys"] = self._attention.keys.view()[:T]
+        elif isinstance(self._attention, SlidingStore):  # the windows' table first: rows for T steps
+            segments = self._attention.segments
+            rows = self._attention.rows_held if T else 0
+            arrays["segments"] = segments
+            arrays["segment_queries"] = self._attention.queries.view()[:rows]
+            arrays["segment_keys"] = self._attention.keys.view()[:rows]
         if self.memory_records:
             # a copy first (one C call): the worker may add records while the window saves
             arrays["memory_records"] = np.array(_records_json(dict(self.memory_records)))
@@ -449,7 +520,9 @@ class Trace:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as handle:
                 if self.attention_storage == "qk":  # q/k stored uncompressed: memory-mapped on opening
-                    trace_zip.write_npz(handle, self.to_arrays(), stored=frozenset(QK_MEMBERS))
+                    trace_zip.write_npz(
+                        handle, self.to_arrays(), stored=frozenset(QK_MEMBERS + SLIDE_MEMBERS)
+                    )
                 else:
                     np.savez_compressed(handle, **self.to_arrays())
             os.replace(tmp, path)
@@ -474,7 +547,11 @@ class Trace:
             with np.load(path, allow_pickle=False) as archive:
                 manifest = trace_check.parse_manifest(archive["manifest"], str(path))
                 trace_check.check_shapes(headers, manifest, str(path))
-                mapped = {key: trace_zip.memmap_member(path, key) for key in QK_MEMBERS if key in headers}
+                mapped = {
+                    key: trace_zip.memmap_member(path, key)
+                    for key in QK_MEMBERS + SLIDE_MEMBERS
+                    if key in headers
+                }
                 arrays = {
                     key: mapped[key] if mapped.get(key) is not None else archive[key] for key in archive.files
                 }
@@ -534,6 +611,8 @@ class Trace:
             "token_bytes",
             "token_byte_offsets",
             *QK_MEMBERS,
+            *SLIDE_MEMBERS,
+            "segments",
         }
         for key, value in arrays.items():
             if key in skip or value.ndim == 0 or (T == 0 and len(value) == 0):
@@ -549,10 +628,18 @@ class Trace:
                 )
             trace._attention_dtype = attention.dtype
             trace._attention = DenseRows.from_tensor(attention)
-        if layout is not None:
+        if layout is not None and "segments" in arrays:  # --slide: per-window segments
+            queries, keys = arrays["segment_queries"], arrays["segment_keys"]
+            trace._query_dtype = queries.dtype
+            trace._attention = SlidingStore(
+                layout, FrozenRows(queries), FrozenRows(keys), arrays["segments"], steps=T
+            )
+        elif layout is not None:
             queries, keys = arrays["queries"], arrays["keys"]
             trace._query_dtype = queries.dtype
             trace._attention = QKStore(layout, FrozenRows(queries), FrozenRows(keys))
+        if "window_start" in trace._columns:  # a sliding trace that goes on growing
+            trace._window_start = int(trace._columns["window_start"].view()[-1]) if T else 0
         if "memory_records" in arrays:  # traces saved before it was recorded have none: ids and scores only
             trace.memory_records = _records_from_json(arrays["memory_records"], where)
         trace.token_ids = [int(x) for x in arrays["token_ids"]]
