@@ -2,8 +2,9 @@
 the backend keeps the last window - stride tokens, re-encodes them from position 0 and reads on, so
 every step is the model over exactly its window: checked here against transformers' own eager full
 pass over that window's tokens (the next-token distribution and every layer's and head's attention
-row, padded with zeros before the window), for a tiny GPT-2 (learned positions) and a tiny Llama
-(rotary, grouped-query), reading three times their window of 16 tokens. Also: the boundaries, the
+row, padded with zeros before the window), for a tiny GPT-2 (learned positions), a tiny Llama
+(rotary, grouped-query) and a Mistral (sliding-window layers too), reading three times their
+window of 16 tokens. Also: the boundaries, the
 save/load round trip, dense rows (--dense-attention) against q/k, a run without --slide still
 stopping at the window, and bad values / inconsistent files refused in one line.
 """
@@ -47,15 +48,17 @@ def _config(name: str, vocab: int):
     ids = dict(vocab_size=vocab, bos_token_id=0, eos_token_id=0, pad_token_id=0)
     if name == "gpt2":
         return tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=WINDOW, **ids)
-    return tf.LlamaConfig(
+    gqa = dict(
         hidden_size=32,
         num_attention_heads=4,
         num_key_value_heads=2,
         num_hidden_layers=2,
         intermediate_size=64,
         max_position_embeddings=WINDOW,
-        **ids,
     )
+    if name == "mistral":  # sliding-window layers inside each window (6 of its 16 tokens)
+        return tf.MistralConfig(**gqa, sliding_window=6, **ids)
+    return tf.LlamaConfig(**gqa, **ids)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("slide")
     tokenizer = _tokenizer()
     out = {}
-    for name in ("gpt2", "llama"):
+    for name in ("gpt2", "llama", "mistral"):
         config = _config(name, len(tokenizer))
         torch.manual_seed(0)
         model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)](config).eval()
@@ -135,7 +138,7 @@ def check_against_fresh_windows(trace: Trace, model, rows: bool = True) -> None:
             np.testing.assert_allclose(trace.attention_rows_at(t), want, atol=ATOL, err_msg=f"step {t}")
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral"])
 @pytest.mark.parametrize("stride", [True, 5])
 def test_every_step_is_the_model_over_its_window(backends, references, name, stride):
     session = slid(backends[name], stride)
