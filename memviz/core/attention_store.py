@@ -2,12 +2,14 @@
 
 Both stores answer the same calls: `rows_at(step)` [L, A, step+1], `row(step, layer, head)`,
 `matrix(layer, head, start, stop)`, `tensor(T)` (the dense [L, A, T, T]). `QKStore` rebuilds a row
-exactly as the model computed it: softmax(q·Kᵀ·scale), Gemma 2's soft-cap (tanh(x/c)·c) before the
-mask, the causal mask, and a sliding layer's window (a query at t sees keys t-W+1..t), over the
-stored keys. The sums run in float64 and rows come out in float32: the products of float32 values
-are exact there, so a row comes out the same bit for bit whichever call asks (one head, one step,
-a matrix), whatever order BLAS sums in. A small cache keeps the last steps' rows and each layer's
-keys in float64.
+as the model computed it: softmax(q·Kᵀ·scale), Gemma 2's soft-cap (tanh(x/c)·c) before the mask,
+the causal mask, and a sliding layer's window (a query at t sees keys t-W+1..t), over the stored
+keys. The products and sums of q·Kᵀ run in float32 BLAS, as the model's own eager attention does
+(equal to it within 1e-4), the softmax's sum in float64, rows come out in float32. A row comes out
+the same bit for bit whichever call asks (one head, one step, a matrix): every call computes a
+head's logits with the same BLAS call (its query times the window's keys), because a
+BLAS sums in an order that depends on the shapes it is given. A cache keeps the last steps' rows
+and every layer's keys in float32, d-major, so all heads' rows at a step are one pass over the keys.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 from memviz.errors import MemvizError
 
 ROW_CACHE_STEPS = 4  # rows_at results kept: a panel redrawing the cursor's step rebuilds nothing
-KEY_CACHE_BYTES = 96 * 2**20  # float64 keys kept, per layer (least recently used go first)
-MATRIX_BLOCK = 256  # queries rebuilt at a time for a matrix (bounded temporaries)
+KEY_CACHE_BYTES = 384 * 2**20  # float32 keys kept, all layers together (least recently used go first):
+# every layer of a Llama-3.2-1B-shaped run at T = 8192 (256 MiB), so no step reconverts keys
+KEY_COPY_BLOCK = 1024  # keys copied (transposed) from the source into the cache at a time
 
 
 @dataclass(frozen=True)
@@ -104,14 +107,6 @@ class AttentionLayout:
         )
 
 
-def softmax_rows(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis in place; -inf entries become 0."""
-    logits -= logits.max(axis=-1, keepdims=True)
-    np.exp(logits, out=logits)
-    logits /= logits.sum(axis=-1, keepdims=True)
-    return logits
-
-
 class DenseRows:
     """Format 1: every step's rows [L, A, t+1] as the model gave them (float16 or float32)."""
 
@@ -185,6 +180,11 @@ class QKStore:
 
     `queries` and `keys` are any [T, ...] array sources with `view()` (memviz.core.npy_spool's
     NpySpool while a run goes on, or a read-only memory map of a saved file), so RAM stays bounded.
+
+    Every call computes a head's logits with one and the same BLAS call, `_logits`: the head's
+    query vector times its layer's keys in the window (a matrix-vector product), float32. So
+    `rows_at` (every head), `row` (one head) and `matrix` (one head, query by query) agree bit for
+    bit: a panel's incremental copy equals a fresh read.
     """
 
     kind = "qk"
@@ -195,9 +195,7 @@ class QKStore:
         self.keys = keys
         self._lock = threading.RLock()
         self._rows: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._keys64: OrderedDict[int, tuple[np.ndarray, int]] = (
-            OrderedDict()
-        )  # layer -> ([A_kv, cap, d] f32, filled)
+        self._keys32: OrderedDict[int, tuple[np.ndarray, int]] = OrderedDict()  # layer -> (buffer, filled)
 
     @property
     def dtype(self):
@@ -214,63 +212,112 @@ class QKStore:
     def shape(self) -> tuple[int, int]:
         return self.layout.num_layers, self.layout.num_heads
 
-    # -- keys in float64, per layer -------------------------------------------------------------
+    # -- keys in float32, per layer, d-major ----------------------------------------------------
     def _layer_keys(self, layer: int, n: int) -> np.ndarray:
-        """Keys 0..n-1 of one layer, [A_kv, n, d] float64: cached, extended in place as the run grows
-        (the buffer doubles, so a run's T steps copy O(T) keys in all)."""
-        buffer, filled = self._keys64.get(layer, (None, 0))
+        """Keys 0..n-1 of one layer, [A_kv, d, n] float32 (d-major: what a group's logits read, in
+        a row). Cached while KEY_CACHE_BYTES allows and extended in place as the run grows (the
+        buffer grows by a quarter or more, so a run's T steps copy O(T) keys in all); a layer that
+        does not fit is read from the source each time."""
+        lay = self.layout
+        buffer, filled = self._keys32.get(layer, (None, 0))
         if filled < n:
-            if buffer is None or buffer.shape[1] < n:
-                size = max(n, 2 * filled, 64)
-                grown = np.empty((self.layout.num_kv_heads, size, self.layout.head_dim), dtype=np.float64)
+            if buffer is None or buffer.shape[2] < n:
+                size = -(-max(n, filled + filled // 4, 64) // 64) * 64
+                if size * lay.num_kv_heads * lay.head_dim * 4 > KEY_CACHE_BYTES:
+                    return self._source_keys(layer, 0, n)  # too long to keep even alone
+                grown = np.empty((lay.num_kv_heads, lay.head_dim, size), dtype=np.float32)
                 if filled:
-                    grown[:, :filled] = buffer[:, :filled]
+                    grown[:, :, :filled] = buffer[:, :, :filled]
                 buffer = grown
-            top = min(buffer.shape[1], len(self))
-            buffer[:, filled:top] = self.keys.view()[filled:top, layer].transpose(1, 0, 2)
+            top = min(buffer.shape[2], len(self))
+            for a in range(filled, top, KEY_COPY_BLOCK):  # blocks: the transpose stays in cache
+                b = min(top, a + KEY_COPY_BLOCK)
+                buffer[:, :, a:b] = self._source_keys(layer, a, b)
             filled = top
-            self._keys64[layer] = (buffer, filled)
+            self._keys32[layer] = (buffer, filled)
             self._trim_keys(keep=layer)
-        self._keys64.move_to_end(layer)
-        return buffer[:, :n]
+        self._keys32.move_to_end(layer)
+        return buffer[:, :, :n]
+
+    def _source_keys(self, layer: int, a: int, b: int) -> np.ndarray:
+        return self.keys.view()[a:b, layer].transpose(1, 2, 0).astype(np.float32)
 
     def _trim_keys(self, keep: int) -> None:
-        total = sum(b.nbytes for b, _ in self._keys64.values())
-        for layer in list(self._keys64):
+        total = sum(b.nbytes for b, _ in self._keys32.values())
+        for layer in list(self._keys32):
             if total <= KEY_CACHE_BYTES:
                 break
             if layer != keep:
-                total -= self._keys64.pop(layer)[0].nbytes
+                total -= self._keys32.pop(layer)[0].nbytes
 
     # -- rebuilding ----------------------------------------------------------------------------------
-    def _logits(self, layer: int, q: np.ndarray, lo: int, n: int) -> np.ndarray:
-        """Scaled (and soft-capped) logits of queries q [A or 1, m, d] (per key/value group) over
-        keys lo..n-1: [A_kv, g*m, n-lo] grouped as the heads are."""
-        keys = self._layer_keys(layer, n)[:, lo:n]  # [A_kv, n-lo, d]
-        logits = np.matmul(q, keys.transpose(0, 2, 1))  # [A_kv, g*m, n-lo]
-        logits *= self.layout.scale[layer]
-        return self._cap(layer, logits)
+    def _window(self, layer: int, step: int) -> int:
+        """The first key the query at `step` sees in `layer`."""
+        window = self.layout.sliding_window[layer]
+        return max(0, step + 1 - window) if window else 0
+
+    def _queries(self, step: int, layer: int) -> np.ndarray:
+        """The step's queries of one layer by key/value group, times the layer's scale (one pass
+        over A x d numbers instead of over the logits): [A_kv, group, 1, d] float32."""
+        lay = self.layout
+        q = np.multiply(self.queries.view()[step, layer], np.float32(lay.scale[layer]), dtype=np.float32)
+        return q.reshape(lay.num_kv_heads, lay.group, 1, lay.head_dim)
+
+    def _logits(self, q: np.ndarray, keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """THE logits call: queries [k, g, 1, d] times keys [k, 1, d, m] -> [k, g, 1, m] float32,
+        one matrix-vector product per head. Every read goes through here with the same shapes for
+        the same head and query, so BLAS sums each logit the same way whichever call asks (how a
+        BLAS orders a sum depends on the shapes it is given). Per head, not per key/value group:
+        a matrix of one head then costs one head's products, and all heads' rows at a step read
+        the same bytes either way (the keys; a group's second head finds them in the cache)."""
+        return np.matmul(q, keys[:, None], out=out)
+
+    def _probabilities(self, layer: int, logits: np.ndarray) -> np.ndarray:
+        """Scaled logits [..., m], soft-capped -> softmax over the last axis, in place, float32. The
+        row's sum is float64; each step is per row, so a row's numbers do not depend on what else
+        the array holds."""
+        cap = self.layout.softcap[layer]
+        if cap is not None:
+            logits /= np.float32(cap)
+            np.tanh(logits, out=logits)
+            logits *= np.float32(cap)
+        logits -= logits.max(axis=-1, keepdims=True)
+        np.exp(logits, out=logits)
+        total = logits.astype(np.float64).sum(axis=-1, keepdims=True)
+        np.divide(logits, total, out=logits, casting="unsafe")
+        return logits
 
     def layer_rows(self, step: int, layer: int) -> np.ndarray:
         """Every head's row of the query at `step` in one layer: [A, step+1] float32."""
         lay = self.layout
         n = step + 1
-        window = lay.sliding_window[layer]
-        lo = max(0, n - window) if window else 0
-        q = np.asarray(self.queries.view()[step, layer], dtype=np.float64)  # [A, d]
-        q = q.reshape(lay.num_kv_heads, lay.group, lay.head_dim)
-        probs = softmax_rows(self._logits(layer, q, lo, n)).reshape(lay.num_heads, n - lo)
+        lo = self._window(layer, step)
+        keys = self._layer_keys(layer, n)[:, :, lo:n]
+        probs = self._probabilities(layer, self._logits(self._queries(step, layer), keys))
+        probs = probs.reshape(lay.num_heads, n - lo)
         if lo == 0:
-            return probs.astype(np.float32)
+            return probs
         out = np.zeros((lay.num_heads, n), dtype=np.float32)
         out[:, lo:] = probs
+        return out
+
+    def _step_rows(self, step: int) -> np.ndarray:
+        lay = self.layout
+        n = step + 1
+        out = np.empty((lay.num_layers, lay.num_heads, n), dtype=np.float32)
+        for layer in range(lay.num_layers):
+            lo = self._window(layer, step)
+            keys = self._layer_keys(layer, n)[:, :, lo:n]
+            logits = out[layer, :, lo:].reshape(lay.num_kv_heads, lay.group, 1, n - lo)  # a view
+            self._probabilities(layer, self._logits(self._queries(step, layer), keys, out=logits))
+            out[layer, :, :lo] = 0.0
         return out
 
     @_locked
     def rows_at(self, step: int) -> np.ndarray:
         found = self._rows.get(step)
         if found is None:
-            found = np.stack([self.layer_rows(step, layer) for layer in range(self.layout.num_layers)])
+            found = self._step_rows(step)
             found.flags.writeable = False
             self._rows[step] = found
             while len(self._rows) > ROW_CACHE_STEPS:
@@ -279,67 +326,53 @@ class QKStore:
             self._rows.move_to_end(step)
         return found
 
+    def _head_row(self, step: int, layer: int, head: int, keys: np.ndarray, out: np.ndarray) -> None:
+        """Write the head's row at `step` into out [step+1] (zeros before the window), from the
+        layer's keys [A_kv, d, >= step+1], through the call every read makes."""
+        kv, g = divmod(head, self.layout.group)
+        lo = self._window(layer, step)
+        q = self._queries(step, layer)[kv : kv + 1, g : g + 1]
+        logits = self._logits(q, keys[kv : kv + 1, :, lo : step + 1])[0, 0, 0]
+        out[:lo] = 0.0
+        out[lo:] = self._probabilities(layer, logits)
+
     @_locked
     def row(self, step: int, layer: int, head: int) -> np.ndarray:
         cached = self._rows.get(step)
         if cached is not None:
             return cached[layer, head]
-        lay = self.layout
-        n = step + 1
-        window = lay.sliding_window[layer]
-        lo = max(0, n - window) if window else 0
-        q = np.asarray(self.queries.view()[step, layer, head], dtype=np.float64)[None, None, :]
-        kv = lay.kv_head_of(head)
-        keys = self._layer_keys(layer, n)[kv : kv + 1, lo:n]
-        logits = np.matmul(q, keys.transpose(0, 2, 1))[0]  # [1, n-lo]
-        logits = self._cap(layer, logits * lay.scale[layer])
-        out = np.zeros(n, dtype=np.float32)
-        out[lo:] = softmax_rows(logits)[0]
+        out = np.empty(step + 1, dtype=np.float32)
+        self._head_row(step, layer, head, self._layer_keys(layer, step + 1), out)
         return out
-
-    def _cap(self, layer: int, logits: np.ndarray) -> np.ndarray:
-        cap = self.layout.softcap[layer]
-        if cap is not None:
-            logits /= cap
-            np.tanh(logits, out=logits)
-            logits *= cap
-        return logits
 
     @_locked
     def matrix(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
-        """Queries start..stop-1 of one head over keys 0..stop-1, zero where masked: [stop-start, stop]."""
-        lay = self.layout
+        """Queries start..stop-1 of one head over keys 0..stop-1, zero where masked: [stop-start, stop].
+        Query by query (each through the call rows_at makes, so its row equals rows_at's)."""
         out = np.zeros((stop - start, stop), dtype=np.float32)
         if stop <= start:
             return out
-        kv = lay.kv_head_of(head)
-        keys = self._layer_keys(layer, stop)[kv]  # [stop, d]
-        window = lay.sliding_window[layer]
-        columns = np.arange(stop)
-        for a in range(start, stop, MATRIX_BLOCK):
-            b = min(stop, a + MATRIX_BLOCK)
-            q = np.asarray(self.queries.view()[a:b, layer, head], dtype=np.float64)  # [m, d]
-            logits = self._cap(layer, (q @ keys[:b].T) * lay.scale[layer])  # [m, b]
-            t = np.arange(a, b)[:, None]
-            hidden = columns[None, :b] > t
-            if window:
-                hidden |= columns[None, :b] <= t - window
-            logits[hidden] = -np.inf
-            out[a - start : b - start, :b] = softmax_rows(logits)
+        keys = self._layer_keys(layer, stop)
+        for t in range(start, stop):
+            cached = self._rows.get(t)
+            if cached is not None:
+                out[t - start, : t + 1] = cached[layer, head]
+            else:
+                self._head_row(t, layer, head, keys, out[t - start, : t + 1])
         return out
 
+    @_locked
     def tensor(self, T: int) -> np.ndarray:
         L, A = self.shape
         dense = np.zeros((L, A, T, T), dtype=np.float32)
-        for layer in range(L):
-            for head in range(A):
-                dense[layer, head] = self.matrix(layer, head, 0, T)
+        for t in range(T):
+            dense[:, :, t, : t + 1] = self._step_rows(t)
         return dense
 
     @property
     def ram_nbytes(self) -> int:
         """What the store holds in RAM: the caches (q/k themselves are on disk)."""
-        keys = sum(b.nbytes for b, _ in self._keys64.values())
+        keys = sum(b.nbytes for b, _ in self._keys32.values())
         return keys + sum(r.nbytes for r in self._rows.values()) + _ram_of(self.queries) + _ram_of(self.keys)
 
     @property
