@@ -31,7 +31,7 @@ def heatmap_source(heatmap: Heatmap, line: Callable[[int, int, float], str]) -> 
         if cell is None:
             return None
         row, col = cell
-        return line(row, col, float(heatmap.data[row, col])), heatmap.tooltip_at(row, col)
+        return line(row, col, heatmap.value_at(row, col)), heatmap.tooltip_at(row, col)
 
     return source
 
