@@ -181,8 +181,13 @@ class Heatmap(pg.GraphicsLayout):
         self.colorbar.setColorMap(colormaps.colormap(name))
         self._coloured_levels = None  # every cell coloured again
 
+    def data_extent(self) -> tuple[int, int]:
+        """(rows, cols) the data covers in view units: its shape (a subclass drawing each cell over
+        several units, as the attention panel's max-pooled overview, says more)."""
+        return self.data.shape if self.data.ndim == 2 else (0, 0)
+
     def _follow(self) -> None:
-        rows, cols = self.data.shape if self.data.ndim == 2 else (0, 0)
+        rows, cols = self.data_extent()
         now = time.monotonic()
         running = not self.settles or now - self._last_drawn < self.SETTLE_MS / 1000
         self._last_drawn = now
@@ -204,7 +209,7 @@ class Heatmap(pg.GraphicsLayout):
         """The run is settled: the view ends exactly at the data (when it follows the data)."""
         self._settle_timer.stop()
         if self.following and self.data.ndim == 2:
-            self._show_extent(self.data.shape)
+            self._show_extent(self.data_extent())
 
     @property
     def view_extent(self) -> tuple[float, float]:
@@ -256,7 +261,7 @@ class Heatmap(pg.GraphicsLayout):
             self.row_box.show()
 
     def _place_row_box(self) -> None:
-        width = self.data.shape[1] if self.data.ndim == 2 else 0
+        width = self.data_extent()[1]
         self.row_box.setRect(QRectF(0, self.highlight_row, max(width, 1), 1))
 
     def set_axis_tokens(self, tokens: Sequence[str]) -> None:
@@ -279,8 +284,12 @@ class Heatmap(pg.GraphicsLayout):
         """The scene point at the centre of a cell (for tests and tools)."""
         return self.image.mapToScene(QPointF(col + 0.5, row + 0.5))
 
+    def value_at(self, row: int, col: int) -> float:
+        """The exact value at a cell the hover names (a pooled subclass: not the pooled cell's)."""
+        return float(self.data[row, col])
+
     def tooltip_at(self, row: int, col: int) -> str:
-        value = float(self.data[row, col])
+        value = self.value_at(row, col)
         if self.tooltip_fn is not None:
             return self.tooltip_fn(row, col, value)
         return f"row {row}, col {col}: {self.value_name} = {value:.4f}"

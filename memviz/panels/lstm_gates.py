@@ -17,6 +17,8 @@ from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.recurrent_info import GATES, LSTM_GATES, Gate, cell_of, gates_of, layer_size
 from memviz.panels.scales import ColourScale
+from memviz.panels.step_heatmap import StepHeatmap
+from memviz.panels.step_pool import StepPool
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
 from memviz.panels.token_labels import live_labels
 from memviz.panels.unit_rows import UnitRows
@@ -60,12 +62,14 @@ class GatesPanel(GraphicsPanel):
         self.layer = 0
         self.size = 0  # units of the layer shown (its real size)
         self.step = -1
-        self._shown = (-1, -1)  # layer and step on screen
+        self.pools: dict[tuple[int, int, int], StepPool] = {}  # (layer, gate, units): pooled overviews
+        self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
+        self._shown = (-1, -1, 0)  # layer, complete bins and bin size on screen
         self.apply_theme(view.state)
 
     def _heatmap(self, index: int) -> Heatmap:
         gate = GATES[LSTM_GATES[index]]
-        heatmap = Heatmap(
+        heatmap = StepHeatmap(
             cmap=gate.cmap,
             levels=gate.levels,
             x_label="step",
@@ -78,6 +82,9 @@ class GatesPanel(GraphicsPanel):
         replace_axis(heatmap, "bottom", LabelledTokenAxis("bottom"))
         use_contrast_outline(heatmap)
         heatmap.tooltip_fn = self._tooltip(index)
+        heatmap.value_fn = lambda row, col: float(
+            self.trace.array("gates")[col, self.layer, index, self.units.unit_at(row)]
+        )
         heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
         return heatmap
 
@@ -126,6 +133,17 @@ class GatesPanel(GraphicsPanel):
     def _kept_now(self, layer: int, t: int) -> np.ndarray:
         return self.trace.array("gates")[t, layer, 1, : self.size]
 
+    def _pool(self, layer: int, gate: int, units: int) -> StepPool:
+        pool = self.pools.get((layer, gate, units))
+        if pool is None:
+            trace = self.trace
+
+            def read(lo: int, hi: int) -> np.ndarray:
+                return trace.array("gates")[lo:hi, layer, gate, :units]
+
+            pool = self.pools[(layer, gate, units)] = StepPool(read, units)
+        return pool
+
     def _readout(self, gate: int):
         def line(row: int, col: int, value: float) -> str:
             letter = self.gates[gate].letter if gate < len(self.gates) else "?"
@@ -161,8 +179,10 @@ class GatesPanel(GraphicsPanel):
         for heatmap in self._built:
             heatmap.set_axis_tokens(tokens)
             heatmap.set_data(heatmap.data[:0, :0])
+        self.pools.clear()
+        self._pooled_steps = 0
         self.step = -1
-        self._shown = (-1, -1)
+        self._shown = (-1, -1, 0)
 
     def render(self, state: ViewState) -> None:
         trace = self.trace
@@ -174,17 +194,26 @@ class GatesPanel(GraphicsPanel):
         self.size = size = layer_size(trace, layer, gates.shape[3])  # units past it are padding
         self.step = t
         self.sync_spin("layer", layer, gates.shape[1] - 1)
+        if len(trace) < self._pooled_steps:  # a shorter trace: another run
+            self.pools.clear()
+            self._shown = (-1, -1, 0)
+        self._pooled_steps = len(trace)
         reordered = self.units.update(layer, t, size)
-        # earlier steps never change: with the same layer (and row order) only the new column is coloured
-        same = self._shown[0] == layer and not reordered
-        keep = (size, min(self._shown[1], t) + 1) if same else None
-        self._shown = (layer, t)
         unit = clamp(state.unit, size)
+        n = t + 1
+        full = b = 0
         for index, heatmap in enumerate(self.heatmaps):
-            heatmap.set_data(self.units.rows(gates[: t + 1, layer, index, :size].T), keep=keep)
+            # the whole run 0..t, a column per bin of b steps (b = 1 up to CAP steps): complete bins
+            # never change, so with the same layer, bin size and row order only the others are coloured
+            pooled, b = self._pool(layer, index, size).pooled(n)
+            full = n // b
+            same = self._shown[0] == layer and self._shown[2] == b and not reordered
+            keep = (size, min(self._shown[1], full)) if same else None
+            heatmap.set_steps(self.units.rows(pooled.T), n, b, keep=keep)
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(self.units.row_of_unit(unit))
-            heatmap.plot.getAxis("bottom").grew(t + 1)
+            heatmap.plot.getAxis("bottom").grew(n)
+        self._shown = (layer, full, b)
         self.units.show_rows(unit)
         self.note.setText(f"layer {layer}  step {token_label(live_labels(trace), t)}")
 

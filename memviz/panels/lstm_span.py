@@ -19,7 +19,6 @@ from memviz.core.trace import Trace
 from memviz.core.view import ViewState
 from memviz.panels.heatmap import (
     GraphicsPanel,
-    Heatmap,
     clamp,
     pixmap_axes,
     show_token,
@@ -29,6 +28,8 @@ from memviz.panels.heatmap import (
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.recurrent_info import cell_of, layer_size
+from memviz.panels.step_heatmap import StepHeatmap
+from memviz.panels.step_pool import RetentionPool
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
 from memviz.panels.token_labels import live_labels
 from memviz.panels.unit_rows import UnitRows
@@ -49,67 +50,6 @@ EXPLAIN_GRU = (
 TITLES = {"lstm": "retention: prod f from s+1 to now", "gru": "working-memory span, running product of z"}
 
 
-class LogForgetSums:
-    """Cumulative sums of log f per layer (float64), extended with the new steps only."""
-
-    def __init__(self) -> None:
-        self.sums: dict[int, np.ndarray] = {}
-
-    def get(self, gates: np.ndarray, layer: int) -> np.ndarray:
-        sums = self.sums.get(layer)
-        done = 0 if sums is None else len(sums)
-        if done < len(gates):
-            f = np.clip(gates[done:, layer, 1].astype(np.float64), 1e-300, 1.0)
-            new = np.cumsum(np.log(f), axis=0)
-            if sums is not None and done:
-                new += sums[-1]
-            sums = new if sums is None else np.concatenate([sums, new])
-            self.sums[layer] = sums
-        return sums
-
-
-def retention(gates: np.ndarray, layer: int, t: int, sums: np.ndarray | None = None) -> np.ndarray:
-    """R_t[u, s] = prod_{r=s+1..t} f_r[u] for s <= t: [H, t+1]."""
-    if sums is None:
-        sums = LogForgetSums().get(gates[: t + 1], layer)
-    return np.exp(sums[t][:, None] - sums[: t + 1].T)
-
-
-class Retention:
-    """R_t of one layer, kept from step to step.
-
-    A step forward multiplies every kept column by the new forget gate (R_{t+1}[u, s] =
-    R_t[u, s] * f_{t+1}[u]) and adds a column of ones: H x t multiplications where recomputing took
-    H x t exponentials (3 ms at 512 units x 1024 steps). Any other move (back, a jump, another
-    layer) recomputes from the log sums.
-    """
-
-    FORWARD = 8  # steps forward still taken one multiplication at a time
-
-    def __init__(self) -> None:
-        self.sums = LogForgetSums()
-        self.layer = -1
-        self.t = -1
-        self.buffer = np.zeros((0, 0))  # [H, capacity]: columns 0..t hold R_t
-
-    def get(self, gates: np.ndarray, layer: int, t: int) -> np.ndarray:
-        units = gates.shape[3]
-        if self.buffer.shape[0] != units or self.buffer.shape[1] <= t:
-            grown = np.zeros((units, 1 << max(t, 63).bit_length()))
-            if self.buffer.shape[0] == units and self.t >= 0:
-                grown[:, : self.t + 1] = self.buffer[:, : self.t + 1]
-            self.buffer = grown
-        kept = self.buffer
-        if layer == self.layer and 0 <= self.t <= t <= self.t + self.FORWARD:
-            for k in range(self.t + 1, t + 1):
-                kept[:, :k] *= gates[k, layer, 1].astype(np.float64)[:, None]
-                kept[:, k] = 1.0
-        else:
-            kept[:, : t + 1] = retention(gates, layer, t, self.sums.get(gates, layer))
-        self.layer, self.t = layer, t
-        return kept[:, : t + 1]
-
-
 class SpanPanel(GraphicsPanel):
     name = "span"
     title = "LSTM/GRU working-memory span"
@@ -121,7 +61,7 @@ class SpanPanel(GraphicsPanel):
         self.add_spin("layer", "layer")
         self.finish_controls()
         self.setToolTip(EXPLAIN)
-        self.heatmap = Heatmap(
+        self.heatmap = StepHeatmap(
             cmap="inferno",
             levels=(0.0, 1.0),
             x_label="written at step s",
@@ -134,6 +74,7 @@ class SpanPanel(GraphicsPanel):
         replace_axis(self.heatmap, "bottom", LabelledTokenAxis("bottom"))
         use_contrast_outline(self.heatmap)
         self.heatmap.tooltip_fn = self._tooltip
+        self.heatmap.value_fn = self._exact
         self.heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
         self.canvas.ci.addItem(self.heatmap, row=0, col=0)
         self.units = UnitRows(
@@ -159,13 +100,32 @@ class SpanPanel(GraphicsPanel):
         self.plot.scene().sigMouseClicked.connect(self._bar_clicked)
         self.canvas.ci.layout.setRowStretchFactor(0, 3)
         self.canvas.ci.layout.setRowStretchFactor(1, 2)
-        self.kept = Retention()  # R_t of the layer shown, kept from step to step
-        self.retention = np.zeros((0, 0))
+        self.pools: dict[tuple[int, int], RetentionPool] = {}  # (layer, units): R_t pooled over s
+        self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
+        self.retention = np.zeros((0, 0))  # R_t [units, bins] at the cursor (a bin: its mean)
         self.span = np.zeros(0)
         self.layer = self.unit = 0
         self.step = -1
         self.cell = "lstm"
         self.apply_theme(view.state)
+
+    def _pool(self, layer: int, units: int) -> RetentionPool:
+        pool = self.pools.get((layer, units))
+        if pool is None:
+            trace = self.trace
+
+            def read_f(lo: int, hi: int) -> np.ndarray:
+                return trace.array("gates")[lo:hi, layer, 1, :units]
+
+            pool = self.pools[(layer, units)] = RetentionPool(read_f, units)
+        return pool
+
+    def _exact(self, row: int, col: int) -> float:
+        """R_t[unit, s] at the cursor t for the step s under the mouse (a column may be a bin's mean)."""
+        pool = self.pools.get((self.layer, len(self.span)))
+        if pool is None:
+            return float("nan")
+        return pool.exact(self.units.unit_at(row), col, self.step)
 
     def _readout(self, row: int, col: int, value: float) -> str:
         tokens = live_labels(self.trace)
@@ -197,7 +157,8 @@ class SpanPanel(GraphicsPanel):
         self.apply_theme(self.view.state)
         self.heatmap.set_axis_tokens(live_labels(trace))
         self.heatmap.set_data(self.heatmap.data[:0, :0])
-        self.kept = Retention()
+        self.pools.clear()
+        self._pooled_steps = 0
         self.step = -1
 
     def render(self, state: ViewState) -> None:
@@ -211,10 +172,14 @@ class SpanPanel(GraphicsPanel):
         self.unit = unit = clamp(state.unit, size)
         self.step = t
         self.sync_spin("layer", layer, gates.shape[1] - 1)
-        self.retention = self.kept.get(gates, layer, t)[:size]
-        self.span = self.retention.sum(axis=1)
+        if len(trace) < self._pooled_steps:  # a shorter trace: another run
+            self.pools.clear()
+        self._pooled_steps = len(trace)
+        # every column of R_t changes at every step: the overview is computed from the pool's bins
+        # (one multiplication a bin), the memory lengths exactly from the same bins
+        self.retention, self.span, b = self._pool(layer, size).pooled(t + 1)
         self.units.update(layer, t, len(self.span))
-        self.heatmap.set_data(self.units.rows(self.retention))
+        self.heatmap.set_steps(self.units.rows(self.retention), t + 1, b)
         self.heatmap.set_cursor_col(t)
         self.heatmap.set_highlight_row(self.units.row_of_unit(unit))
         self.heatmap.plot.getAxis("bottom").grew(t + 1)

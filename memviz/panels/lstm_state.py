@@ -31,6 +31,8 @@ from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.recurrent_info import cell_of, layer_size
+from memviz.panels.step_heatmap import StepHeatmap
+from memviz.panels.step_pool import StepPool
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
 from memviz.panels.token_labels import live_labels
 from memviz.panels.unit_rows import UnitRows
@@ -76,7 +78,7 @@ class StatePanel(GraphicsPanel):
         self.setToolTip(EXPLAIN["lstm"])
         self.heatmaps: dict[str, Heatmap] = {}
         for index, (key, letter, label) in enumerate(STATES):
-            heatmap = Heatmap(
+            heatmap = StepHeatmap(
                 cmap=colormaps.DIVERGING,
                 levels=(-1.0, 1.0),
                 x_label="step",
@@ -89,6 +91,7 @@ class StatePanel(GraphicsPanel):
             replace_axis(heatmap, "bottom", LabelledTokenAxis("bottom"))
             use_contrast_outline(heatmap)
             heatmap.tooltip_fn = self._tooltip(letter)
+            heatmap.value_fn = self._exact(key)
             heatmap.clicked.connect(lambda row, col: self.view.update(unit=self.units.unit_at(row)))
             self.canvas.ci.addItem(heatmap, row=0, col=index)
             self.heatmaps[key] = heatmap
@@ -133,9 +136,13 @@ class StatePanel(GraphicsPanel):
         self.canvas.ci.layout.setRowStretchFactor(0, 3)
         self.canvas.ci.layout.setRowStretchFactor(1, 2)
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
+        # the heatmaps' pooled overviews (key, layer, units) and the line's envelopes (key, layer, unit)
+        self.pools: dict[tuple[str, int, int], StepPool] = {}
+        self.envelopes: dict[tuple[str, int, int], StepPool] = {}
+        self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
         self.layer = self.unit = self.size = 0
         self.step = -1
-        self._shown = (-1, -1)  # layer and step on screen
+        self._shown = (-1, -1, 0)  # layer, complete bins and bin size on screen
         self.apply_theme(view.state)
 
     def colour_scaled(self) -> tuple[Heatmap, ...]:
@@ -176,6 +183,52 @@ class StatePanel(GraphicsPanel):
         letter = "h" if gru else "c"
         self.units.set_sort_keys({f"variance of {letter}": self._c_variance, f"{letter} now": self._c_now})
 
+    def _exact(self, key: str):
+        """The trace's value at (row, step) of heatmap `key` (a pooled column shows a mean)."""
+
+        def value(row: int, col: int) -> float:
+            return float(self.trace.array(key)[col, self.layer, self.units.unit_at(row)])
+
+        return value
+
+    def _pool(self, key: str, layer: int, units: int) -> StepPool:
+        pool = self.pools.get((key, layer, units))
+        if pool is None:
+            trace = self.trace
+
+            def read(lo: int, hi: int) -> np.ndarray:
+                return trace.array(key)[lo:hi, layer, :units]
+
+            pool = self.pools[(key, layer, units)] = StepPool(read, units)
+        return pool
+
+    def _line(self, key: str, layer: int, unit: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The unit's values over steps 0..n-1: as they are up to CAP steps, else each bin's min and
+        max (what a pixel column of the line shows; pyqtgraph's own peak downsampling keeps these)."""
+        envelope = self.envelopes.get((key, layer, unit))
+        if envelope is None:
+            trace = self.trace
+
+            def read(lo: int, hi: int) -> np.ndarray:
+                return trace.array(key)[lo:hi, layer, unit : unit + 1]
+
+            envelope = self.envelopes[(key, layer, unit)] = StepPool(read, 1, ("min", "max"))
+        low, b = envelope.pooled(n, "min")
+        if b == 1:
+            return np.arange(n) + 0.5, low[:, 0]
+        high, _ = envelope.pooled(n, "max")
+        starts = np.arange(len(low)) * b
+        centres = (starts + np.minimum(starts + b, n)) / 2
+        return np.repeat(centres, 2), np.column_stack([low[:, 0], high[:, 0]]).ravel()
+
+    def _fresh_pools(self, n: int) -> None:
+        """The pools hold the trace as it was: a shorter trace is another run (a reset)."""
+        if n < self._pooled_steps:
+            self.pools.clear()
+            self.envelopes.clear()
+            self._shown = (-1, -1, 0)
+        self._pooled_steps = n
+
     def _readout(self, letter: str):
         def line(row: int, col: int, value: float) -> str:
             tokens = live_labels(self.trace)
@@ -213,8 +266,11 @@ class StatePanel(GraphicsPanel):
         for curve in self.curves.values():
             curve.setData([], [])
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
+        self.pools.clear()
+        self.envelopes.clear()
+        self._pooled_steps = 0
         self.step = -1
-        self._shown = (-1, -1)
+        self._shown = (-1, -1, 0)
         self._x_extent = 0
 
     def render(self, state: ViewState) -> None:
@@ -226,6 +282,7 @@ class StatePanel(GraphicsPanel):
             if not all(trace.has(key) for key in self.heatmaps):
                 return
         t = clamp(state.cursor, len(trace))
+        self._fresh_pools(len(trace))
         columns = {key: trace.array(key) for key in self.heatmaps}  # [T, L, H]
         layers, width = columns["hidden"].shape[1:]
         self.layer = layer = clamp(state.layer, layers)
@@ -234,23 +291,26 @@ class StatePanel(GraphicsPanel):
         self.step = t
         self.sync_spin("layer", layer, layers - 1)
         self.sync_spin("unit", unit, units - 1)
-        x = np.arange(t + 1) + 0.5
+        n = t + 1
         reordered = self.units.update(layer, t, units)
+        full = 0
         for key, heatmap in self.heatmaps.items():
             level = self.peaks[key].level(columns[key], layer, units)
             if key == "hidden":
                 level = min(level, 1.0)
-            # earlier steps never change: with the same layer (and levels) only the new column is coloured
-            same = self._shown[0] == layer and not reordered
-            keep = (units, min(self._shown[1], t) + 1) if same else None
-            data = self.units.rows(columns[key][: t + 1, layer, :units].T)
-            heatmap.set_data(data, levels=(-level, level), keep=keep)
+            # the whole run 0..t, a column per bin of b steps (b = 1 up to CAP steps): complete bins
+            # never change, so with the same layer, bin size and rows only the others are coloured
+            pooled, b = self._pool(key, layer, units).pooled(n)
+            full = n // b
+            same = self._shown[0] == layer and self._shown[2] == b and not reordered
+            keep = (units, min(self._shown[1], full)) if same else None
+            heatmap.set_steps(self.units.rows(pooled.T), n, b, levels=(-level, level), keep=keep)
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(self.units.row_of_unit(unit))
-            heatmap.plot.getAxis("bottom").grew(t + 1)
-            self.curves[key].setData(x, columns[key][: t + 1, layer, unit])
+            heatmap.plot.getAxis("bottom").grew(n)
+            self.curves[key].setData(*self._line(key, layer, unit, n))
         self.units.show_rows(unit)
-        self._shown = (layer, t)
+        self._shown = (layer, full, b)
         extent = stable_extent(t + 1)
         if self._x_extent >= 0 and extent != self._x_extent:
             self._x_extent = extent
