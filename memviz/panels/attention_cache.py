@@ -28,6 +28,11 @@ class AttentionCache:
         """Heads kept now."""
         return len(self._kept)
 
+    def held(self, layer: int, head: int) -> int:
+        """Rows of (layer, head) kept now (0: none)."""
+        found = self._kept.get((layer, head))
+        return found[1] if found is not None else 0
+
     def matrix(self, trace: Trace, layer: int, head: int, stop: int | None = None) -> np.ndarray:
         """Equal to trace.attention_matrix(layer, head, stop=stop): [n, n] float32, a view of the cache."""
         n = len(trace) if stop is None else max(0, min(stop, len(trace)))
