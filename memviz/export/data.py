@@ -19,6 +19,8 @@ from memviz.core.trace import Trace
 from memviz.errors import MemvizError
 
 SERIES = ("unit", "attention", "topk")
+# queries an attention CSV may hold: 2048^2 values are about 80 MB of text; 8192^2 (67M) are refused
+ATTENTION_CSV_MAX = 2048
 GATE_NAMES = ("i", "f", "g", "o")
 
 
@@ -71,6 +73,11 @@ def attention_rows(trace: Trace, layer: int, head: int, step: int | None = None)
         if step is None
         else _check("step", step, len(trace), f"this trace has {len(trace)} steps") + 1
     )
+    if n > ATTENTION_CSV_MAX:
+        raise MemvizError(
+            f"an attention CSV of {n} queries would hold {n * n:,} values: export at most "
+            f"{ATTENTION_CSV_MAX} (a step before {ATTENTION_CSV_MAX}: --step on the command line), or a figure"
+        )
     matrix = trace.attention_matrix(layer, head, stop=n)
     header = ["query_step", "query_token"] + [f"{k}:{trace.token_text[k]}" for k in range(n)]
     rows: list[list] = [header]
