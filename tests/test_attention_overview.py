@@ -127,10 +127,12 @@ def test_growing_row_by_row_equals_pooling_from_scratch(long_trace, long_dense):
         factors.add(head.factor)
         assert head.factor == pool_factor(stop, 64)
         np.testing.assert_array_equal(head.grid(), ref_pool(dense[:stop, :stop], head.factor))
+        back = int(rng.integers(1, stop + 1))  # a scrub back between two steps of the run
+        np.testing.assert_array_equal(head.grid(back, rows), ref_pool(dense[:back, :back], head.factor))
     assert max(factors) == 32 and len(factors) >= 4  # re-pooled several times on the way
     # a stop before the last row pooled (scrubbing back): the partial block is pooled again
-    for n in (1, 63, 64, 65, 700, 1999, LONG):
-        np.testing.assert_array_equal(head.grid(n, rows), ref_pool(dense[:n, :n], head.factor))
+    for n in [1, 63, 64, 65, 700, 1999, LONG, *rng.integers(1, LONG + 1, 40), LONG, 5]:
+        np.testing.assert_array_equal(head.grid(int(n), rows), ref_pool(dense[:n, :n], head.factor))
     # a cancelled extension leaves a consistent, shorter head that goes on exactly
     other = PooledHead(bins=64)
     calls = iter(range(10**6))
@@ -300,3 +302,19 @@ def test_a_figure_at_long_t_is_the_pooled_view_and_says_so(qtbot, long_trace, lo
         assert not QImage(str(path)).isNull()
     finally:
         renderer.close()
+
+
+def test_an_attention_csv_is_the_dense_matrix_and_a_huge_one_is_refused(
+    long_trace, long_dense, tmp_path, monkeypatch
+):
+    from memviz.errors import MemvizError
+    from memviz.export import data
+
+    monkeypatch.setattr(data, "ATTENTION_CSV_MAX", 300)  # the real bound (2048) would write 80 MB here
+    path = data.export_csv(long_trace, tmp_path / "a.csv", series="attention", layer=0, head=0, step=299)
+    header, rows = data.read_csv_values(path)
+    assert len(header) == 2 + 300 and len(rows) == 300
+    np.testing.assert_array_equal(data.as_float_array(rows, 2), long_dense[0][:300, :300].astype(np.float64))
+    with pytest.raises(MemvizError, match=r"2048 queries would hold 4,194,304 values: export at most 300"):
+        data.export_csv(long_trace, tmp_path / "b.csv", series="attention", layer=0, head=0)
+    assert not (tmp_path / "b.csv").exists()

@@ -62,6 +62,10 @@ class PooledHead:
         self.done = 0  # queries pooled
         self._max = np.zeros((0, 0), dtype=np.float32)
         self._min = np.zeros((0, 0), dtype=np.float32) if signed else None
+        # what `grid` returns (unsigned): a copy of _max whose first `_valid` rows are known to equal
+        # _max's, so a step or a scrub copies the rows that changed only, not the whole grid
+        self._shown = np.zeros((0, 0), dtype=np.float32)
+        self._valid = 0
 
     @property
     def side(self) -> int:
@@ -69,7 +73,7 @@ class PooledHead:
 
     @property
     def nbytes(self) -> int:
-        return self._max.nbytes + (0 if self._min is None else self._min.nbytes)
+        return self._max.nbytes + self._shown.nbytes + (0 if self._min is None else self._min.nbytes)
 
     def copy(self) -> PooledHead:
         """An independent copy (a worker extends its own; the view keeps drawing the original)."""
@@ -77,7 +81,7 @@ class PooledHead:
         other.factor, other.done = self.factor, self.done
         other._max = self._max.copy()
         other._min = None if self._min is None else self._min.copy()
-        return other
+        return other  # its _shown starts empty (copied when first asked)
 
     # -- growing --------------------------------------------------------------------------------
     def _reserve(self, side: int) -> None:
@@ -94,6 +98,9 @@ class PooledHead:
 
     def _regrid(self, factor: int) -> None:
         """Re-pool the blocks already held to a larger `factor` (2 x 2 at a time: exact)."""
+        if factor > self.factor:
+            self._shown[:] = 0
+            self._valid = 0
         if not self.done:
             self.factor = max(self.factor, factor)
             return
@@ -124,6 +131,7 @@ class PooledHead:
         rows = np.asarray(rows[:, :stop], dtype=np.float32)
         self._reserve(pooled_side(stop, f))
         first, last = start // f, (stop - 1) // f
+        self._valid = min(self._valid, first)
         # one segment of rows per block: the first (maybe partial) block, then whole ones
         cuts = np.arange(first, last + 1) * f - start
         cuts[0] = 0
@@ -163,29 +171,56 @@ class PooledHead:
         head.add_rows(0, matrix)
         return head
 
+    def _shown_grid(self, n: int, side: int, partial: bool, rows: Rows | None) -> np.ndarray:
+        """grid() of an unsigned head: rows from `_valid` on copied into `_shown` (zero past the
+        diagonal block everywhere: rows of a block attend to keys up to its end only)."""
+        if self._shown.shape[0] < self._max.shape[0]:
+            grown = np.zeros(self._max.shape, dtype=np.float32)
+            have = min(self._valid, self._shown.shape[0])
+            grown[:have, :have] = self._shown[:have, :have]
+            self._shown = grown
+        valid = min(self._valid, side)
+        self._shown[valid:side, :side] = self._max[valid:side, :side]
+        self._valid = side
+        if partial:
+            if rows is None:
+                raise ValueError("a stop inside a pooled block needs the rows")
+            self._shown[side - 1, :side] = _partial_row(rows, n, self.factor, side, np.max)
+            self._valid = side - 1
+        return self._shown[:side, :side]
+
     # -- reading --------------------------------------------------------------------------------
     def grid(self, stop: int | None = None, rows: Rows | None = None) -> np.ndarray:
-        """The pooled matrix of queries 0..stop-1 over keys 0..stop-1 ([ceil(stop/f)]^2, a new array)
-        at this head's factor. A stop inside the last block pooled needs `rows` to pool that block's
-        first rows again (at most f - 1 queries); keys past stop are zero there already (causal)."""
+        """The pooled matrix of queries 0..stop-1 over keys 0..stop-1 ([ceil(stop/f)]^2) at this head's
+        factor; a view of the head's own buffer, valid until its next call (do not write to it). A
+        stop inside the last block pooled needs `rows` to pool that block's first rows again (at most
+        f - 1 queries); keys past stop are zero there already (causal)."""
         n = self.done if stop is None else stop
         if n > self.done:
             raise ValueError(f"queries up to {n}: the head has pooled {self.done}")
         f = self.factor
         side = pooled_side(n, f)
+        partial = bool(n % f) and n < self.done
+        if self._min is None:
+            return self._shown_grid(n, side, partial, rows)
         out = self._max[:side, :side].copy()
         low = None if self._min is None else self._min[:side, :side].copy()
-        if n % f and n < self.done:
+        if partial:
             if rows is None:
                 raise ValueError("a stop inside a pooled block needs the rows")
-            a = (n // f) * f
-            part = np.asarray(rows(a, n), dtype=np.float32)
-            out[side - 1] = _pool_columns(part, f, np.max).max(axis=0)[:side]
+            out[side - 1] = _partial_row(rows, n, f, side, np.max)
             if low is not None:
-                low[side - 1] = _pool_columns(part, f, np.min).min(axis=0)[:side]
+                low[side - 1] = _partial_row(rows, n, f, side, np.min)
         if low is not None:
             out = np.where(out >= -low, out, low)  # the signed value of larger magnitude
         return out
+
+
+def _partial_row(rows: Rows, n: int, f: int, side: int, reduce) -> np.ndarray:
+    """The pooled row of the block holding query n-1, from its queries before n only."""
+    a = (n // f) * f
+    part = np.asarray(rows(a, n), dtype=np.float32)
+    return reduce(_pool_columns(part, f, reduce), axis=0)[:side]
 
 
 def pooled_matrix(

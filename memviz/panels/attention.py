@@ -248,7 +248,7 @@ class AttentionPanel(GraphicsPanel):
         f = pooled.factor
         same = self._shown[:2] == key and self._shown[3] == f
         keep = (min(self._shown[2] + 1, n) // f,) * 2 if same else None
-        self.heatmap.set_pooling(f, n)
+        self.heatmap.set_pooling(f, n, frame=len(self.trace))  # a long run's frame: the whole run
         self.heatmap.set_data(pooled.grid(n, self._rows(layer, head)), keep=keep)
         self._shown = (layer, head, t, f)
         self._refresh_tile()
@@ -434,7 +434,7 @@ class AttentionPanel(GraphicsPanel):
         if f == 1:
             return ""
         if self.tile is not None:
-            return f"zoomed: full resolution (elsewhere max over {f}\u00d7{f})"
+            return f"full resolution here (overview: max over {f}\u00d7{f})"
         return f"max over {f}\u00d7{f}"
 
     def _say(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QImage, QTransform
 
 from memviz.panels.heatmap import Heatmap
@@ -30,7 +30,8 @@ class ClippedCellImage(CellImage):
 
     def paint(self, painter, *args) -> None:
         if self.limit is not None:
-            painter.setClipRect(QRectF(0, 0, self.limit[1], self.limit[0]))
+            # intersect: the view box's own clip (its edges) stays
+            painter.setClipRect(QRectF(0, 0, self.limit[1], self.limit[0]), Qt.ClipOperation.IntersectClip)
         super().paint(painter, *args)
 
 
@@ -90,29 +91,31 @@ class PooledHeatmap(Heatmap):
         self.image = ClippedCellImage(self)
         self.plot.addItem(self.image)
         self.cell = 1
-        self.steps = 0
+        self.steps = self.frame = 0
         self.value_fn: Callable[[int, int], float] | None = None  # the exact value of (query, key)
         self.tile = TileImage()
         self.plot.addItem(self.tile, ignoreBounds=True)
         self.boundary_lines: list[pg.InfiniteLine] = []
         self._boundaries: tuple[int, ...] = ()
 
-    def set_pooling(self, cell: int, steps: int) -> None:
-        """Data cells cover `cell` steps a side; the matrix is `steps` x `steps`."""
+    def set_pooling(self, cell: int, steps: int, frame: int | None = None) -> None:
+        """Data cells cover `cell` steps a side; the matrix shown is `steps` x `steps`; a pooled view
+        frames `frame` steps (the whole run: scrubbing then moves no axis, whose layout costs ~10 ms)."""
         if cell != self.cell:
             self.cell = cell
             self.image.setTransform(QTransform.fromScale(cell, cell))
         self.steps = steps
+        self.frame = max(steps, frame or steps)
         self.image.limit = (steps / cell, steps / cell) if cell > 1 else None
 
     def data_extent(self) -> tuple[int, int]:
         if self.cell > 1:
-            return (self.steps, self.steps)
+            return (self.frame, self.frame)
         return super().data_extent()
 
     def cell_at_item(self, pos: QPointF) -> tuple[int, int] | None:
         row, col = int(math.floor(pos.y() * self.cell)), int(math.floor(pos.x() * self.cell))
-        rows, cols = self.data_extent()
+        rows, cols = (self.steps, self.steps) if self.cell > 1 else super().data_extent()
         if not (0 <= row < rows and 0 <= col < cols):
             return None
         return row, col
