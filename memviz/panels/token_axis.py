@@ -81,6 +81,30 @@ class LabelledTokenAxis(TokenAxis):
         self._range = (0.0, 0.0)
         self._measured = _Measured()
         self._token_mode = True  # token texts (False: step numbers, when labels are sparse)
+        self._sampled: dict[int, int] = {}  # token index -> its label's width (the sampled ones)
+        self._sampled_in: QFontMetrics | None = None  # the metrics those widths are in
+
+    def set_tokens(self, tokens: Sequence[str]) -> None:
+        self._sampled = {}
+        super().set_tokens(tokens)
+
+    def _widest(self, lo: int, hi: int) -> int:
+        """The widest label of a sample of 256 to 512 tokens of lo..hi (a long run is not measured
+        whole): every stride-th token, the stride a power of two, so that another view of a long
+        run (a scrub, a new step) samples mostly the same tokens, whose widths are remembered."""
+        stride = 1
+        while (hi - lo + 1) // stride > 512:
+            stride *= 2
+        metrics = self._measured.metrics(self)
+        if metrics is not self._sampled_in:  # another font
+            self._sampled, self._sampled_in = {}, metrics
+        widths, best = self._sampled, 0
+        for i in range(-(-lo // stride) * stride, hi + 1, stride):
+            width = widths.get(i)
+            if width is None:
+                width = widths[i] = metrics.horizontalAdvance(show_token(self.tokens[i], LABEL_CHARS))
+            best = max(best, width)
+        return best
 
     def labels(self, indices: Sequence[int]) -> list[str]:
         return [show_token(self.tokens[i], LABEL_CHARS) for i in indices]
@@ -95,9 +119,7 @@ class LabelledTokenAxis(TokenAxis):
             return []
         per_cell = size / (maxVal - minVal)
         if self.orientation in ("bottom", "top"):
-            # sampled: the widest of up to 512 labels sets the room (a long run is not measured whole)
-            sample = range(lo, hi + 1, max(1, (hi - lo + 1) // 512))
-            needed = max(self._measured.width(self, text) for text in self.labels(sample)) + GAP
+            needed = self._widest(lo, hi) + GAP  # the widest of a sample of the labels
         else:
             needed = self._measured.metrics(self).height() + 1
         self.step = label_step(needed, per_cell)

@@ -3,8 +3,8 @@ signal, the current token outlined, generated tokens underlined; click to scrub,
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
@@ -59,6 +59,8 @@ class TokenStrip(QWidget, StripLayout):
         self._widths: dict[str, int] = {}
         self._tints: dict[tuple, QColor] = {}
         self._texts = StaticTexts(limit=20_000)  # laid out in the painter's font (the style's)
+        self._signal_key: tuple | None = None  # what the values were read for
+        self._boundaries: tuple[tuple, tuple[int, ...]] = ((None, -1), ())  # (trace, length): steps
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.StrongFocus)
         self.setAttribute(Qt.WA_OpaquePaintEvent, False)
@@ -71,6 +73,7 @@ class TokenStrip(QWidget, StripLayout):
             self.marked_span = None  # a span of another run
         self.trace = trace
         self._labels = live_labels(trace)
+        self._signal_key = None
         self._relayout()
 
     def set_marked_span(self, start: int | None, end: int | None = None) -> None:
@@ -86,9 +89,16 @@ class TokenStrip(QWidget, StripLayout):
             self._apply_font()
             self._relayout()
         self._extend_layout()
-        self._values = signal_values(self.trace, state)
-        self._classes = prediction_classes(self.trace) if state.signal == "prediction" else None
-        self._strengths = tint_strengths(self._values, state.signal, self.label_count())
+        # the values read the whole run: again only when it grew or the signal changed (a scrub
+        # moves the cursor only; the attention signal is the cursor's row)
+        n = 0 if self.trace is None else len(self.trace)
+        moved = state.cursor if state.signal == "attention" else -1
+        key = (id(self.trace), n, replace(state, cursor=moved, follow=False))
+        if key != self._signal_key:
+            self._signal_key = key
+            self._values = signal_values(self.trace, state)
+            self._classes = prediction_classes(self.trace) if state.signal == "prediction" else None
+            self._strengths = tint_strengths(self._values, state.signal, self.label_count())
         self.update()
 
     def label_count(self) -> int:
@@ -176,19 +186,18 @@ class TokenStrip(QWidget, StripLayout):
             painter.end()
             return
         exposed = event.rect()
-        line_height = self._rects[0].height() + 2
-        lo = bisect.bisect_left(self._line_tops, exposed.top() - line_height)
-        hi = bisect.bisect_right(self._line_tops, exposed.bottom())
+        shown = self._line_range(exposed.top(), exposed.bottom())  # only the boxes in view
+        lo = shown.start
+        rects = {i: self._rects[i] for i in shown}
         trace = self.trace
         foreground = QColor(theme.foreground)
         generated_color = QColor(theme.generated)
         cursor = self.state.cursor
         strengths = self._strengths
-        shown = range(lo, min(hi, len(self._rects)))
         finite = np.isfinite(strengths[lo : shown.stop]) if len(strengths) else np.zeros(0, bool)
         for i in shown:  # tints first, then texts: fewer pen changes
             if i - lo < len(finite) and finite[i - lo]:
-                painter.fillRect(self._rects[i], self._tint(float(strengths[i]), self._class_of(i)))
+                painter.fillRect(rects[i], self._tint(float(strengths[i]), self._class_of(i)))
         # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
         # its own ascent places the line's top)
         top_offset = self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
@@ -199,7 +208,7 @@ class TokenStrip(QWidget, StripLayout):
         underlines = []
         painter.setPen(foreground)
         for i in shown:
-            rect = self._rects[i]
+            rect = rects[i]
             generated = trace.generated[i]
             if generated != pen_generated:
                 pen_generated = generated
@@ -221,7 +230,7 @@ class TokenStrip(QWidget, StripLayout):
             painter.setBrush(Qt.NoBrush)
             box: QRect | None = None  # one box per line the span covers
             for i in range(max(first, shown.start), min(last, shown.stop - 1) + 1):
-                rect = self._rects[i]
+                rect = rects[i]
                 if box is not None and rect.top() == box.top():
                     box = box.united(rect)
                     continue
@@ -230,11 +239,25 @@ class TokenStrip(QWidget, StripLayout):
                 box = QRect(rect)
             if box is not None:
                 painter.drawRect(box.adjusted(0, 0, -1, -1))
+        boundaries = [s for s in self.window_boundaries() if s in rects]
+        if boundaries:  # where a sliding window of the model starts: a thin bar before the token
+            painter.setPen(QPen(QColor(theme.accent), 1, Qt.DashLine))
+            painter.drawLines([QLine(rects[s].topLeft(), rects[s].bottomLeft()) for s in boundaries])
         if 0 <= cursor < len(self._rects):
             painter.setPen(QPen(QColor(theme.accent), 2))
             painter.setBrush(Qt.NoBrush)
             painter.drawRect(self._rects[cursor].adjusted(0, 0, -1, -1))
         painter.end()
+
+    def window_boundaries(self) -> tuple[int, ...]:
+        """The steps where a new sliding window of the model starts (() for a run that never slid),
+        read once per trace length."""
+        trace = self.trace
+        key = (id(trace), 0 if trace is None else len(trace))
+        if self._boundaries[0] != key:
+            steps = tuple(getattr(trace, "window_boundaries", ()) or ()) if trace is not None else ()
+            self._boundaries = (key, steps)
+        return self._boundaries[1]
 
     # -- mouse ------------------------------------------------------------------------------------
     def mousePressEvent(self, event) -> None:
