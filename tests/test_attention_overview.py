@@ -244,16 +244,25 @@ def test_panel_grows_its_overview_one_row_at_a_time_and_switches_heads_off_the_u
     qtbot, make_panel, long_trace, long_dense
 ):
     from memviz.panels.attention import AttentionPanel
+    from memviz.panels.heatmap_image import colour, native_lookup_table
 
     view, panel = make_panel(AttentionPanel, long_trace, cursor=1000, layer=0, head=1)
     heatmap = panel.heatmap
+    lut = native_lookup_table(heatmap.cmap_name)
     assert heatmap.cell == 1
-    for t in [*range(1020, 1060), 1030, 1041]:  # a run's steps across the full-resolution end, then back
+    for t in [
+        *range(1020, 1060),
+        1030,
+        1049,
+        1041,
+    ]:  # a run's steps across the full-resolution end, then back
         view.update(cursor=t)
         assert panel.waiting == ""  # each step pooled on the UI thread: a few rows at most
         np.testing.assert_array_equal(
             heatmap.data, ref_pool(long_dense[1][: t + 1, : t + 1], pool_factor(t + 1))
         )
+        # only the changed rows were coloured again: the pixels are still those of the whole data
+        np.testing.assert_array_equal(shown_pixels(panel), colour(heatmap.data, heatmap.levels, lut))
     view.update(head=0)  # another head, never shown: the worker builds it, the old picture stays
     assert panel.waiting.startswith("rebuilding")
     assert "rebuilding" in panel.note.text()
