@@ -58,7 +58,8 @@ def synthetic_trace(T: int, seed: int = 0, layers: int = 1, heads: int = 2):
         ids = rng.integers(0, 100, 5)
         probs = np.full(5, 0.2, dtype=np.float32)
         internals = {"attention_q": q, "attention_k": keys[t]}
-        trace.append(StepRecord(int(ids[0]), f"w{t}", False, ids, probs, internals))
+        # the same tokens whatever the seed: two of these traces can be compared (B - A)
+        trace.append(StepRecord(t % 97, f"w{t}", False, ids, probs, internals))
     return trace
 
 
@@ -269,6 +270,27 @@ def test_panel_grows_its_overview_one_row_at_a_time_and_switches_heads_off_the_u
     np.testing.assert_array_equal(heatmap.data, ref_pool(long_dense[1][:1042, :1042], 2))
     qtbot.waitUntil(lambda: panel.waiting == "", timeout=30000)
     np.testing.assert_array_equal(heatmap.data, ref_pool(long_dense[0][:1042, :1042], 2))
+
+
+def test_panel_shows_b_minus_a_pooled_with_its_sign(qtbot, make_panel, long_trace, long_dense):
+    from memviz.core.trace_diff import TraceDiff
+    from memviz.panels import colormaps
+    from memviz.panels.attention import AttentionPanel
+
+    a = synthetic_trace(1100, seed=1)
+    diff = TraceDiff(a, long_trace)
+    assert len(diff) == 1100
+    expected = long_dense[1][:1100, :1100] - a.attention_matrix(0, 1)
+    view, panel = make_panel(AttentionPanel, diff, cursor=1099, layer=0, head=1)
+    qtbot.waitUntil(lambda: panel.waiting == "" and panel.heatmap.cell == 2, timeout=30000)
+    heatmap = panel.heatmap
+    np.testing.assert_array_equal(heatmap.data, ref_pool(expected, 2, signed=True))
+    assert heatmap.data.min() < 0 < heatmap.data.max()  # both signs kept
+    assert np.abs(heatmap.data).max() == np.abs(expected).max()  # the largest difference, exactly
+    assert heatmap.cmap_name == colormaps.DIVERGING
+    lo, hi = heatmap.levels
+    assert lo == -hi and hi >= np.abs(heatmap.data).max()
+    assert f"attention = {expected[1050, 700]:.6f}" in heatmap.tooltip_at(1050, 700)
 
 
 def test_window_boundaries_are_lines_on_the_matrix(make_panel, long_trace, monkeypatch):
