@@ -24,7 +24,9 @@ shapes, so the same trace sizes and the same compute).
    the real shapes and dtypes (what it stores and what a rebuild costs do not depend on the
    values): RAM (tracemalloc: every numpy allocation), q/k on disk, the saved file. The rebuild: `attention_rows_at(step)` (one row per head, every head of
    every layer: what the head grid reads), one head's `attention_row`, and a 512-query block of
-   `attention_matrix`, at steps near T, p50 and p95 (warm: each layer's keys already in the cache).
+   `attention_matrix`, at 48 steps near T, p50 and p95, warm (every layer's keys in the cache) and
+   cold (caches emptied), beside the floor: one pass reading the keys. `--synthetic-layers 16`
+   builds the trace with all 16 layers (measured, not 8x of 2).
 """
 
 from __future__ import annotations
@@ -238,7 +240,67 @@ def synthetic_llama_trace(T: int, layers: int, layout: dict):
     }
 
 
-def bench_llama(T: int, T_real: int, layers: int = 2) -> dict:
+def rebuild_timings(trace, T: int, scale: float, n_steps: int = 48) -> dict:
+    """All heads' rows at a step (`attention_rows_at`: what the head grid reads), one head's row and
+    a 512-query matrix block, at steps near T. Cold: the store's caches emptied before each call
+    (keys copied from the memory map again); warm: every layer's keys cached, rows not. The floor:
+    one pass reading the cached float32 keys (np.sum), what any exact rebuild must read."""
+    store = trace._attention
+    rng = np.random.default_rng(2)
+    steps = [int(s) for s in rng.integers(T - 256, T, n_steps)]
+    cold = []
+    for s in steps[:4]:
+        store._keys32.clear()
+        store._rows.clear()
+        t0 = perf()
+        trace.attention_rows_at(s)
+        cold.append(perf() - t0)
+    trace.attention_rows_at(T - 1)
+    every, one, block = [], [], []
+    for s in steps:
+        store._rows.clear()
+        t0 = perf()
+        rows = trace.attention_rows_at(s)
+        every.append(perf() - t0)
+        t0 = perf()
+        trace.attention_row(s - 1, 1, 17)
+        one.append(perf() - t0)
+    for s in steps[:6]:
+        t0 = perf()
+        trace.attention_matrix(0, 5, s - 512, s)
+        block.append(perf() - t0)
+    # the same numbers whichever call asks: one head's row, a matrix's row, all heads' rows
+    s = steps[0]
+    store._rows.clear()
+    row, block_rows = trace.attention_row(s, 1, 17), trace.attention_matrix(0, 5, s - 3, s + 1)
+    rows = trace.attention_rows_at(s)
+    same = bool(np.array_equal(row, rows[1, 17]) and np.array_equal(block_rows[-1], rows[0, 5]))
+    keys = [b[:, :, :filled] for b, filled in store._keys32.values()]
+    floor = []
+    for _ in range(5):
+        t0 = perf()
+        for k in keys:
+            k.sum()
+        floor.append(perf() - t0)
+    every_ms = ms_stats(every)
+    return {
+        "all_heads_one_row_each_warm": every_ms,
+        "all_heads_one_row_each_cold": ms_stats(cold),
+        "heads_measured": int(rows.shape[0] * rows.shape[1]),
+        "all_heads_16_layers_p50_ms_estimate": round(every_ms["p50"] * scale, 2),
+        "per_head_row_ms_from_all_heads": round(every_ms["p50"] / (rows.shape[0] * rows.shape[1]), 4),
+        "one_head_row": ms_stats(one),
+        "matrix_512_queries": ms_stats(block),
+        "read_all_keys_once_ms": ms_stats(floor),
+        "read_all_keys_16_layers_ms_estimate": round(ms_stats(floor)["p50"] * scale, 2),
+        "key_cache_mb": _mb(sum(b.nbytes for b, _ in store._keys32.values())),
+        "rows_at_row_matrix_bit_identical": same,
+    }
+
+
+def bench_llama(
+    T: int, T_real: int, layers: int = 2, synthetic_layers: int = 2, head_grid: bool = False
+) -> dict:
     log(
         f"Llama-3.2-1B-shaped, {layers} of {LLAMA_LAYERS_REAL} layers: {T_real} real steps, T = {T} for storage"
     )
@@ -250,60 +312,117 @@ def bench_llama(T: int, T_real: int, layers: int = 2) -> dict:
     log(f"  real run: {run}")
     del real
     gc.collect()
-    trace, row = synthetic_llama_trace(T, layers, layout)
+    # the real run's layers are all alike: the synthetic trace repeats the first one's entries
+    layout = {k: v[:1] * synthetic_layers if isinstance(v, list) else v for k, v in layout.items()}
+    trace, row = synthetic_llama_trace(T, synthetic_layers, layout)
+    row["layers"] = synthetic_layers
     row["saved_file_mb"], row["save_s"] = saved_size(trace)
-    scale = LLAMA_LAYERS_REAL / layers
+    scale = LLAMA_LAYERS_REAL / synthetic_layers
     row["16_layers"] = {
         "qk_on_disk_mb": round(row["qk_on_disk_mb"] * scale, 1),
         "dense_float16_lower_triangle_mb": round(LLAMA_LAYERS_REAL * 32 * T * (T + 1) / 2 * 2 / 2**20, 1),
     }
     log(f"  T = {T}: {row}")
     result: dict = {"layers_run": layers, "real_run": run, "storage": row}
-    rng = np.random.default_rng(2)
-    steps = [int(s) for s in rng.integers(T - 256, T, 24)]
-    store = trace._attention
-    cold = []
-    for s in steps[:3]:
-        store._keys64.clear()
-        store._rows.clear()
-        t0 = perf()
-        trace.attention_rows_at(s)
-        cold.append(perf() - t0)
-    trace.attention_rows_at(T - 1)
-    every, one, block = [], [], []
-    for s in steps:
-        store._rows.clear()
-        t0 = perf()
-        trace.attention_rows_at(s)
-        every.append(perf() - t0)
-        t0 = perf()
-        trace.attention_row(s - 1, 1, 17)
-        one.append(perf() - t0)
-    for s in steps[:6]:
-        t0 = perf()
-        trace.attention_matrix(0, 5, s - 512, s)
-        block.append(perf() - t0)
-    every_ms = ms_stats(every)
-    result["rebuild"] = {
-        "all_heads_one_row_each_measured": every_ms,
-        "heads_measured": layers * 32,
-        "all_heads_16_layers_p50_ms_estimate": round(every_ms["p50"] * scale, 2),
-        "per_head_row_ms_from_all_heads": round(every_ms["p50"] / (layers * 32), 4),
-        "one_head_row": ms_stats(one),
-        "matrix_512_queries": ms_stats(block),
-        "all_heads_cold_key_cache": ms_stats(cold),
-        "key_cache_mb": _mb(sum(b.nbytes for b, _ in store._keys64.values())),
-    }
+    result["rebuild"] = rebuild_timings(trace, T, scale)
+    result["rebuild"]["trace_nbytes_after_mb"] = _mb(trace.nbytes)  # the key cache and rows kept
+    if head_grid:
+        result["head_grid"] = bench_head_grid(trace)
     log(f"  rebuild: {result['rebuild']}")
     result["targets"] = {"ram_mb_max": 1024, "disk_mb_max": 1536, "rebuild_all_heads_p50_ms_max": 2.0}
+    return result
+
+
+def bench_head_grid(trace, steps: int = 64) -> dict:
+    """The head grid at T = len(trace), offscreen: the UI thread's work per step (render: the
+    request; the result's arrival: heights and raster; a repaint of the canvas) while the cursor
+    steps back one token every 50 ms, then scrubs to random steps every 16 ms; and how long the
+    worker took to deliver the cursor's step after it stopped."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from memviz.core.view import ViewState
+    from memviz.panels.head_grid import HeadGridPanel
+    from memviz.panels.view_model import ViewModel
+
+    app = QApplication.instance() or QApplication([])
+    ui: list[float] = []
+
+    class Timed(HeadGridPanel):
+        def render(self, state):
+            t0 = perf()
+            super().render(state)
+            ui.append(perf() - t0)
+
+        def _job_done(self, key, result):
+            t0 = perf()
+            super()._job_done(key, result)
+            ui.append(perf() - t0)
+
+    T = len(trace)
+    view = ViewModel(ViewState(cursor=T - 1))
+    panel = Timed(view)
+    panel.resize(1400, 900)
+    panel.show()
+    panel.set_trace(trace)
+    view.changed.connect(panel.render)
+    panel.render(view.state)
+
+    def pump(seconds: float) -> None:
+        end = perf() + seconds
+        while perf() < end:
+            app.processEvents()
+
+    def settle() -> float:
+        t0 = perf()
+        while panel.step != view.state.cursor or panel.jobs.busy():
+            app.processEvents()
+        return perf() - t0
+
+    settle()
+    paint = []
+    result: dict = {"T": T, "grid": list(panel.shape), "bins": panel.bins, "levels": panel.levels}
+    rng = np.random.default_rng(3)
+    for name, period, cursor_at in (
+        ("stepping_every_50ms", 0.05, lambda i: T - 2 - i),
+        ("scrubbing_every_16ms", 0.016, lambda i: int(rng.integers(T // 2, T))),
+    ):
+        ui.clear()
+        paint.clear()
+        drawn = set()
+        for i in range(steps):
+            view.update(cursor=cursor_at(i))
+            pump(period)
+            t0 = perf()
+            panel.canvas.viewport().repaint()
+            paint.append(perf() - t0)
+            drawn.add(panel.step)
+        wait = settle()
+        result[name] = {
+            "ui_calls_ms": ms_stats(ui),
+            "repaint_ms": ms_stats(paint),
+            "steps_drawn": len(drawn),
+            "steps_asked": steps,
+            "last_step_arrived_after_ms": round(wait * 1e3, 1),
+        }
+        log(f"  head grid {name}: {result[name]}")
+    panel.close()
     return result
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="T = 256 (GPT-2) and 1024 (Llama)")
-    parser.add_argument("--only", default="gpt2,stepping,llama", help="some of gpt2, stepping, llama")
+    parser.add_argument(
+        "--only", default="gpt2,stepping,llama", help="some of gpt2, stepping, llama, headgrid (with llama)"
+    )
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument(
+        "--synthetic-layers",
+        type=int,
+        default=2,
+        help="layers of the T = 8192 Llama trace (16: the whole model, no x8 estimate; 1.3 GB of q/k)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -321,7 +440,12 @@ def main(argv=None) -> int:
         results["gpt2_small_stepping"] = stepping(gpt2_model, T)
         log(f"  stepping: {results['gpt2_small_stepping']}")
     if "llama" in only:
-        results["llama_1b_shaped"] = bench_llama(2048 if args.quick else 8192, 128 if args.quick else 512)
+        results["llama_1b_shaped"] = bench_llama(
+            2048 if args.quick else 8192,
+            128 if args.quick else 512,
+            synthetic_layers=args.synthetic_layers,
+            head_grid="headgrid" in only,
+        )
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -215,3 +215,62 @@ def test_a_broken_layout_is_one_line(change, message):
     with pytest.raises(MemvizError, match=message) as caught:
         AttentionLayout.from_manifest({**good, **change}, "x.memviz")
     assert "\n" not in str(caught.value) and str(caught.value).startswith("x.memviz: ")
+
+
+class GrowingRows:
+    """An in-RAM source with a spool's face (`view`, `len`, `append`): a run that goes on."""
+
+    def __init__(self, row_shape, dtype=np.float32) -> None:
+        self.array = np.zeros((0, *row_shape), dtype)
+
+    def append(self, row) -> None:
+        self.array = np.concatenate([self.array, np.asarray(row, self.array.dtype)[None]])
+
+    def view(self) -> np.ndarray:
+        return self.array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+
+@pytest.mark.parametrize("budget", [None, "one layer", "none"])
+def test_the_key_cache_changes_no_number(budget, monkeypatch):
+    """The float32 key cache filled all layers at once, layer by layer, grown while a run goes on,
+    or too small to hold even one layer: the same rows, bit for bit, and all equal to the hand
+    computation (float16 queries, a sliding layer, grouped heads)."""
+    from memviz.core import attention_store
+
+    rng = np.random.default_rng(3)
+    T, L, A, kv, d = 150, 3, 4, 2, 8
+    layout = AttentionLayout(A, kv, d, (0.4, 0.3, 0.5), (None, 7, None), (None, None, 3.0))
+    q = rng.normal(0, 1.5, (T, L, A, d)).astype(np.float16)
+    k = rng.normal(0, 1.5, (T, L, kv, d)).astype(np.float32)
+    reference = QKStore(layout, FrozenRows(q), FrozenRows(k))
+    expected = {t: reference.rows_at(t) for t in (0, 1, 63, 64, 65, 99, T - 1)}
+    if budget == "one layer":
+        monkeypatch.setattr(attention_store, "KEY_CACHE_BYTES", kv * d * 4 * 192)
+    elif budget == "none":
+        monkeypatch.setattr(attention_store, "KEY_CACHE_BYTES", 16)
+    growing = QKStore(layout, GrowingRows((L, A, d), np.float16), GrowingRows((L, kv, d)))
+    for t in range(T):
+        growing.append(q[t], k[t])
+        if t in expected:  # the cache grows as the run does, one step's keys at a time
+            np.testing.assert_array_equal(growing.rows_at(t), expected[t])
+            np.testing.assert_array_equal(growing.row(t, 1, 3), expected[t][1, 3])
+    frozen = QKStore(layout, FrozenRows(q), FrozenRows(k))
+    for t in sorted(expected, reverse=True):  # filled at the last step first, then read shorter
+        np.testing.assert_array_equal(frozen.rows_at(t), expected[t])
+        np.testing.assert_array_equal(frozen.matrix(2, 1, t, t + 1)[0], expected[t][2, 1])
+    held = sum(b.nbytes for b, _ in frozen._keys32.values())
+    assert held <= attention_store.KEY_CACHE_BYTES and (held > 0) == (budget != "none")
+    for t in (64, T - 1):
+        for layer in range(L):
+            for head in range(A):
+                want = hand_row(
+                    q[t, layer, head],
+                    k[: t + 1, layer, head // (A // kv)],
+                    layout.scale[layer],
+                    layout.sliding_window[layer],
+                    layout.softcap[layer],
+                )
+                np.testing.assert_allclose(expected[t][layer, head], want, atol=1e-6, rtol=0)

@@ -27,7 +27,7 @@ from memviz.errors import MemvizError
 ROW_CACHE_STEPS = 4  # rows_at results kept: a panel redrawing the cursor's step rebuilds nothing
 KEY_CACHE_BYTES = 384 * 2**20  # float32 keys kept, all layers together (least recently used go first):
 # every layer of a Llama-3.2-1B-shaped run at T = 8192 (256 MiB), so no step reconverts keys
-KEY_COPY_BLOCK = 1024  # keys copied (transposed) from the source into the cache at a time
+KEY_COPY_BLOCK = 256  # steps of keys copied (transposed) from the source into the cache at a time
 
 
 @dataclass(frozen=True)
@@ -214,33 +214,71 @@ class QKStore:
 
     # -- keys in float32, per layer, d-major ----------------------------------------------------
     def _layer_keys(self, layer: int, n: int) -> np.ndarray:
-        """Keys 0..n-1 of one layer, [A_kv, d, n] float32 (d-major: what a group's logits read, in
+        """Keys 0..n-1 of one layer, [A_kv, d, n] float32 (d-major: what a head's logits read, in
         a row). Cached while KEY_CACHE_BYTES allows and extended in place as the run grows (the
         buffer grows by a quarter or more, so a run's T steps copy O(T) keys in all); a layer that
         does not fit is read from the source each time."""
-        lay = self.layout
         buffer, filled = self._keys32.get(layer, (None, 0))
         if filled < n:
-            if buffer is None or buffer.shape[2] < n:
-                size = -(-max(n, filled + filled // 4, 64) // 64) * 64
-                if size * lay.num_kv_heads * lay.head_dim * 4 > KEY_CACHE_BYTES:
-                    return self._source_keys(layer, 0, n)  # too long to keep even alone
-                grown = np.empty((lay.num_kv_heads, lay.head_dim, size), dtype=np.float32)
-                if filled:
-                    grown[:, :, :filled] = buffer[:, :, :filled]
-                buffer = grown
-            top = min(buffer.shape[2], len(self))
-            for a in range(filled, top, KEY_COPY_BLOCK):  # blocks: the transpose stays in cache
-                b = min(top, a + KEY_COPY_BLOCK)
-                buffer[:, :, a:b] = self._source_keys(layer, a, b)
-            filled = top
-            self._keys32[layer] = (buffer, filled)
+            if not self._make_room([layer], n):
+                # laid out as the cache is (d-major, rows longer than n): the same BLAS call
+                lay = self.layout
+                keys = np.empty((lay.num_kv_heads, lay.head_dim, n + 1), dtype=np.float32)
+                keys[:, :, :n] = self.keys.view()[:n, layer].transpose(1, 2, 0)
+                return keys[:, :, :n]
+            self._fill([layer])
             self._trim_keys(keep=layer)
+            buffer, filled = self._keys32[layer]
         self._keys32.move_to_end(layer)
         return buffer[:, :, :n]
 
-    def _source_keys(self, layer: int, a: int, b: int) -> np.ndarray:
-        return self.keys.view()[a:b, layer].transpose(1, 2, 0).astype(np.float32)
+    def _fill_all(self, n: int) -> None:
+        """Every layer's keys 0..n-1 cached, when they fit together: one pass over the source's
+        steps (contiguous there: [T, L, A_kv, d]) instead of one strided pass per layer."""
+        every = list(range(self.layout.num_layers))
+        layers = [layer for layer in every if self._keys32.get(layer, (None, 0))[1] < n]
+        if layers and self._make_room(every, n, together=True):
+            self._fill(layers)
+
+    def _make_room(self, layers: list[int], n: int, together: bool = False) -> bool:
+        """Grow the layers' buffers to hold n keys; False (nothing changed) when one layer would not
+        fit in KEY_CACHE_BYTES (all `layers` together, with `together`)."""
+        lay = self.layout
+        sizes = {}
+        for layer in layers:
+            buffer, filled = self._keys32.get(layer, (None, 0))
+            have = 0 if buffer is None else buffer.shape[2]
+            # at least 64 keys and one more than asked: a short row's keys handed to BLAS are never
+            # a contiguous [d, n] (numpy multiplies a contiguous [d, <= 3] another way: other bits)
+            sizes[layer] = have if have > n else -(-max(n + 1, filled + filled // 4, 64) // 64) * 64
+        column = lay.num_kv_heads * lay.head_dim * 4
+        if (sum(sizes.values()) if together else max(sizes.values())) * column > KEY_CACHE_BYTES:
+            return False
+        for layer, size in sizes.items():
+            buffer, filled = self._keys32.get(layer, (None, 0))
+            if buffer is None or buffer.shape[2] < size:
+                grown = np.empty((lay.num_kv_heads, lay.head_dim, size), dtype=np.float32)
+                if filled:
+                    grown[:, :, :filled] = buffer[:, :, :filled]
+                self._keys32[layer] = (grown, filled)
+        return True
+
+    def _fill(self, layers: list[int]) -> None:
+        """Copy the source's keys into the layers' buffers up to their room (or the steps there are),
+        KEY_COPY_BLOCK steps at a time (the transposing copy stays in the CPU's caches)."""
+        source = self.keys.view()
+        tops = {layer: min(self._keys32[layer][0].shape[2], len(self)) for layer in layers}
+        start = min(self._keys32[layer][1] for layer in layers)
+        for a in range(start, max(tops.values()), KEY_COPY_BLOCK):
+            b = min(max(tops.values()), a + KEY_COPY_BLOCK)
+            block = np.asarray(source[a:b])  # [b-a, L, A_kv, d]: one contiguous read
+            for layer in layers:
+                buffer, filled = self._keys32[layer]
+                lo, hi = max(a, filled), min(b, tops[layer])
+                if lo < hi:
+                    buffer[:, :, lo:hi] = block[lo - a : hi - a, layer].transpose(1, 2, 0)
+        for layer in layers:
+            self._keys32[layer] = (self._keys32[layer][0], tops[layer])
 
     def _trim_keys(self, keep: int) -> None:
         total = sum(b.nbytes for b, _ in self._keys32.values())
@@ -287,43 +325,50 @@ class QKStore:
         np.divide(logits, total, out=logits, casting="unsafe")
         return logits
 
+    @_locked
     def layer_rows(self, step: int, layer: int) -> np.ndarray:
         """Every head's row of the query at `step` in one layer: [A, step+1] float32."""
+        out = np.empty((self.layout.num_heads, step + 1), dtype=np.float32)
+        self._layer_into(step, layer, out)
+        return out
+
+    def _layer_into(self, step: int, layer: int, out: np.ndarray) -> None:
+        """Every head's row of the query at `step` in one layer, into out [A, step+1]."""
         lay = self.layout
         n = step + 1
         lo = self._window(layer, step)
         keys = self._layer_keys(layer, n)[:, :, lo:n]
-        probs = self._probabilities(layer, self._logits(self._queries(step, layer), keys))
-        probs = probs.reshape(lay.num_heads, n - lo)
-        if lo == 0:
-            return probs
-        out = np.zeros((lay.num_heads, n), dtype=np.float32)
-        out[:, lo:] = probs
-        return out
+        logits = out[:, lo:].reshape(lay.num_kv_heads, lay.group, 1, n - lo)  # a view
+        self._probabilities(layer, self._logits(self._queries(step, layer), keys, out=logits))
+        out[:, :lo] = 0.0
 
     def _step_rows(self, step: int) -> np.ndarray:
         lay = self.layout
-        n = step + 1
-        out = np.empty((lay.num_layers, lay.num_heads, n), dtype=np.float32)
+        out = np.empty((lay.num_layers, lay.num_heads, step + 1), dtype=np.float32)
         for layer in range(lay.num_layers):
-            lo = self._window(layer, step)
-            keys = self._layer_keys(layer, n)[:, :, lo:n]
-            logits = out[layer, :, lo:].reshape(lay.num_kv_heads, lay.group, 1, n - lo)  # a view
-            self._probabilities(layer, self._logits(self._queries(step, layer), keys, out=logits))
-            out[layer, :, :lo] = 0.0
+            self._layer_into(step, layer, out[layer])
         return out
 
-    @_locked
     def rows_at(self, step: int) -> np.ndarray:
-        found = self._rows.get(step)
-        if found is None:
-            found = self._step_rows(step)
-            found.flags.writeable = False
+        """Every head's row at `step`: [L, A, step+1] float32, read-only. The lock is taken layer by
+        layer, so the UI thread's one-head reads wait a layer at most while a worker rebuilds."""
+        with self._lock:
+            found = self._rows.get(step)
+            if found is not None:
+                self._rows.move_to_end(step)
+                return found
+        lay = self.layout
+        found = np.empty((lay.num_layers, lay.num_heads, step + 1), dtype=np.float32)
+        with self._lock:
+            self._fill_all(step + 1)
+        for layer in range(lay.num_layers):
+            with self._lock:
+                self._layer_into(step, layer, found[layer])
+        found.flags.writeable = False
+        with self._lock:
             self._rows[step] = found
             while len(self._rows) > ROW_CACHE_STEPS:
                 self._rows.popitem(last=False)
-        else:
-            self._rows.move_to_end(step)
         return found
 
     def _head_row(self, step: int, layer: int, head: int, keys: np.ndarray, out: np.ndarray) -> None:

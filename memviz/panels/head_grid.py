@@ -14,15 +14,24 @@ single Raster item placed over [0, heads] x [0, layers]; no lookup table, levels
 conversion), not 144 curves stroked by QPainter. A step changes only the pixels: the axes, the
 frames and the view range stay as they are. The raster follows the view's size (resizes, the look)
 and is re-drawn from the kept rows then.
+
+A large grid (at least ASYNC_WEIGHTS weights: a Llama-3.2-1B-shaped run's 512 heads from about
+T = 2048 on) never makes the UI wait for its rows: the rows are rebuilt from the trace's queries and
+keys and max-pooled into bar columns on the panel's own worker thread (`LatestOnly`: the newest
+request wins, older ones waiting are dropped), and the result arrives through a queued signal; the
+grid shows the last finished step meanwhile, its note naming the step it draws. Hover and tooltips
+read the exact rows of the step drawn. A small grid draws at once, as before.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, QRectF
+from PySide6.QtCore import QObject, QPoint, QPointF, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QCursor, QImage, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QToolTip, QWidget
 
@@ -39,6 +48,7 @@ MAX_POINTS = 96  # columns (bins) per cell at most
 MIN_POINTS = 8  # ... and at least, however small the window
 MIN_LEVELS = 4  # pixel rows a cell's bars may fill, at least
 MARGIN_X, MARGIN_Y = 0.06, 0.1  # empty share of a cell on each side
+ASYNC_WEIGHTS = 1 << 20  # a grid of this many weights (layers x heads x keys) or more: worker thread
 
 
 def kv_groups(model: dict, heads: int) -> int:
@@ -142,6 +152,78 @@ class Raster(pg.GraphicsObject):
             painter.drawImage(self.rect, self.qimage)
 
 
+class _Relay(QObject):
+    """Carries a result from the worker thread to the UI thread (a queued connection)."""
+
+    finished = Signal(object)  # (key, result)
+
+
+class _Runner(QRunnable):
+    def __init__(self, jobs: LatestOnly) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+    def run(self) -> None:
+        self.jobs._run()
+
+
+class LatestOnly(QObject):
+    """One worker thread: `submit(key, fn)` runs `fn()` there, the newest submitted job next (one
+    still waiting when a newer comes is dropped; the one running finishes); `done(key, result)` on
+    the UI thread, for every job that ran (an exception is the result). The pool belongs to the
+    owner: deleting it waits for the running job."""
+
+    done = Signal(object, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self._lock = threading.Lock()
+        self._pending: tuple[object, Callable[[], object]] | None = None
+        self._running = False
+        self._relay = _Relay()
+        self._relay.finished.connect(self._deliver)  # emitted on the worker: queued to this thread
+
+    def submit(self, key: object, fn: Callable[[], object]) -> None:
+        with self._lock:
+            self._pending = (key, fn)
+            if self._running:
+                return
+            self._running = True
+        self.pool.start(_Runner(self))
+
+    def drop(self) -> None:
+        """Forget the job waiting (the running one still delivers)."""
+        with self._lock:
+            self._pending = None
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self._running
+
+    def wait(self, msecs: int = -1) -> bool:
+        """Block until the worker is idle (tests, benchmarks); queued results still need events."""
+        return self.pool.waitForDone(msecs)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._running = False
+                    return
+            key, fn = job
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - delivered to the panel, which says it in one line
+                result = exc
+            self._relay.finished.emit((key, result))
+
+    def _deliver(self, item: tuple[object, object]) -> None:
+        self.done.emit(*item)
+
+
 class HeadGridPanel(GraphicsPanel):
     name = "heads"
     title = "Attention heads"
@@ -181,16 +263,25 @@ class HeadGridPanel(GraphicsPanel):
         self.levels = 0
         self.heights = np.zeros((0, 0, 0), np.int16)  # [L, A, bins]: filled pixel rows per column
         self._fill = _argb32("#dcdcdc")
-        self._columns: dict[tuple[int, int], np.ndarray] = {}
         self._pixels = np.zeros((0, 0, 0, 0), np.uint32)
         self.pixel = 1  # device pixels per image pixel: 2 in the light "talk" look, for slides
         self.readout = HoverReadout(self)
         self.readout.add(self._readout_at)
+        # a large grid's rows come from the worker: (trace generation, step, bins) -> (rows, values)
+        self.jobs = LatestOnly(self)
+        self.jobs.done.connect(self._job_done)
+        self._generation = 0
+        self.wanted = -1  # the cursor's step (self.step: the step drawn)
+        self._asked: int | None = None  # the step of the newest job submitted and not yet back
         self.apply_theme(view.state)
 
     # -- data -------------------------------------------------------------------------------
     def set_trace(self, trace: Trace | None) -> None:
         super().set_trace(trace)
+        self._generation += 1  # results for the previous trace are dropped when they come
+        self.jobs.drop()
+        self.wanted = -1
+        self._asked = None
         self.rows = np.zeros((0, 0, 0))
         self.heights = np.zeros((0, 0, 0), np.int16)
         self.image.clear()
@@ -221,15 +312,81 @@ class HeadGridPanel(GraphicsPanel):
             return
         layers, heads = self.shape
         t = clamp(state.cursor, len(trace))
-        self.step = t
-        self.rows = trace.attention_rows_at(t)
-        self._update_heights()
-        self._draw()
+        self.wanted = t
+        if self.drawn_later(t):
+            if t == self.step and self.heights.shape[-1:] == (self.bins,):
+                self.jobs.drop()  # back at the step drawn: nothing newer to wait for
+                self._asked = None
+            elif t != self._asked:
+                self._submit(t)
+        else:
+            self.step = t
+            self.rows = trace.attention_rows_at(t)
+            self._update_heights()
+            self._draw()
         layer, head = clamp(state.layer, layers), clamp(state.head, heads)
         self.selected.setRect(QRectF(head, layer, 1, 1))
-        note = f"query {token_label(live_labels(trace), t)}  selected: layer {layer}, head {head}"
+        self._note()
+
+    def _note(self) -> None:
+        state = self.view.state
+        layers, heads = self.shape
+        layer, head = clamp(state.layer, layers), clamp(state.head, heads)
+        tokens = live_labels(self.trace)
+        if self.step < 0:
+            note = f"drawing query {token_label(tokens, self.wanted)}..."
+        else:
+            note = f"query {token_label(tokens, self.step)}  selected: layer {layer}, head {head}"
+            if self.wanted != self.step:
+                note += f"  (drawing query {token_label(tokens, self.wanted)}...)"
         if note != self.note.text():
             self.note.setText(note)
+
+    # -- the worker (a large grid) ------------------------------------------------------------
+    def drawn_later(self, t: int) -> bool:
+        """True when step t's grid is large enough to be rebuilt and pooled on the worker."""
+        layers, heads = self.shape
+        return layers * heads * (t + 1) >= ASYNC_WEIGHTS
+
+    def _submit(self, t: int) -> None:
+        trace, bins, pool = self.trace, self.bins, self.pooled
+
+        def rebuild() -> tuple[np.ndarray, np.ndarray]:  # on the worker: reads the trace only
+            rows = trace.attention_rows_at(t)
+            return rows, pool(rows, bins)
+
+        self._asked = t
+        self.jobs.submit((self._generation, t, bins), rebuild)
+
+    def _repool(self, rows: np.ndarray, t: int) -> None:
+        """Step t's rows pooled again for the number of columns there is now (a resize), on the worker."""
+        bins, pool = self.bins, self.pooled
+        self._asked = t
+        self.jobs.submit((self._generation, t, bins), lambda: (rows, pool(rows, bins)))
+
+    def _job_done(self, key: tuple[int, int, int], result: object) -> None:
+        """A worker's result, on the UI thread: drawn when it is newer than what is drawn (the last
+        finished step shows while the cursor's is still on its way)."""
+        generation, t, bins = key
+        if generation != self._generation or self.trace is None:
+            return
+        if t == self._asked:
+            self._asked = None
+        if isinstance(result, Exception):
+            self.note.setText(f"could not draw query {t}: {result}".splitlines()[0])
+            return
+        rows, values = result
+        if t != self.wanted and self.step == self.wanted and self.heights.shape[-1:] == (self.bins,):
+            return  # an older request, finished after the cursor came back to the step drawn
+        if bins != self.bins:  # resized while it ran: pool the rows again for the columns there are
+            self._repool(rows, t)
+            return
+        self.step, self.rows = t, rows
+        self.heights = self._heights_of(values)
+        self._draw()
+        self._note()
+        if self.wanted != t and self._asked is None and self.drawn_later(self.wanted):
+            self._submit(self.wanted)  # the cursor moved on and nothing on the way is for it
 
     # -- the raster -------------------------------------------------------------------------
     def _fit_raster(self) -> bool:
@@ -259,21 +416,29 @@ class HeadGridPanel(GraphicsPanel):
         if not self.rows.size or not self.bins:
             self.heights = np.zeros((*self.shape, 0), np.int16)
             return
-        if self.rows.dtype == np.float16:
+        self.heights = self._heights_of(self.pooled(self.rows, self.bins))
+
+    @staticmethod
+    def pooled(rows: np.ndarray, bins: int) -> np.ndarray:
+        """Rows [L, A, n] as `bins` bar columns each: the max over each bin of neighbouring keys, or
+        a short row's keys spread over several columns; float32 [L, A, bins]. Reads nothing else
+        (the worker calls it)."""
+        if rows.dtype == np.float16:
             # attention is never negative, and non-negative halves order like their bit patterns: the
             # max over bins on integers is exact and several times faster than converting every weight
-            values, _ = binned_max(self.rows.view(np.uint16), self.bins)
+            values, _ = binned_max(rows.view(np.uint16), bins)
             values = values.view(np.float16)
         else:
-            values, _ = binned_max(self.rows, self.bins)
+            values, _ = binned_max(rows, bins)
         values = values.astype(np.float32, copy=False)
         n = values.shape[-1]
-        if n < self.bins:  # a short row: each key spreads over several columns
-            columns = self._columns.get((n, self.bins))
-            if columns is None:
-                columns = self._columns[(n, self.bins)] = (np.arange(self.bins) * n) // self.bins
-            values = values[..., columns]
-        self.heights = bar_heights(values, self.levels)
+        if n < bins:  # a short row: each key spreads over several columns
+            values = values[..., (np.arange(bins) * n) // bins]
+        return values
+
+    def _heights_of(self, values: np.ndarray) -> np.ndarray:
+        """Pooled values [L, A, bins] as bar heights in pixel rows."""
+        return bar_heights(values, self.levels)
 
     def _draw(self) -> None:
         """The image of every cell from self.heights: a pixel is filled when its row (counted up
@@ -282,6 +447,8 @@ class HeadGridPanel(GraphicsPanel):
         if not self.heights.size:
             self.image.clear()
             return
+        if self.heights.shape[-1] != self.bins:
+            return  # pooled for another size: the worker pools the rows again, the old image stays
         width, height = self.cell_size
         mx, my = self.margin
         # rows of a cell, top to bottom: row r is filled when its column's height >= threshold[r]
@@ -297,6 +464,9 @@ class HeadGridPanel(GraphicsPanel):
 
     def _resized(self) -> None:
         if self.shape != (0, 0) and self._fit_raster() and self.rows.size:
+            if self.drawn_later(self.step):
+                self._repool(self.rows, self.step)
+                return
             self._update_heights()
             self._draw()
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from memviz.core.view import ViewState
 from memviz.panels import colormaps
 from memviz.panels.head_grid import HeadGridPanel, _argb32, structure_note
-from memviz.panels.heatmap import clamp, token_label
+from memviz.panels.heatmap import token_label
 from memviz.panels.token_labels import live_labels
 from memviz.panels.view_model import ViewModel
 
@@ -55,23 +55,34 @@ class HeadGridDiffPanel(HeadGridPanel):
     def render(self, state: ViewState) -> None:
         self._scale_mode = state.scale
         super().render(state)
-        t = clamp(state.cursor, len(self.trace)) if self.trace is not None and len(self.trace) else 0
+
+    def _note(self) -> None:
+        """The step drawn (a large grid's worker may still be on the cursor's) and the scale."""
+        t = self.step if self.step >= 0 else max(self.wanted, 0)
         same = " (no difference: A and B attend alike)" if self.rows.size and not np.any(self.rows) else ""
+        later = ""
+        if self.wanted != self.step:
+            later = f"  (drawing query {token_label(live_labels(self.trace), self.wanted)}...)"
         self.note.setText(
-            f"B \u2212 A at query {token_label(live_labels(self.trace), t)}  full bar = \u00b1{self.level:g}{same}"
+            f"B \u2212 A at query {token_label(live_labels(self.trace), t)}  full bar = \u00b1{self.level:g}"
+            f"{same}{later}"
         )
 
-    def _update_heights(self) -> None:
-        if not self.rows.size or not self.bins:
-            self.heights = np.zeros((*self.shape, 0), np.int16)
-            return
-        rows = self.rows.astype(np.float32, copy=False)
-        values = signed_binned(rows, self.bins)
+    @staticmethod
+    def pooled(rows: np.ndarray, bins: int) -> np.ndarray:
+        """Per bar column the difference largest in size, with its sign (a short row's keys spread
+        over several columns): float32 [L, A, bins]."""
+        values = signed_binned(rows.astype(np.float32, copy=False), bins)
         n = values.shape[-1]
-        if n < self.bins:  # a short row: each key spreads over several columns
-            values = values[..., (np.arange(self.bins) * n) // self.bins]
+        if n < bins:  # a short row: each key spreads over several columns
+            values = values[..., (np.arange(bins) * n) // bins]
+        return values
+
+    def _heights_of(self, values: np.ndarray) -> np.ndarray:
+        """Signed bar heights on the view's symmetric scale; the peak |B - A| is the pooled values'
+        (each bin keeps its largest difference in size, so the largest of all survives)."""
         mode = self._scale_mode
-        peak = float(np.nanmax(np.abs(rows))) if rows.size else 0.0
+        peak = float(np.nanmax(np.abs(values))) if values.size else 0.0
         if mode == "fixed":
             self.level = 1.0
         else:
@@ -79,7 +90,7 @@ class HeadGridDiffPanel(HeadGridPanel):
                 peak = self._held = max(self._held, peak)
             self.level = colormaps.symmetric_level(np.array([peak]), floor=1e-3) if peak > 0 else 1.0
         half = max(1, self.levels // 2)
-        self.heights = np.rint(np.clip(values / self.level, -1.0, 1.0) * half).astype(np.int16)
+        return np.rint(np.clip(values / self.level, -1.0, 1.0) * half).astype(np.int16)
 
     def _draw(self) -> None:
         """Signed bars: up from the cell's middle for B - A > 0, down for < 0."""
@@ -87,6 +98,8 @@ class HeadGridDiffPanel(HeadGridPanel):
         if not self.heights.size:
             self.image.clear()
             return
+        if self.heights.shape[-1] != self.bins:
+            return  # pooled for another size: the worker pools the rows again, the old image stays
         width, height = self.cell_size
         mx, my = self.margin
         half = max(1, self.levels // 2)
