@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from memviz import commands
 from memviz import convert as convert_cli
+from memviz import recover as recover_cli
 from memviz.errors import MemvizError
 from memviz.export import cli as export_cli
 from memviz.export import compare as compare_cli
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         experiment_cli,
         search_cli,
         convert_cli,
+        recover_cli,
     ):
         module.register(sub)
     return parser

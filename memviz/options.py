@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 
 SEED_MAX = 2**32 - 1  # what every generator memviz seeds accepts (numpy's legacy one needs it)
-MAX_GENERATE = 50_000  # a run holds at most this many tokens (core.session.MAX_TOKENS)
+MAX_GENERATE = 10**8  # a run holds at most this many tokens (core.session.MAX_TOKENS): absurd beyond
 MAX_KNN_K = 4096  # neighbours per step; kNN-LM's paper used 1024
 MAX_INDEX = 10**9  # steps, layers, heads, units: far above any model, far below a huge allocation
 SCALE_RANGE = (0.25, 8.0)  # device pixels per figure pixel

@@ -79,3 +79,30 @@ def replacing(path: str | os.PathLike, label: str = "") -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def runs_folder() -> Path:
+    """Where runs keep their spool folders while they go (memviz.core.run_folder): the user's cache
+    folder (`memviz/runs` under platformdirs' user cache dir), or $MEMVIZ_RUNS_DIR. Not /tmp, so
+    a run that crashed is still there to recover (`memviz recover`)."""
+    override = os.environ.get("MEMVIZ_RUNS_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("memviz")) / "runs"
+
+
+def new_run_folder() -> Path:
+    """A fresh, private folder for one run under `runs_folder()` (named by its start time and
+    process); in the system's temporary folder when the cache cannot be written."""
+    import tempfile
+    import time
+
+    prefix = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-"
+    try:
+        parent = runs_folder()
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"memviz-{prefix}"))

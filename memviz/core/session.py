@@ -23,8 +23,11 @@ from memviz.memory.knn import knn_distribution, mix
 if TYPE_CHECKING:  # torch takes seconds to import; the window imports this module (issue 7)
     import torch
 
-# A trace keeps every step in RAM; beyond this many tokens a text is cut (with a warning).
-MAX_TOKENS = 50_000
+# A recurrent run reads any length: its trace goes to disk as it is read (memviz.core.run_folder),
+# so RAM does not grow with it and the disk is the real bound (a full one stops the run, one line).
+# This only refuses absurd requests (10**8 tokens: a day of reading, a terabyte of the bundled LSTM);
+# a transformer stays bounded by its context window.
+MAX_TOKENS = 10**8
 # --slide with dense attention rows (GPT-Neo, --dense-attention): the rows of T steps hold T²/2 numbers
 # per head, so such a run stops where they would pass this (never before the model's own window).
 DENSE_SLIDE_BYTES = 2**30

@@ -39,14 +39,14 @@ from memviz.backends.base import ModelInfo
 from memviz.backends.dtypes import attention_dtype_for
 from memviz.backends.hook_points import ATTENTION_ROW, LSTM_INTERNALS
 from memviz.backends.qk_capture import ATTENTION_DISTANCE, ATTENTION_K, ATTENTION_Q
-from memviz.core import trace_check, trace_zip
+from memviz.core import run_folder, trace_check, trace_zip
 from memviz.core.attention_store import AttentionLayout, DenseRows, QKStore
 from memviz.core.columns import GrowableArray
 from memviz.core.npy_spool import FrozenRows, NpySpool
 from memviz.core.sliding import SlidingStore
 from memviz.errors import MemvizError
 from memviz.memory.store import MemoryRecord
-from memviz.paths import output_file
+from memviz.paths import new_run_folder, output_file
 
 FORMAT_VERSION = 1  # what a trace with dense attention (or none) writes
 FORMAT_QK = 2  # what a trace with queries and keys writes
@@ -139,7 +139,8 @@ class Trace:
         self._attention_reason = attention_reason  # dense runs of a transformer: why not q/k
         self._query_dtype = query_dtype  # q/k runs: the queries' dtype (None: as the backend gives them)
         self._attention: DenseRows | QKStore | None = None  # created by the first step's attention
-        self._spool_dir: Path | None = None  # q/k files while the run goes on (removed with the trace)
+        self._spool_dir: Path | None = None  # the run's folder while it goes on (removed with the trace)
+        self._run: run_folder.RunWriter | None = None  # writes the run into it (memviz.core.run_folder)
         self._window_start: int | None = None  # --slide: the current window's first token (None: no slide)
         # Text of every token id that appears among the candidates: saved traces label them without a model.
         self.vocab: dict[int, str] = {}
@@ -166,6 +167,7 @@ class Trace:
         return self.model.get("kind") or kind_of(self.architecture, int(self.model.get("num_heads") or 0))
 
     def append(self, record: StepRecord) -> int:
+        T = len(self)
         arrays = {"topk_ids": record.topk_ids, "topk_probs": record.topk_probs}
         arrays.update({k: record.internals[k] for k in self.LSTM_KEYS if k in record.internals})
         if ATTENTION_DISTANCE in record.internals:  # [L, A]: what the head-distance panel sums
@@ -175,27 +177,82 @@ class Trace:
         arrays.update(record.memory)
         if self._window_start is None:
             arrays.pop("window_start", None)  # only a sliding run has the column
-        for key, value in arrays.items():
-            column = self._columns.get(key)
-            if column is None:
-                dtype = np.int64 if key.endswith("_ids") else np.float32
-                column = self._columns[key] = GrowableArray(np.shape(value), dtype)
-            column.append(value)
-        row = record.internals.get(ATTENTION_ROW)
-        if row is not None:
-            if self._attention is None:
-                self._attention = DenseRows(self._attention_dtype)
-            self._attention.append(row)
-        q = record.internals.get(ATTENTION_Q)
-        if q is not None:
-            self._qk_store(q, record.internals[ATTENTION_K]).append(q, record.internals[ATTENTION_K])
-        self.vocab.setdefault(int(record.token_id), record.token_text)
-        data = record.token_bytes
-        self.token_bytes.append(record.token_text.encode("utf-8") if data is None else bytes(data))
+        data = record.token_text.encode("utf-8") if record.token_bytes is None else bytes(record.token_bytes)
+        try:
+            if self._run is None:
+                self._start_run()
+            for key, value in arrays.items():
+                column = self._columns.get(key)
+                if column is None:
+                    dtype = np.int64 if key.endswith("_ids") else np.float32
+                    path = self._run.column_path(key)
+                    column = self._columns[key] = GrowableArray.spooled(path, np.shape(value), dtype)
+                column.append(value)
+            row = record.internals.get(ATTENTION_ROW)
+            if row is not None:
+                if self._attention is None:
+                    self._attention = DenseRows(self._attention_dtype)
+                self._attention.append(row)
+            q = record.internals.get(ATTENTION_Q)
+            if q is not None:
+                self._qk_store(q, record.internals[ATTENTION_K]).append(q, record.internals[ATTENTION_K])
+            self.vocab.setdefault(int(record.token_id), record.token_text)
+            self._run.commit(self, T, record.token_id, record.generated, record.token_text, data)
+        except OSError as exc:  # a full disk: this step is undone, the steps before it stay
+            self._roll_back(T)
+            if self._run is None or T == 0:  # nothing to keep: the folder goes as usual
+                where = self._spool_dir or "the runs folder"
+                raise MemvizError(f"{where}: cannot write the run ({exc.strerror or exc})") from None
+            self._keep_folder.detach()  # what was read stays on disk too, for `memviz recover`
+            raise MemvizError(
+                f"cannot write the run ({exc.strerror or exc}): it stops at {T} steps; they stay "
+                f"in {self._spool_dir} (memviz recover)"
+            ) from None
+        self.token_bytes.append(data)
         self.token_text.append(record.token_text)
         self.generated.append(bool(record.generated))
         self.token_ids.append(int(record.token_id))  # last: len(trace) counts complete steps only
         return len(self.token_ids) - 1
+
+    def _start_run(self) -> None:
+        """The run's folder (memviz.core.run_folder): every step goes to disk as it is appended, so
+        RAM does not grow with the run and a crash leaves it to `Trace.recover`. A trace that held
+        steps before (loaded, then grown) writes those first."""
+        writer = run_folder.RunWriter(self._spool_folder())
+        for key, column in self._columns.items():
+            column.spool_to(writer.column_path(key))
+        writer.write_steps(self, len(self))
+        writer.write_manifest(self.manifest())
+        self._run = writer
+
+    def _spool_folder(self) -> Path:
+        if self._spool_dir is None:
+            self._spool_dir = new_run_folder()
+            self._keep_folder = weakref.finalize(self, run_folder.remove, self._spool_dir)  # a clean end
+        return self._spool_dir
+
+    def _roll_back(self, steps: int) -> None:
+        """Undo a step that could not be written whole: every column back to `steps` rows."""
+        for column in self._columns.values():
+            column.truncate(steps)
+        store = self._attention
+        if isinstance(store, QKStore) and isinstance(store.queries, NpySpool):
+            store.queries.truncate(steps)
+            store.keys.truncate(steps)
+        elif isinstance(store, DenseRows):
+            del store.rows[steps:]
+
+    @property
+    def spool_folder(self) -> Path | None:
+        """The folder this run is written to as it goes (None: not grown since it was made or loaded)."""
+        return self._spool_dir
+
+    @property
+    def spool_nbytes(self) -> int:
+        """Bytes of the run's folder on disk (columns, q/k, tokens; 0 without one)."""
+        if self._spool_dir is None:
+            return 0
+        return sum(p.stat().st_blocks * 512 for p in self._spool_dir.iterdir() if p.is_file())
 
     def _qk_store(self, q: np.ndarray, k: np.ndarray) -> QKStore:
         """The q/k store, spooling to disk: created at the first step, or (a loaded trace that goes
@@ -275,7 +332,7 @@ class Trace:
     def fill(self, key: str, step: int, value) -> None:
         """Write a value that comes one step late into step `step`'s row of a column: target_logprob
         and lens_target_prob need the token that came next (the Session fills them)."""
-        self._columns[key].view()[step] = value
+        self._columns[key].write(step, value)
 
     def add_memory_records(self, records: Iterable[MemoryRecord]) -> None:
         """Keep what the store holds of memories this run retrieved (the first record of an id wins)."""
@@ -562,6 +619,13 @@ class Trace:
         except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise MemvizError(f"{path}: not a .memviz trace (not an npz archive: {exc})") from None
         return cls.from_arrays(arrays, where=str(path))
+
+    @classmethod
+    def recover(cls, folder: str | os.PathLike) -> Trace:
+        """The trace a run's folder holds (memviz.core.run_folder), crashed or not: its complete
+        steps (a step cut short is dropped), checked as `load` checks a file. Its columns memory-map
+        the folder's files: keep the folder until the trace is saved."""
+        return cls.from_arrays(run_folder.read_run(folder), where=str(folder))
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], where: str = "trace") -> Trace:

@@ -95,16 +95,15 @@ class StatusLine:
         self.step_label.setText(step_text(cursor, T))
         self.rate_label.setText(f"{rate:.1f} tok/s" if rate else "- tok/s")
         if info is not None:
-            from memviz.core.session import MAX_TOKENS
-
             size = info.context_size
             if size:
                 self.context_label.setText(f"context {T} / {size}")
             else:
-                self.context_label.setText(f"context {T} / {MAX_TOKENS} max")
+                self.context_label.setText(f"context {T} (no window)")
                 self.context_label.setToolTip(
-                    "An LSTM has no context window: its memory is the cell state. "
-                    f"A run holds at most {MAX_TOKENS} tokens."
+                    "An LSTM has no context window: its memory is the cell state. A run reads texts "
+                    "of any length: each step goes to disk as it is read, so RAM stays small "
+                    "(a full disk stops the run; `memviz recover` rebuilds a run that crashed)."
                 )
         else:
             self.context_label.setText(f"{T} tokens" if trace is not None else "")

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from memviz.core.sampling import SamplingConfig
+from memviz.options import MAX_GENERATE
 
 #: speed choices: label -> tokens per second (0 = as fast as the model goes)
 SPEEDS: list[tuple[str, float]] = [
@@ -132,7 +133,7 @@ class GenerateBar(QToolBar):
         )
 
         self.count = QSpinBox()
-        self.count.setRange(1, 50_000)
+        self.count.setRange(1, MAX_GENERATE)  # a recurrent run reads any length (to disk)
         self.count.setValue(50)
         self.count.setToolTip("How many tokens to generate")
         self.temperature = QDoubleSpinBox()
