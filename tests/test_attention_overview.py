@@ -212,8 +212,11 @@ def test_panel_shows_the_pooled_overview_then_full_resolution_when_zoomed(
     qtbot.waitUntil(lambda: panel.step == clicked)
     n = clicked + 1
     np.testing.assert_array_equal(heatmap.data, ref_pool(long_dense[0][:n, :n], 2))
-    # scrubbing below the bins: full resolution again, the exact matrix
+    # scrubbing below the bins: full resolution again, the exact matrix (a head the full-resolution
+    # cache lacks: its 700 x 700 rows come from the worker)
     view.update(cursor=700)
+    assert panel.waiting.startswith("rebuilding")
+    qtbot.waitUntil(lambda: panel.waiting == "", timeout=30000)
     assert heatmap.cell == 1
     np.testing.assert_array_equal(heatmap.data, long_dense[0][:701, :701])
     view.update(cursor=LONG - 1)
@@ -250,7 +253,9 @@ def test_panel_grows_its_overview_one_row_at_a_time_and_switches_heads_off_the_u
     view, panel = make_panel(AttentionPanel, long_trace, cursor=1000, layer=0, head=1)
     heatmap = panel.heatmap
     lut = native_lookup_table(heatmap.cmap_name)
+    qtbot.waitUntil(lambda: panel.waiting == "", timeout=30000)  # 1001 x 1001: built on the worker
     assert heatmap.cell == 1
+    np.testing.assert_array_equal(heatmap.data, long_dense[1][:1001, :1001])
     for t in [
         *range(1020, 1060),
         1030,

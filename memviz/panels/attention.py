@@ -39,6 +39,9 @@ from memviz.panels.view_model import ViewModel
 HEADS_POOLED = 4  # pooled heads kept (4 MB each): switching back and forth rebuilds nothing
 UI_ROWS = 32  # queries a render may pool itself (a step or a few of a run); more go to the worker
 TILE_DELAY_MS = 60  # a zoom or pan settles this long before its tile is asked for
+# full-resolution entries a render may rebuild itself (about 25 ms); a head first shown at T = 1024
+# (a million entries, ~0.1 s) is rebuilt on the worker while the previous picture stays
+FULL_ON_UI = 1 << 18
 
 
 def attention_shape(trace: Trace) -> tuple[int, int]:
@@ -210,6 +213,11 @@ class AttentionPanel(GraphicsPanel):
         self._say()
 
     def _render_full(self, layer: int, head: int, t: int) -> None:
+        n = t + 1
+        missing = n - self.matrices.held(layer, head)
+        if missing > 0 and missing * n > FULL_ON_UI and not self.synchronous:
+            self._ask_rows((layer, head), n)
+            return  # the previous picture stays until the worker delivers
         # rows of earlier steps never change: with the same head, only the new row and column are coloured
         same_head = self._shown[:2] == (layer, head) and self._shown[3] == 1
         keep = (min(self._shown[2], t) + 1,) * 2 if same_head else None
@@ -253,6 +261,21 @@ class AttentionPanel(GraphicsPanel):
         self._shown = (layer, head, t, f)
         self._refresh_tile()
 
+    def _ask_rows(self, key: tuple[int, int], n: int) -> None:
+        """Full-resolution rows of a head the cache lacks, rebuilt on the worker."""
+        self.waiting = f"rebuilding layer {key[0]} head {key[1]}\u2026"
+        start = self.matrices.held(*key)
+        asked = getattr(self, "_rows_asked", None)
+        if self.jobs.busy("overview") and asked == (self.trace, key, start, n):
+            return  # already on its way
+        self._rows_asked = (self.trace, key, start, n)
+        trace, rows = self.trace, self._rows(*key)
+
+        def work(cancelled):
+            return ("rows", trace, key, start, rows(start, n))
+
+        self.jobs.submit("overview", work)  # the same kind: a newer head's request replaces it
+
     def _ask_overview(self, key: tuple[int, int], n: int, pooled: PooledHead) -> None:
         self.waiting = f"rebuilding the overview of layer {key[0]} head {key[1]}\u2026"
         asked = getattr(self, "_overview_asked", None)
@@ -267,7 +290,7 @@ class AttentionPanel(GraphicsPanel):
         trace, base, rows = self.trace, pooled.copy(), self._rows(*key)
 
         def work(cancelled):
-            return (trace, key, base) if base.extend(rows, n, cancelled) else None
+            return ("pooled", trace, key, base) if base.extend(rows, n, cancelled) else None
 
         self.jobs.submit("overview", work)
 
@@ -278,8 +301,13 @@ class AttentionPanel(GraphicsPanel):
             return
         if result is None:
             return
-        if kind == "overview":
-            trace, key, pooled = result
+        if kind == "overview" and result[0] == "rows":
+            _, trace, key, start, rows = result
+            if trace is self.trace:
+                self.matrices.put(*key, start, rows)
+                self.render(self.view.state)
+        elif kind == "overview":
+            _, trace, key, pooled = result
             if trace is not self.trace:
                 return
             held = self.pooled.get(key)

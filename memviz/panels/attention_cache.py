@@ -36,6 +36,17 @@ class AttentionCache:
     def matrix(self, trace: Trace, layer: int, head: int, stop: int | None = None) -> np.ndarray:
         """Equal to trace.attention_matrix(layer, head, stop=stop): [n, n] float32, a view of the cache."""
         n = len(trace) if stop is None else max(0, min(stop, len(trace)))
+        return self._grow(layer, head, n, lambda a, b: trace.attention_matrix(layer, head, start=a, stop=b))
+
+    def put(self, layer: int, head: int, start: int, rows: np.ndarray) -> bool:
+        """Keep rows start..start+m-1 ([m, start+m], rebuilt elsewhere: the panel's worker) when they
+        are the next ones of (layer, head); False (nothing kept) otherwise."""
+        if start != self.held(layer, head):
+            return False
+        self._grow(layer, head, start + len(rows), lambda a, b: rows[a - start : b - start, :b])
+        return True
+
+    def _grow(self, layer: int, head: int, n: int, rows) -> np.ndarray:
         key = (layer, head)
         buffer, filled = self._kept.pop(key, (None, 0))
         if buffer is None or len(buffer) < n:
@@ -45,7 +56,7 @@ class AttentionCache:
                 grown[:filled, :filled] = buffer[:filled, :filled]
             buffer = grown
         if filled < n:
-            buffer[filled:n, :n] = trace.attention_matrix(layer, head, start=filled, stop=n)
+            buffer[filled:n, :n] = rows(filled, n)
             filled = n
         self._kept[key] = (buffer, filled)
         while len(self._kept) > self.heads_kept:
