@@ -409,7 +409,7 @@ class AttentionPanel(GraphicsPanel):
     def _show_tile(self, tile: dict) -> None:
         self.tile = tile
         self.tile_waiting = ""
-        self.heatmap.show_tile(tile["values"], tile["r0"], tile["c0"], tile["done"] - tile["r0"])
+        self._colour_tile(tile["done"] - tile["r0"])
         self._refresh_tile()
         self._say()
 
@@ -437,13 +437,20 @@ class AttentionPanel(GraphicsPanel):
                 )
                 tile["values"][tile["done"] - tile["r0"] : want - tile["r0"]] = values
                 tile["done"] = want
-                self.heatmap.show_tile(tile["values"], tile["r0"], tile["c0"], want - tile["r0"])
+                self._colour_tile(want - tile["r0"])
             else:
                 self.tile = None
                 self.heatmap.tile.clear()
                 self._tile_timer.start()
                 return
+        if tile.get("levels") != (self.heatmap.levels, self.heatmap.cmap_name):
+            self._colour_tile(tile["done"] - tile["r0"])  # the colour scale moved (B - A's stable levels)
         self.heatmap.tile.set_shown_rows(min(n, tile["done"]) - tile["r0"])
+
+    def _colour_tile(self, rows: int) -> None:
+        tile = self.tile
+        tile["levels"] = (self.heatmap.levels, self.heatmap.cmap_name)
+        self.heatmap.show_tile(tile["values"], tile["r0"], tile["c0"], rows)
 
     # -- look --------------------------------------------------------------------------------
     def _draw_boundaries(self) -> None:
