@@ -321,7 +321,7 @@ class QKStore:
             logits *= np.float32(cap)
         logits -= logits.max(axis=-1, keepdims=True)
         np.exp(logits, out=logits)
-        total = logits.astype(np.float64).sum(axis=-1, keepdims=True)
+        total = np.add.reduce(logits, axis=-1, dtype=np.float64, keepdims=True)  # casts in chunks
         np.divide(logits, total, out=logits, casting="unsafe")
         return logits
 
