@@ -296,6 +296,7 @@ def test_panel_shows_b_minus_a_pooled_with_its_sign(qtbot, make_panel, long_trac
     lo, hi = heatmap.levels
     assert lo == -hi and hi >= np.abs(heatmap.data).max()
     assert f"attention = {expected[1050, 700]:.6f}" in heatmap.tooltip_at(1050, 700)
+    assert "largest |B \u2212 A| over 2\u00d72" in panel.note.text()
 
 
 def test_window_boundaries_are_lines_on_the_matrix(make_panel, long_trace, monkeypatch):

@@ -153,7 +153,7 @@ class AttentionPanel(GraphicsPanel):
         if f > 1 and not self._in_tile(row, col):
             r, c = row // f, col // f
             if r < self.heatmap.data.shape[0] and c < self.heatmap.data.shape[1]:
-                text += f"\nshown: max over its {f}\u00d7{f} block = {float(self.heatmap.data[r, c]):.6f}"
+                text += f"\nshown: {self._pooled_by()} its {f}\u00d7{f} block = {float(self.heatmap.data[r, c]):.6f}"
         return text
 
     def _in_tile(self, row: int, col: int) -> bool:
@@ -469,8 +469,12 @@ class AttentionPanel(GraphicsPanel):
         if f == 1:
             return ""
         if self.tile is not None:
-            return f"full resolution here (overview: max over {f}\u00d7{f})"
-        return f"max over {f}\u00d7{f}"
+            return f"full resolution here (overview: {self._pooled_by()} {f}\u00d7{f})"
+        return f"{self._pooled_by()} {f}\u00d7{f}"
+
+    def _pooled_by(self) -> str:
+        """How a block becomes a pixel: its largest weight, or (B - A) its largest difference either way."""
+        return "largest |B \u2212 A| over" if is_difference(self.trace) else "max over"
 
     def _say(self) -> None:
         if self.trace is None or self.step < 0:
