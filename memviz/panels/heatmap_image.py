@@ -92,7 +92,9 @@ class CellImage(pg.GraphicsObject):
         # PySide6 wraps the array's own memory (no copy): later colouring shows without a new QImage
         self.qimage = QImage(grown, new_c, new_r, grown.strides[0], QImage.Format.Format_ARGB32_Premultiplied)
 
-    def show_cells(self, rows: int, cols: int) -> None:
+    def show_cells(self, rows: int, cols: int, changed: tuple[int, int] | None = None) -> None:
+        """Show rows x cols cells. `changed` = (r, c): only rows from r and columns from c were
+        coloured again (a subclass may repaint just those; this one repaints all)."""
         if (rows, cols) != self.cells:
             self.prepareGeometryChange()
             self.cells = (rows, cols)

@@ -151,6 +151,7 @@ class Heatmap(pg.GraphicsLayout):
         self.image.reserve(rows, cols)
         lut = native_lookup_table(self.cmap_name)
         buffer = self.image.buffer
+        changed = None
         if keep is None or self._coloured_levels != self.levels:
             buffer[:rows, :cols] = colour(data, self.levels, lut)
         else:
@@ -159,8 +160,9 @@ class Heatmap(pg.GraphicsLayout):
                 buffer[kr:rows, :cols] = colour(data[kr:rows], self.levels, lut)
             if kc < cols and kr:
                 buffer[:kr, kc:cols] = colour(data[:kr, kc:cols], self.levels, lut)
+            changed = (kr, kc)
         self._coloured_levels = self.levels
-        self.image.show_cells(rows, cols)
+        self.image.show_cells(rows, cols, changed)
         if self.highlight_row is not None:
             self._place_row_box()
         if self.following:

@@ -308,7 +308,14 @@ class StatePanel(GraphicsPanel):
             heatmap.set_cursor_col(t)
             heatmap.set_highlight_row(self.units.row_of_unit(unit))
             heatmap.plot.getAxis("bottom").grew(n)
-            self.curves[key].setData(*self._line(key, layer, unit, n))
+            x, y = self._line(key, layer, unit, n)
+            # an envelope (min and max a bin) is a dense zig-zag: a 1-pixel pen draws it several
+            # times as fast as the wide pen of a line through every step, and looks the same
+            width = 1.5 if len(x) == n else 1.0
+            curve = self.curves[key]
+            if curve.opts["pen"].widthF() != width:
+                curve.setPen(pg.mkPen(curve.opts["pen"].color(), width=width))
+            curve.setData(x, y)
         self.units.show_rows(unit)
         self._shown = (layer, full, b)
         extent = stable_extent(t + 1)

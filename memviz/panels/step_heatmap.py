@@ -24,11 +24,31 @@ class StepCellImage(CellImage):
         super().__init__(owner)
         self.bin_steps = 1
         self.steps = 0
+        self.bounds = (0, 0)  # rows, steps: the bounding rect, grown in powers of two
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
-        if self.bin_steps == 1:
-            return super().boundingRect()
-        return QRectF(0, 0, self.steps, self.cells[0])
+        return QRectF(0, 0, self.bounds[1], self.bounds[0])
+
+    def show_cells(self, rows: int, cols: int, changed: tuple[int, int] | None = None) -> None:
+        """A new step repaints the cells coloured again (a column or two), not the whole heatmap: the
+        bounding rect grows in powers of two (a geometry change repaints all), so it rarely changes."""
+        self.cells = (rows, cols)
+        steps = self.steps if self.bin_steps > 1 else cols
+        bounds = (rows, 1 << max(steps - 1, 0).bit_length()) if rows and cols else (0, 0)
+        if bounds != self.bounds:
+            self.prepareGeometryChange()
+            self.bounds = bounds
+            self.update()
+            return
+        if changed is None:
+            self.update()
+            return
+        kr, kc = changed
+        width, b = bounds[1], self.bin_steps
+        if kr < rows:
+            self.update(QRectF(0, kr, width, rows - kr))
+        if kc * b < width:  # from the first column coloured again to the end (it may have shrunk)
+            self.update(QRectF(kc * b, 0, width - kc * b, rows))
 
     def paint(self, painter, *args) -> None:
         rows, cols = self.cells
@@ -60,8 +80,6 @@ class StepHeatmap(Heatmap):
     def set_steps(self, data, steps: int, bin_steps: int, levels=None, keep=None) -> None:
         """Show `data` [rows, ceil(steps / bin_steps)]: column j the bin of steps j*bin_steps.. (the last
         up to `steps`). `keep` as Heatmap.set_data, in columns."""
-        if bin_steps != self.bin_steps or steps != self.steps:
-            self.image.prepareGeometryChange()
         self.bin_steps = self.image.bin_steps = int(bin_steps)
         self.steps = self.image.steps = int(steps)
         self.set_data(data, levels=levels, keep=keep)
