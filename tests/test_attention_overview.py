@@ -355,3 +355,26 @@ def test_an_attention_csv_is_the_dense_matrix_and_a_huge_one_is_refused(
     with pytest.raises(MemvizError, match=r"2048 queries would hold 4,194,304 values: export at most 300"):
         data.export_csv(long_trace, tmp_path / "b.csv", series="attention", layer=0, head=0)
     assert not (tmp_path / "b.csv").exists()
+
+
+def test_a_sliding_run_shows_its_windows_and_its_own_attention(
+    make_panel, run_session, gpt2_dir_factory, sample_text, tmp_path, monkeypatch
+):
+    """A real --slide run of a tiny GPT-2 with 16 positions: a line where each window starts, and
+    the pooled overview is the max-pooling of the attention the trace rebuilds."""
+    from memviz.panels.attention import AttentionPanel
+
+    folder = gpt2_dir_factory(tmp_path / "gpt2-16", positions=16)
+    trace = run_session(folder, sample_text, slide=True).trace
+    T = len(trace)
+    boundaries = trace.window_boundaries
+    assert T > 16 and len(boundaries) >= 3
+    monkeypatch.setattr(AttentionPanel, "bins", 16)  # so few tokens still pool (f = pool_factor(T, 16))
+    view, panel = make_panel(AttentionPanel, trace, cursor=T - 1, layer=1, head=2)
+    f = pool_factor(T, 16)
+    assert panel.heatmap.cell == f > 1
+    np.testing.assert_array_equal(panel.heatmap.data, ref_pool(trace.attention_matrix(1, 2), f))
+    lines = sorted((line.angle, line.value()) for line in panel.heatmap.boundary_lines)
+    assert lines == sorted([(a, s) for s in boundaries for a in (0, 90)])
+    view.update(cursor=boundaries[1])  # the lines at or before the step shown only: two windows
+    assert len(panel.heatmap.boundary_lines) == 4
