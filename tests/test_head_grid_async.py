@@ -8,6 +8,8 @@ The grid's size threshold (ASYNC_WEIGHTS) is lowered so that a small trace with 
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -65,17 +67,21 @@ def worker_grid(monkeypatch, make_panel):
     monkeypatch.setattr(head_grid, "ASYNC_WEIGHTS", 1)
     trace, q, k = qk_trace()
     calls: list[tuple[threading.Thread, int]] = []
+    niceness: list[int] = []
     gate = threading.Event()
     gate.set()
     original = trace.attention_rows_at
 
     def recorded(step: int) -> np.ndarray:
         calls.append((threading.current_thread(), step))
+        if sys.platform.startswith("linux"):
+            niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         gate.wait(10)
         return original(step)
 
     monkeypatch.setattr(trace, "attention_rows_at", recorded)
     view, panel = make_panel(HeadGridPanel, trace, cursor=T - 1, layer=1, head=2)
+    panel.niceness = niceness
     return view, panel, trace, q, k, calls, gate
 
 
@@ -99,6 +105,8 @@ def test_the_worker_draws_the_exact_rows(qtbot, worker_grid, head_grid_bar_heigh
         np.testing.assert_array_equal(head_grid_bar_heights(panel), expected)
         assert f"query {t}" in panel.note.text() or f"tok{t}" in panel.note.text()
     assert calls and all(thread is not threading.main_thread() for thread, _ in calls)
+    if sys.platform.startswith("linux"):  # the worker yields a contended core to the UI thread
+        assert panel.niceness and min(panel.niceness) >= head_grid.WORKER_NICE
 
 
 def test_the_last_finished_step_shows_while_the_newest_request_waits(qtbot, worker_grid):

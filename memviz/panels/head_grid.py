@@ -26,6 +26,8 @@ read the exact rows of the step drawn. A small grid draws at once, as before.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -49,6 +51,7 @@ MIN_POINTS = 8  # ... and at least, however small the window
 MIN_LEVELS = 4  # pixel rows a cell's bars may fill, at least
 MARGIN_X, MARGIN_Y = 0.06, 0.1  # empty share of a cell on each side
 ASYNC_WEIGHTS = 1 << 20  # a grid of this many weights (layers x heads x keys) or more: worker thread
+WORKER_NICE = 5  # the worker thread's niceness (Linux): the UI thread wins a contended core
 
 
 def kv_groups(model: dict, heads: int) -> int:
@@ -152,6 +155,20 @@ class Raster(pg.GraphicsObject):
             painter.drawImage(self.rect, self.qimage)
 
 
+def _lower_priority() -> None:
+    """Make this thread nicer (Linux threads have their own niceness; elsewhere nothing, as there
+    the id would name a process): on two busy cores the scheduler then gives the UI thread's paint
+    the core before a rebuild."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < WORKER_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
 class _Relay(QObject):
     """Carries a result from the worker thread to the UI thread (a queued connection)."""
 
@@ -207,6 +224,7 @@ class LatestOnly(QObject):
         return self.pool.waitForDone(msecs)
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             with self._lock:
                 job, self._pending = self._pending, None
