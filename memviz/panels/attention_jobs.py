@@ -33,7 +33,10 @@ class _Job(QRunnable):
             result = self.fn(self.cancel.is_set)
         except Exception as exc:  # noqa: BLE001 - delivered to the panel, which says it in one line
             result = exc
-        self.relay.finished.emit(self.kind, self.generation, result)
+        try:
+            self.relay.finished.emit(self.kind, self.generation, result)
+        except RuntimeError:  # the panel is gone (the app closed): nobody to deliver to
+            pass
 
 
 class LatestJobs(QObject):
@@ -50,6 +53,10 @@ class LatestJobs(QObject):
         self._generation: dict[str, int] = {}
         self._cancel: dict[str, threading.Event] = {}
         self.running: set[str] = set()
+        # deleting the panel deletes the pool, which waits for its job: stop that job first (at its
+        # next block). The closure holds the events, not self (gone by then).
+        events = self._cancel
+        self.destroyed.connect(lambda *_: [event.set() for event in list(events.values())])
 
     def submit(self, kind: str, fn: Callable[[Callable[[], bool]], object]) -> None:
         self.cancel(kind)
