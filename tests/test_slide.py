@@ -192,6 +192,21 @@ def test_save_and_load_give_the_same_trace(backends, name, tmp_path):
         assert "queries" not in archive.files and "keys" not in archive.files
 
 
+def test_a_save_between_a_windows_start_and_its_first_step_is_consistent(backends, tmp_path):
+    """The worker starts a window, then appends its step; a save (the UI thread) in between
+    writes the steps there are, without the new window's prefix rows."""
+    trace = slid(backends["gpt2"], 5).trace
+    before = trace.to_arrays()
+    T = len(trace)
+    q, k = zip(*(trace.queries_keys(t) for t in range(T - 3, T)), strict=True)
+    trace.start_window(T, T - 3, np.stack(q), np.stack(k))
+    after = trace.to_arrays()
+    for key in ("segments", "segment_queries", "segment_keys", "window_start"):
+        np.testing.assert_array_equal(after[key], before[key])
+    loaded = Trace.load(trace.save(tmp_path / "mid.memviz"))
+    assert loaded.window_boundaries == trace.window_boundaries and len(loaded) == T
+
+
 def test_dense_rows_with_slide_equal_the_rebuilt_ones(backends, references, tmp_path):
     qk = slid(backends["gpt2"]).trace
     dense = slid(backends["gpt2"], dense_attention=True).trace

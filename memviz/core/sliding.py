@@ -111,19 +111,26 @@ class SlidingStore:
     def dtype(self):
         return self.queries.view().dtype
 
+    def table(self, steps: int | None = None) -> tuple[np.ndarray, int]:
+        """The first `steps` steps' (default: all) segments [S, 3] int64 (first step, window start,
+        first row) and the rows of queries/keys they hold, read together (a save on another thread
+        while the run appends gets a consistent pair)."""
+        with self._lock:
+            steps = self._steps if steps is None else min(int(steps), self._steps)
+            n = bisect.bisect_left(self._first, steps) if steps else 1
+            table = np.array([self._first[:n], self._start[:n], self._row[:n]], np.int64).T.reshape(-1, 3)
+            rows = self._row[n - 1] + steps - self._start[n - 1] if steps else 0
+            return table, int(rows)
+
     @property
     def segments(self) -> np.ndarray:
         """[S, 3] int64: per segment (first step, window start, first row), segments with steps only."""
-        with self._lock:
-            n = bisect.bisect_left(self._first, self._steps) if self._steps else 1
-            return np.array([self._first[:n], self._start[:n], self._row[:n]], np.int64).T.reshape(-1, 3)
+        return self.table()[0]
 
     @property
     def rows_held(self) -> int:
         """Rows of queries/keys the complete steps need (the saved members' length)."""
-        with self._lock:
-            k = self._segment_of(self._steps - 1) if self._steps else 0
-            return self._row[k] + self._steps - self._start[k]
+        return self.table()[1]
 
     def window_start(self, step: int) -> int:
         return self._start[self._segment_of(step)]

@@ -554,8 +554,7 @@ class Trace:
             arrays["queries"] = self._attention.queries.view()[:T]
             arrays["keys"] = self._attention.keys.view()[:T]
         elif isinstance(self._attention, SlidingStore):  # the windows' table first: rows for T steps
-            segments = self._attention.segments
-            rows = self._attention.rows_held if T else 0
+            segments, rows = self._attention.table(T)
             arrays["segments"] = segments
             arrays["segment_queries"] = self._attention.queries.view()[:rows]
             arrays["segment_keys"] = self._attention.keys.view()[:rows]
