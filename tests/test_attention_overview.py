@@ -378,3 +378,33 @@ def test_a_sliding_run_shows_its_windows_and_its_own_attention(
     assert lines == sorted([(a, s) for s in boundaries for a in (0, 90)])
     view.update(cursor=boundaries[1])  # the lines at or before the step shown only: two windows
     assert len(panel.heatmap.boundary_lines) == 4
+
+
+def test_the_latest_request_of_a_kind_wins_and_stops_the_older(qtbot):
+    import threading
+
+    from memviz.panels.attention_jobs import LatestJobs
+
+    jobs = LatestJobs()
+    delivered, started, stopped = [], threading.Event(), threading.Event()
+    jobs.done.connect(lambda kind, result: delivered.append((kind, result)))
+
+    def slow(cancelled):
+        started.set()
+        while not cancelled():  # a long rebuild, block after block
+            threading.Event().wait(0.005)
+        stopped.set()
+        return "old"
+
+    jobs.submit("overview", slow)
+    assert started.wait(10)
+    jobs.submit("overview", lambda cancelled: "new")
+    jobs.submit("tile", lambda cancelled: ["a tile"])  # another kind runs too
+    qtbot.waitUntil(lambda: len(delivered) == 2, timeout=10000)
+    assert stopped.is_set()
+    assert sorted(delivered) == [("overview", "new"), ("tile", ["a tile"])]
+    assert not jobs.busy("overview") and not jobs.busy("tile")
+    jobs.submit("overview", lambda cancelled: 1 / 0)  # a failure comes back as the exception
+    qtbot.waitUntil(lambda: len(delivered) == 3, timeout=10000)
+    assert isinstance(delivered[-1][1], ZeroDivisionError)
+    jobs.wait()
