@@ -159,18 +159,29 @@ def test_hover_and_tooltip_give_the_exact_numbers(qtbot, worker_grid):
     assert line.endswith(f"key {key} 'tok{key}': {float(row[key]):.3f}")
 
 
-def test_a_result_for_the_previous_trace_is_dropped(qtbot, worker_grid):
+def test_a_result_for_the_previous_trace_is_dropped(qtbot, worker_grid, monkeypatch):
     view, panel, trace, q, k, calls, gate = worker_grid
     wait_drawn(qtbot, panel, T - 1)
     gate.clear()
     view.update(cursor=60)
     qtbot.waitUntil(lambda: len(calls) >= 2, timeout=5000)
     other, q2, k2 = qk_trace(seed=1)
+    drawn: list[np.ndarray] = []
+    draw = panel._draw
+
+    def recorded_draw() -> None:
+        drawn.append(panel.rows)
+        draw()
+
+    monkeypatch.setattr(panel, "_draw", recorded_draw)
     panel.set_trace(other)
     panel.render(view.state)
     gate.set()
     wait_drawn(qtbot, panel, 60)
     qtbot.wait(50)
+    # the first trace's step 60 finished after the switch and was never drawn
+    assert drawn and all(rows.shape == (L, A, 61) for rows in drawn)
+    assert not any(np.array_equal(rows, trace._attention.rows_at(60)) for rows in drawn)
     np.testing.assert_array_equal(panel.rows, other.attention_rows_at(60))
     np.testing.assert_allclose(panel.rows, hand_rows(q2, k2, 60), atol=1e-5, rtol=0)
 
@@ -202,3 +213,35 @@ def test_a_failed_rebuild_is_one_line(qtbot, worker_grid, monkeypatch):
     qtbot.waitUntil(lambda: "could not draw" in panel.note.text(), timeout=5000)
     assert panel.note.text() == "could not draw query 5: q/k file gone"
     assert panel.step == T - 1  # the last good step stays drawn
+
+
+def test_the_b_minus_a_grid_draws_from_the_worker(qtbot, monkeypatch, make_panel):
+    """Two q/k runs of the same shape: the B - A grid's rows come from the worker, equal B's rows
+    minus A's, and its signed bars and scale follow them (the scale's peak from the pooled values
+    is the rows' own largest |B - A|)."""
+    from memviz.core.trace_diff import TraceDiff
+    from memviz.panels.head_grid_diff import HeadGridDiffPanel, signed_binned
+
+    monkeypatch.setattr(head_grid, "ASYNC_WEIGHTS", 1)
+    (a, *_), (b, *_) = qk_trace(seed=2), qk_trace(seed=3)
+    calls: list[threading.Thread] = []
+    original = b.attention_rows_at
+
+    def recorded(step: int) -> np.ndarray:
+        calls.append(threading.current_thread())
+        return original(step)
+
+    monkeypatch.setattr(b, "attention_rows_at", recorded)
+    view, panel = make_panel(HeadGridDiffPanel, TraceDiff(a, b), cursor=130, scale="step")
+    wait_drawn(qtbot, panel, 130)
+    expected = b._attention.rows_at(130) - a._attention.rows_at(130)
+    np.testing.assert_array_equal(panel.rows, expected)
+    assert calls and threading.main_thread() not in calls
+    peak = float(np.abs(expected).max())
+    assert panel.level >= peak and panel.level <= 2 * peak  # "step": this step's largest, rounded up
+    half = max(1, panel.levels // 2)
+    assert panel.bins < 131  # more keys than columns: each column a bin's largest |B - A|
+    want = np.rint(np.clip(signed_binned(expected, panel.bins) / panel.level, -1, 1) * half)
+    np.testing.assert_array_equal(panel.heights, want)
+    assert (panel.heights > 0).any() and (panel.heights < 0).any()
+    assert "B \u2212 A at query" in panel.note.text() and "drawing" not in panel.note.text()
