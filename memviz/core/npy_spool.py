@@ -101,6 +101,30 @@ class _Descriptors:
 
 
 _DESCRIPTORS = _Descriptors()
+
+
+def _more_open_files() -> None:
+    """Let this process open more files than a desktop's default soft limit (1024; 256 on macOS),
+    up to its hard limit: every spool's memory map holds a descriptor (Python's mmap keeps a
+    duplicate), and a run has a dozen columns, an app or a test several runs."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        for want in (65536, 10240):  # macOS refuses more than OPEN_MAX (10240)
+            want = want if hard == resource.RLIM_INFINITY else min(hard, want)
+            if soft == resource.RLIM_INFINITY or soft >= want:
+                return
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                return
+            except (ValueError, OSError):
+                continue
+    except ImportError:  # not POSIX
+        pass
+
+
+_more_open_files()
 _KEYS = count()  # each writer's key in the descriptor cache
 
 
@@ -125,11 +149,13 @@ class NpySpool:
         # where the row count's field is: the header of 0 rows holds it once, right-aligned
         self._rows_at = npy_header((0, *self.row_shape), self.dtype).index(b" " * (ROWS_WIDTH - 1) + b"0")
 
-    def _write(self, data: bytes, offset: int) -> None:
+    def _write(self, data, offset: int) -> None:
         _DESCRIPTORS.pwrite(self._key, self.path, data, offset)
 
     def _write_header(self) -> None:
-        # only the row count's digits change: one short pwrite, after the rows it declares
+        # only the row count's digits change: one short pwrite, after the rows it declares (a
+        # system call, not a store into a map: a map holds a descriptor, and a full disk is then
+        # an error, not a SIGBUS)
         self._write(f"{self._size:>{ROWS_WIDTH}}".encode("ascii"), self._rows_at)
 
     def _reserve(self, rows: int) -> None:
@@ -146,7 +172,8 @@ class NpySpool:
         if data.shape != self.row_shape:  # what numpy's item assignment takes (a [1] into a scalar)
             data = self._as_row(data)
         self._reserve(self._size + 1)
-        self._write(data.tobytes(), HEADER_BYTES + self._size * self._row_bytes)
+        if self._row_bytes:  # a row of no numbers (a classifier's [0] candidates) has no bytes
+            self._write(memoryview(data).cast("B"), HEADER_BYTES + self._size * self._row_bytes)
         self._size += 1  # after the write: a reader on another thread never sees a half row
         # the header last: a reader (or a crash) never sees a row that is not all there
         self._write_header()
@@ -167,7 +194,8 @@ class NpySpool:
         if not len(data):
             return
         self._reserve(self._size + len(data))
-        self._write(data.tobytes(), HEADER_BYTES + self._size * self._row_bytes)
+        if self._row_bytes:
+            self._write(memoryview(data).cast("B"), HEADER_BYTES + self._size * self._row_bytes)
         self._size += len(data)
         self._write_header()
 
@@ -175,7 +203,8 @@ class NpySpool:
         """Rewrite row `step` (already appended) in place; the header is untouched."""
         if not 0 <= step < self._size:
             raise IndexError(f"row {step} is not written ({self._size} rows)")
-        self._write(self._as_row(value).tobytes(), HEADER_BYTES + step * self._row_bytes)
+        if self._row_bytes:
+            self._write(self._as_row(value).tobytes(), HEADER_BYTES + step * self._row_bytes)
 
     def truncate(self, rows: int) -> None:
         """Forget rows from `rows` on (a step that could not be written whole); the header says so."""
@@ -189,8 +218,8 @@ class NpySpool:
     def view(self) -> np.ndarray:
         """Rows 0..len-1, read-only, from a memory map of the file (remapped when it has grown)."""
         n = self._size  # first: the map is replaced before the size passes its capacity
-        if n == 0:
-            return np.zeros((0, *self.row_shape), dtype=self.dtype)
+        if n == 0 or not self._row_bytes:  # nothing to map
+            return np.zeros((n, *self.row_shape), dtype=self.dtype)
         mapped = self._map
         if mapped is None or len(mapped) < n:
             mapped = self._map = np.memmap(
@@ -199,7 +228,7 @@ class NpySpool:
                 mode="r",
                 offset=HEADER_BYTES,
                 shape=(self._capacity, *self.row_shape),
-            )
+            ).view(np.ndarray)  # a plain array to readers (the map lives on as its base)
         return mapped[:n]
 
     def __len__(self) -> int:
@@ -236,12 +265,14 @@ def read_spool(path: Path, rows: int | None = None, where: str = "") -> np.ndarr
     if rows is None:
         rows = declared
     row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-    if declared < rows or size < HEADER_BYTES + rows * row_bytes:
+    # the tokens file says how many rows a run completed; the header's count is for numpy (a kill
+    # between a row and its count leaves it one behind), the file's size is what must hold them
+    if size < HEADER_BYTES + rows * row_bytes:
         raise MemvizError(
-            f"{where}: truncated ({min(declared, (size - HEADER_BYTES) // max(1, row_bytes))} of {rows} rows)"
+            f"{where}: truncated ({max(0, size - HEADER_BYTES) // max(1, row_bytes)} of {rows} rows)"
         )
-    if rows == 0:
-        return np.zeros((0, *shape[1:]), dtype=dtype)
+    if rows == 0 or row_bytes == 0:
+        return np.zeros((rows, *shape[1:]), dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(rows, *shape[1:]))
 
 
