@@ -5,12 +5,16 @@ pickle. Attention is held one of two ways (memviz.core.attention_store):
 
 - format 2 (a transformer run whose rows can be rebuilt from q and k, the default): each step's
   queries [L, A, d] and new keys [L, A_kv, d], appended to `.npy` files on disk while the run goes
-  (memviz.core.npy_spool, in a temporary folder), saved as the `queries` and `keys` members, stored
+  (memviz.core.npy_spool, in the run's folder), saved as the `queries` and `keys` members, stored
   uncompressed so that opening a file memory-maps them (memviz.core.trace_zip). Rows are rebuilt
   on demand, exactly, from the manifest's `attention_layout`.
 - format 1 (dense: GPT-Neo, mask:/context: interventions, `memviz trace --dense-attention`, old
   files): one row per step in RAM ([L, A, t+1], the lower triangle only), written as the dense
   [L, A, T, T] `attention` matrix.
+
+While a run goes, every step is written to its folder (memviz.core.run_folder: each column a `.npy`
+appended to, the tokens a line a step), so RAM does not grow with the run and a crash leaves the
+run behind for `Trace.recover(folder)` (`memviz recover`); the folder goes with the trace.
 
 With a memory, the records of the memories a run retrieved (what the memory panel shows) are saved
 too (`memory_records`, 0-d JSON), so a figure never needs the store.
@@ -82,7 +86,8 @@ class Trace:
       dense [L, A, T, T]) and `mean_attention_distance(upto)`: the same answers whether the trace
       holds dense rows or rebuilds them from q and k; `attention_storage` ("qk", "dense" or None),
       `attention_layout` (an AttentionLayout, q/k only), `nbytes` (RAM), `disk_nbytes` and
-      `attention_files` (the .npy files a q/k run appends to), `queries_keys(step)` (a q/k step as
+      `attention_files` (the .npy files a q/k run appends to), `spool_folder` / `spool_nbytes` (the
+      run's folder, where every step goes as it is read), `queries_keys(step)` (a q/k step as
       recorded). With `has("attention_distance")`,
       `array("attention_distance")` [T, L, A] holds each head's expected distance back (t - key)
       under step t's row, recorded by the backend from the model's own weights.
