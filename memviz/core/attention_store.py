@@ -250,7 +250,10 @@ class QKStore:
             have = 0 if buffer is None else buffer.shape[2]
             # at least 64 keys and one more than asked: a short row's keys handed to BLAS are never
             # a contiguous [d, n] (numpy multiplies a contiguous [d, <= 3] another way: other bits)
-            sizes[layer] = have if have > n else -(-max(n + 1, filled + filled // 4, 64) // 64) * 64
+            want = max(n + 1, filled + filled // 4, 64)
+            if not hasattr(self.keys, "append"):  # a saved trace does not grow: no room to spare
+                want = max(n + 1, min(want, len(self) + 1), 64)
+            sizes[layer] = have if have > n else -(-want // 64) * 64
         column = lay.num_kv_heads * lay.head_dim * 4
         if (sum(sizes.values()) if together else max(sizes.values())) * column > KEY_CACHE_BYTES:
             return False
