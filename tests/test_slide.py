@@ -351,3 +351,44 @@ def test_inconsistent_window_tables_are_refused_in_one_line(backends, tmp_path):
             Trace.load(bad)
         message = str(info.value)
         assert "\n" not in message and why in message, message
+
+
+def test_a_sliding_runs_folder_recovers_it_exactly(backends, tmp_path, monkeypatch):
+    """A crash leaves the run's folder (memviz.core.run_folder): the windows' table is rebuilt
+    from the window_start column, the segments' q/k from their spool files."""
+    monkeypatch.setenv("MEMVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    trace = slid(backends["llama"], 5).trace
+    recovered = Trace.recover(trace.spool_folder)
+    assert recovered.window_boundaries == trace.window_boundaries
+    saved, again = trace.to_arrays(), recovered.to_arrays()
+    assert {"segments", "segment_queries", "segment_keys", "window_start"} <= set(again)
+    for key in ("segments", "segment_queries", "segment_keys", "window_start", "topk_probs"):
+        np.testing.assert_array_equal(again[key], saved[key], err_msg=key)
+    np.testing.assert_array_equal(recovered.attention_tensor(), trace.attention_tensor())
+
+
+def test_a_step_that_cannot_be_written_takes_its_new_window_with_it(backends, tmp_path, monkeypatch):
+    """A full disk at the first step of a window: the step and the window begun for it go; the
+    trace holds its first window, whole, and saves and loads as such."""
+    monkeypatch.setenv("MEMVIZ_RUNS_DIR", str(tmp_path / "runs"))
+    session = Session(backends["gpt2"], slide=5)
+    session.feed("The quick brown fox")  # then generated: the prompt is all read when the disk fills
+    session.generate(2 * WINDOW)
+    while len(session.trace) < WINDOW:
+        session.step()
+    trace = session.trace
+
+    def full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trace._run, "commit", full)
+    with pytest.raises(MemvizError, match="cannot write the run"):
+        session.step()
+    assert len(trace) == WINDOW and trace.window_boundaries == ()
+    arrays = trace.to_arrays()
+    assert arrays["segments"].tolist() == [[0, 0, 0]] and len(arrays["segment_queries"]) == WINDOW
+    for spool in trace.attention_files:  # the new window's carried rows are gone from disk too
+        assert len(np.load(spool, mmap_mode="r")) == WINDOW
+    monkeypatch.undo()
+    loaded = Trace.load(trace.save(tmp_path / "cut.memviz"))
+    np.testing.assert_array_equal(loaded.attention_tensor(), trace.attention_tensor())

@@ -99,6 +99,21 @@ class SlidingStore:
             self.keys.append(k)
             self._steps += 1
 
+    def truncate(self, steps: int) -> None:
+        """Forget the steps from `steps` on, and a window begun there (a step that could not be
+        written whole: Trace._roll_back)."""
+        with self._lock:
+            if steps >= self._steps and self._first[-1] < steps:
+                return
+            n = max(1, bisect.bisect_left(self._first, steps)) if steps else 1
+            del self._first[n:], self._start[n:], self._row[n:]
+            rows = self._row[-1] + steps - self._start[-1] if steps else 0
+            self.queries.truncate(rows)
+            self.keys.truncate(rows)
+            self._steps = min(self._steps, steps)
+            self._live.clear()
+            self._rows.clear()
+
     # -- what it holds -----------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._steps
@@ -230,6 +245,19 @@ class SlidingStore:
 
 def _ram_of(source) -> int:
     return int(getattr(source, "ram_nbytes", 0))
+
+
+def segments_from_starts(window_start: np.ndarray) -> tuple[np.ndarray, int]:
+    """The segments table [S, 3] and the rows of queries/keys it needs, from the per-step
+    `window_start` column alone (a window begins where it changes): what a crashed run's folder
+    (memviz.core.run_folder) rebuilds its table from."""
+    starts = np.asarray(window_start, np.int64)
+    T = len(starts)
+    first = np.concatenate([[0], np.flatnonzero(np.diff(starts)) + 1]).astype(np.int64)
+    start = starts[first] if T else np.zeros(1, np.int64)
+    row = np.concatenate([[0], np.cumsum(first[1:] - start[:-1])]).astype(np.int64)
+    rows = int(row[-1] + T - start[-1]) if T else 0
+    return np.stack([first, start, row], axis=1), rows
 
 
 def check_segments(segments: np.ndarray, window_start: np.ndarray | None, rows: int, T: int) -> str | None:
