@@ -246,6 +246,10 @@ class Trace:
             store.keys.truncate(steps)
         elif isinstance(store, DenseRows):
             del store.rows[steps:]
+        elif isinstance(store, SlidingStore) and isinstance(store.queries, NpySpool):
+            store.truncate(steps)  # with a window begun at the undone step
+        if self._window_start is not None:
+            self._window_start = self.window_start(steps - 1) if steps else 0
 
     @property
     def spool_folder(self) -> Path | None:
