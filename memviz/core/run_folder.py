@@ -239,6 +239,12 @@ def read_run(folder: str | os.PathLike) -> dict[str, np.ndarray]:
             key = path.stem
         if key is not None:
             arrays[key] = read_spool(path, T, where=f"{where}: {path.name}")
+    if (folder / "segment_queries.npy").is_file() and "window_start" in arrays:  # --slide's windows
+        from memviz.core.sliding import segments_from_starts
+
+        arrays["segments"], rows = segments_from_starts(arrays["window_start"])
+        for key in ("segment_queries", "segment_keys"):
+            arrays[key] = read_spool(folder / f"{key}.npy", rows, where=f"{where}: {key}.npy")
     vocab = _complete_lines(folder / VOCAB, where, "vocabulary entry")
     try:
         pairs = {int(i): str(t) for i, t in vocab}
