@@ -16,7 +16,9 @@ Each T runs in its own process (so its RSS is its own). It is opened in the real
   fast as it goes); a 16 ms QTimer on the UI thread records the gaps between its ticks (16 ms when
   the UI thread is free; a longer gap is how long it could not answer a click, a key);
 - RSS: the process' resident memory after the window has drawn the trace, less the RSS before
-  the trace was built (window shown, empty), per step; beside it the trace's own bytes per step.
+  the trace was built (window shown, empty), per step; the same for RssAnon (what is not a mapped
+  file: a trace column on disk is mapped, its pages count in RSS); beside it `Trace.nbytes`, what
+  the trace holds in RAM, per step.
 """
 
 from __future__ import annotations
@@ -80,6 +82,15 @@ def records(start: int, stop: int, hidden: int, seed: int = 0):
         )
 
 
+def rss_anon_bytes() -> int:
+    """RssAnon: resident memory that is not a mapped file (a memory-mapped trace column's pages
+    count in RSS but are page cache)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def redraw(app, window) -> None:
     window.redraw()
     app.processEvents()
@@ -102,7 +113,7 @@ def one(T: int, steps: int, warmup: int, hidden: int, profile: bool) -> dict:
         window.show()
         redraw(app, window)
         gc.collect()
-        base = rss_bytes()
+        base, base_anon = rss_bytes(), rss_anon_bytes()
         trace = Trace(lstm_model(hidden))
         t0 = perf()
         for record in records(0, T - steps - warmup, hidden):
@@ -178,6 +189,7 @@ def one(T: int, steps: int, warmup: int, hidden: int, profile: bool) -> dict:
         app_bytes = rss_bytes() - base
         result["rss_mb"] = round(rss_bytes() / 2**20, 1)
         result["app_kb_per_token"] = round(app_bytes / T / 1024, 2)
+        result["app_anon_kb_per_token"] = round((rss_anon_bytes() - base_anon) / T / 1024, 2)
         result["trace_kb_per_token"] = round(trace.nbytes / T / 1024, 2)
         if profiler is not None:
             print("== new steps", file=sys.stderr)
@@ -225,7 +237,8 @@ def main(argv=None) -> int:
             f"p95 {c['p95']:.2f}; render alone p50 {r['new_step_render']['p50']:.2f}) | first after scrub "
             f"p50 {s['p50']:6.2f} p95 {s['p95']:6.2f} max {s['max']:6.2f} ms | play: UI timer gap p95 "
             f"{p['gap_p95_ms']} ms ({p['frames']} frames / {p['seconds']} s) | RSS {r['rss_mb']} MB, app "
-            f"{r['app_kb_per_token']} KB/token (trace {r['trace_kb_per_token']} KB/token) | open {r['open_ms']} ms",
+            f"{r['app_kb_per_token']} KB/token, anonymous {r.get('app_anon_kb_per_token')} KB/token "
+            f"(trace in RAM {r['trace_kb_per_token']} KB/token) | open {r['open_ms']} ms",
             flush=True,
         )
     if args.json:

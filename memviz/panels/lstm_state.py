@@ -325,13 +325,15 @@ class StatePanel(GraphicsPanel):
         self.cursor_line.setPos(t + 0.5)
         self.axis.grew(t + 1)
         theme = state.theme_obj
-        self.plot.setTitle(
-            f"unit {unit} (layer {layer})", color=theme.foreground, size=f"{theme.font_size}pt"
-        )
+        title = (f"unit {unit} (layer {layer})", theme.foreground, f"{theme.font_size}pt")
+        if title != getattr(self, "_title", None):  # a new title re-lays out the canvas: not every step
+            self._title = title
+            self.plot.setTitle(title[0], color=title[1], size=title[2])
         self.note.setText(f"layer {layer}  unit {unit}  step {token_label(live_labels(trace), t)}")
 
     def apply_theme(self, state: ViewState) -> None:
         super().apply_theme(state)
+        self._title = None  # written again in the theme's colour and size
         theme = state.theme_obj
         for _key, heatmap in getattr(self, "_built", ()):
             heatmap.apply_theme(theme)
