@@ -121,7 +121,7 @@ def test_the_pools_equal_a_plain_reference_at_every_length():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5000, 3)).astype(np.float32)
     pool = StepPool(lambda lo, hi: x[lo:hi], 3, ("sum", "min", "max"), cap=64)
-    for n in (1, 63, 64, 65, 128, 1000, 4097, 5000, 300, 2):  # growing, then back (a scrub)
+    for n in (1, 63, 64, 65, 128, 1000, 4097, 5000, 4100, 5000, 4999, 300, 2, 4097):  # growing, scrubs
         b = bin_size(n, 64)
         assert -(-n // b) <= 64 and (b == 1 or -(-n // (b // 2)) > 64)
         for stat, reduce in (("sum", np.mean), ("min", np.min), ("max", np.max)):

@@ -57,6 +57,9 @@ class StepPool:
         self.cap = cap
         self.levels: dict[int, dict[str, np.ndarray]] = {}  # k -> stat -> [cap, rows] (float32)
         self.done: dict[int, int] = {}  # k -> complete bins held
+        # stat -> (k, complete bins filled, [cap + 1, rows]): the last overview handed out, whose
+        # complete bins a next call at the same level does not copy (nor divide) again
+        self.shown: dict[str, tuple[int, int, np.ndarray]] = {}
 
     def nbytes(self) -> int:
         return sum(a.nbytes for level in self.levels.values() for a in level.values())
@@ -90,15 +93,22 @@ class StepPool:
 
     def pooled(self, n: int, stat: str = "sum") -> tuple[np.ndarray, int]:
         """(values [ceil(n / b), rows], b): steps 0..n-1 in bins of b = bin_size(n) steps, the last
-        partial. stat "sum" gives the bins' means."""
+        partial. stat "sum" gives the bins' means. The array is the pool's own, written again by
+        the next call (a heatmap shows one at a time)."""
         b = bin_size(n, self.cap)
         k, full = b.bit_length() - 1, n // b
         self._extend(k, full)
         cols = -(-n // b)
-        out = np.empty((cols, self.rows), np.float32)
-        out[:full] = self.levels[k][stat][:full] if full else 0
-        if stat == "sum" and b > 1:
-            out[:full] /= b
+        level, filled, out = self.shown.get(stat, (-1, 0, None))
+        if level != k or out is None:
+            out, filled = np.empty((self.cap + 1, self.rows), np.float32), 0
+        if filled < full:  # complete bins never change: only the ones not yet in `out`
+            out[filled:full] = self.levels[k][stat][filled:full]
+            if stat == "sum" and b > 1:
+                out[filled:full] /= b
+        # the partial bin is written over row `full`: from there on the rows are not complete bins
+        self.shown[stat] = (k, full if cols > full else max(filled, full), out)
+        out = out[:cols]
         if cols > full:
             rest = np.asarray(self.read(full * b, n), dtype=np.float32)
             out[full] = rest.mean(axis=0) if stat == "sum" else self.REDUCE[stat](rest, axis=0)
