@@ -12,6 +12,7 @@ Qt and the model code are imported inside the fixtures, so tests that need neith
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# runs' folders (memviz.core.run_folder) go to a folder of this test run, not the user's cache (a
+# test that kills a run on purpose leaves one behind)
+os.environ.setdefault("MEMVIZ_RUNS_DIR", tempfile.mkdtemp(prefix="memviz-test-runs-"))
 
 SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. def f(x): return x + 1\n" * 4
 

@@ -349,3 +349,19 @@ def test_broken_memory_records_are_refused(tmp_path):
     arrays["memory_records"] = np.array(json.dumps({"3": {"next_token": 1}}))  # fields missing
     with pytest.raises(MemvizError, match="memory_records"):
         Trace.from_arrays(arrays)
+
+
+def test_a_run_stopped_in_its_prompt_saves_a_file_that_opens(lstm_dir, tmp_path):
+    """Cancel after 3 of the prompt's tokens: the file says 3 prompt tokens, and loads."""
+    from memviz.backends.registry import load_backend
+    from memviz.core.session import Session
+
+    session = Session(load_backend(str(lstm_dir)))
+    session.feed("a prompt of many more than three characters")
+    for _ in range(3):
+        session.step()
+    session.cancel()
+    assert session.trace.prompt_tokens > 3  # what was queued
+    loaded = Trace.load(session.trace.save(tmp_path / "stopped.memviz"))
+    assert len(loaded) == 3 and loaded.prompt_tokens == 3
+    assert loaded.token_ids == session.trace.token_ids

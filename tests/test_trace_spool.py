@@ -61,6 +61,7 @@ def long_run(tiny_lstm, sample_text, tmp_path_factory):
     from memviz.backends.registry import load_backend
     from memviz.core.session import Session
 
+    before = os.environ.get("MEMVIZ_RUNS_DIR")
     os.environ["MEMVIZ_RUNS_DIR"] = str(tmp_path_factory.mktemp("long-runs"))
     try:
         session = Session(load_backend(str(tiny_lstm)))
@@ -76,7 +77,10 @@ def long_run(tiny_lstm, sample_text, tmp_path_factory):
 
         session.run(progress=progress)
     finally:
-        del os.environ["MEMVIZ_RUNS_DIR"]
+        if before is None:
+            del os.environ["MEMVIZ_RUNS_DIR"]
+        else:
+            os.environ["MEMVIZ_RUNS_DIR"] = before
     return session, warnings, rss
 
 

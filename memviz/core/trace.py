@@ -537,10 +537,17 @@ class Trace:
         }
 
     # -- files ------------------------------------------------------------------------------
+    def _saved_manifest(self) -> dict:
+        """The manifest as a file holds it: a run stopped part-way through its prompt read only
+        len(trace) of the prompt's tokens (a file saying more would not load again)."""
+        manifest = self.manifest()
+        manifest["prompt_tokens"] = min(int(self.prompt_tokens), len(self))
+        return manifest
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         T = len(self)
         arrays: dict[str, np.ndarray] = {
-            "manifest": np.array(json.dumps(self.manifest())),
+            "manifest": np.array(json.dumps(self._saved_manifest())),
             "token_ids": np.array(self.token_ids, dtype=np.int64),
             "token_text": np.array(self.token_text, dtype=str) if T else np.zeros(0, dtype="<U1"),
             "generated": np.array(self.generated, dtype=bool),
