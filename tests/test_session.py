@@ -84,7 +84,7 @@ def test_reset_starts_over(session):
     session.feed("fox fox")
     session.run()
     session.reset()
-    assert len(session.trace) == 0 and session.backend.position == 0 and session.keys == []
+    assert len(session.trace) == 0 and session.backend.position == 0 and len(session.keys) == 0
     assert session.warnings == [] and session.stop_reason is None
 
 

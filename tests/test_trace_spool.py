@@ -69,8 +69,6 @@ def long_run(tiny_lstm, sample_text, tmp_path_factory):
         rss = {}
 
         def progress(steps: int) -> None:
-            if steps % 1000 == 0:  # the Session's kNN key of each step (for `memory remember`) is not
-                session.keys.clear()  # the trace's: 144 bytes a step that would blur what is measured
             if steps in (10_000, LONG):
                 gc.collect()
                 rss[steps] = _rss_anon()

@@ -15,6 +15,7 @@ import numpy as np
 from memviz.backends.base import Backend
 from memviz.backends.logit_lens import LENS_CANDIDATES, LENS_LOGITS, lens_distributions, lens_top_k
 from memviz.core import interventions as intervention_specs
+from memviz.core.knn_keys import KnnKeys
 from memviz.core.sampling import Sampler, SamplingConfig, kept_top_k, top_k_of
 from memviz.core.trace import KEPT_CANDIDATES, StepRecord, Trace
 from memviz.errors import MemvizError
@@ -147,7 +148,8 @@ class Session:
         self._last_probs: np.ndarray | None = None
         self._last_lens: np.ndarray | None = None  # the last step's lens distributions [L, V]
         self._last_lm_probs: np.ndarray | None = None  # with a memory: the model's own, unmixed
-        self.keys: list[np.ndarray] = []  # kNN keys per step, for remembering this run
+        # kNN keys per step, for remembering this run: beside the run on disk (RAM stays flat)
+        self.keys = KnnKeys(self.trace.run_file_folder)
         self.warnings = []
         self.stop_reason = None
 

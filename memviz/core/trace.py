@@ -251,6 +251,11 @@ class Trace:
         if self._window_start is not None:
             self._window_start = self.window_start(steps - 1) if steps else 0
 
+    def run_file_folder(self) -> Path:
+        """The run's folder (made now if need be), for files that go with the run but are not part
+        of the trace (the Session's kNN keys); removed with the trace like the rest."""
+        return self._spool_folder()
+
     @property
     def spool_folder(self) -> Path | None:
         """The folder this run is written to as it goes (None: not grown since it was made or loaded)."""
