@@ -325,7 +325,10 @@ class Session:
         full = window is not None and self.backend.position >= window
         if full and self.stride is None:
             self.cancel()
-            self.stop_reason = f"context window full ({window} tokens): reset to read more"
+            self.stop_reason = (
+                f"context window full ({window} tokens): reset to read more, or read on in windows "
+                "that slide (--slide; Run > Read past the context window)"
+            )
             return None
         if len(self.trace) >= self.max_tokens:
             self.cancel()

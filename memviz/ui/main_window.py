@@ -242,6 +242,10 @@ class MainWindow(QMainWindow, MemoryWiring, ModelSwitching, TraceFiles, Transpor
         self.intervene_actions = InterveneActions(self, self.playback)  # Intervene... / Clear
         self.run_menu.addAction(self.intervene_actions.intervene_action)
         self.run_menu.addAction(self.intervene_actions.clear_action)
+        from memviz.ui.slide_action import SlideAction
+
+        self.slide_action = SlideAction(self, self.playback)  # read past the window (--slide)
+        self.run_menu.addAction(self.slide_action.action)
         from memviz.ui.match_actions import MatchActions
 
         self.match_actions = MatchActions(self)  # Run -> Find similar... and the Pattern matches panel
