@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from memviz.core.npy_spool import NpySpool
+from memviz.errors import MemvizError
 
 FILE_NAME = "knn-keys.npy"
 
@@ -29,9 +30,14 @@ class KnnKeys:
 
     def append(self, key) -> None:
         row = np.asarray(key, dtype=np.float32)
-        if self._spool is None:
-            self._spool = NpySpool(self._folder() / FILE_NAME, row.shape, np.float32)
-        self._spool.append(row)
+        try:
+            if self._spool is None:
+                self._spool = NpySpool(self._folder() / FILE_NAME, row.shape, np.float32)
+            self._spool.append(row)
+        except OSError as exc:  # a full disk: the step is not read (the trace's steps stay)
+            raise MemvizError(
+                f"cannot write the run ({exc.strerror or exc}): it stops at {len(self)} steps"
+            ) from None
 
     def extend(self, keys: Iterable) -> None:
         for key in keys:
