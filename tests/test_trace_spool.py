@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,9 @@ def test_a_reader_on_another_thread_never_sees_a_half_row(tiny_lstm, sample_text
 
     def read() -> None:
         while not done.is_set():
+            # a short sleep a look: a reader that never lets go of the GIL makes every GIL hand-back
+            # of the run wait its switch interval (5 ms), and 4,000 steps took over 10 minutes
+            time.sleep(0.0002)
             n = len(trace)
             if n == 0:
                 continue
