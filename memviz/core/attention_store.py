@@ -335,12 +335,15 @@ class QKStore:
         self._layer_into(step, layer, out)
         return out
 
-    def _layer_into(self, step: int, layer: int, out: np.ndarray) -> None:
-        """Every head's row of the query at `step` in one layer, into out [A, step+1]."""
+    def _layer_into(self, step: int, layer: int, out: np.ndarray, keys: np.ndarray | None = None) -> None:
+        """Every head's row of the query at `step` in one layer, into out [A, step+1] (from the
+        layer's keys [A_kv, d, >= step+1] when given, taken from the cache under the lock)."""
         lay = self.layout
         n = step + 1
         lo = self._window(layer, step)
-        keys = self._layer_keys(layer, n)[:, :, lo:n]
+        if keys is None:
+            keys = self._layer_keys(layer, n)
+        keys = keys[:, :, lo:n]
         logits = out[:, lo:].reshape(lay.num_kv_heads, lay.group, 1, n - lo)  # a view
         self._probabilities(layer, self._logits(self._queries(step, layer), keys, out=logits))
         out[:, :lo] = 0.0
@@ -365,8 +368,9 @@ class QKStore:
         with self._lock:
             self._fill_all(step + 1)
         for layer in range(lay.num_layers):
-            with self._lock:
-                self._layer_into(step, layer, found[layer])
+            with self._lock:  # only to take the keys: the products run with the lock free
+                keys = self._layer_keys(layer, step + 1)
+            self._layer_into(step, layer, found[layer], keys)
         found.flags.writeable = False
         with self._lock:
             self._rows[step] = found
@@ -384,23 +388,32 @@ class QKStore:
         out[:lo] = 0.0
         out[lo:] = self._probabilities(layer, logits)
 
-    @_locked
+    def _cached_keys(self, layer: int, n: int) -> np.ndarray:
+        """The layer's keys 0..n-1 ([A_kv, d, n]), taken under the lock. The products that read them
+        run without it: a buffer's first `filled` keys never change (the cache only writes past
+        them, or copies them into a new buffer), so a worker rebuilding a whole matrix never makes
+        the UI thread's one-row read wait for it."""
+        entry = self._keys32.get(layer)  # one atomic read: (buffer, filled) belong together
+        if entry is not None and entry[1] >= n:
+            return entry[0][:, :, :n]
+        with self._lock:
+            return self._layer_keys(layer, n)
+
     def row(self, step: int, layer: int, head: int) -> np.ndarray:
         cached = self._rows.get(step)
         if cached is not None:
             return cached[layer, head]
         out = np.empty(step + 1, dtype=np.float32)
-        self._head_row(step, layer, head, self._layer_keys(layer, step + 1), out)
+        self._head_row(step, layer, head, self._cached_keys(layer, step + 1), out)
         return out
 
-    @_locked
     def matrix(self, layer: int, head: int, start: int, stop: int) -> np.ndarray:
         """Queries start..stop-1 of one head over keys 0..stop-1, zero where masked: [stop-start, stop].
         Query by query (each through the call rows_at makes, so its row equals rows_at's)."""
         out = np.zeros((stop - start, stop), dtype=np.float32)
         if stop <= start:
             return out
-        keys = self._layer_keys(layer, stop)
+        keys = self._cached_keys(layer, stop)
         for t in range(start, stop):
             cached = self._rows.get(t)
             if cached is not None:
