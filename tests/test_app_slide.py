@@ -33,6 +33,8 @@ def test_reading_past_the_window_in_the_app_equals_slide(qtbot, make_window, gpt
     with qtbot.waitSignal(window.playback.reread_finished, timeout=120_000):
         action.setChecked(True)  # read the text again, past the window
     trace = window.trace
+    assert window.messages[-1].startswith("reading past the context window: re-read from step 0")
+    qtbot.waitUntil(lambda: window.context_label.text() == f"context {len(trace)}, windows of 16")
     want = Session(load_backend(str(folder)), slide=True)
     want.feed(TEXT)
     want.run()

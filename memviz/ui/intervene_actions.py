@@ -201,6 +201,11 @@ class InterveneActions(QObject):
         self.update_actions()
         return True
 
+    def expect_reread(self, label: str) -> None:
+        """Another part reads the text again (Run > Read past the context window): the status bar
+        names it when the re-read ends, not the interventions."""
+        self._doing = label
+
     @Slot(int, float, str)
     def _reread_finished(self, taken: int, seconds: float, reason: str) -> None:
         """What happened, in the status bar (it replaces 'reading the text again ...')."""

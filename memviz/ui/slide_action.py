@@ -33,6 +33,7 @@ class SlideAction(QObject):
             "a window (memviz trace --slide); each step sees only its window, and the panels mark "
             "where a window begins. Changing it reads the text again."
         )
+        self.window = window
         self.action.toggled.connect(self._toggled)
         playback.model_loaded.connect(self._model_loaded)
         playback.actions_changed.connect(self.update_action)
@@ -58,4 +59,9 @@ class SlideAction(QObject):
         def apply(session) -> None:  # on the worker's thread, before the new run starts
             session.slide = slide
 
+        label = "reading past the context window" if on else "reading within the context window"
+        intervene = getattr(self.window, "intervene_actions", None)
+        if intervene is not None:  # it reports the end of every re-read in the status bar
+            intervene.expect_reread(label)
         self.playback.reread(0, apply)
+        self.playback.message.emit(f"{label}: reading the text again from step 0 ...")

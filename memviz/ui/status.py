@@ -96,7 +96,15 @@ class StatusLine:
         self.rate_label.setText(f"{rate:.1f} tok/s" if rate else "- tok/s")
         if info is not None:
             size = info.context_size
-            if size:
+            if size and trace is not None and trace.has("window_start"):  # reading past the window
+                self.context_label.setText(f"context {T}, windows of {size}")
+                stride = (trace.extra_manifest.get("slide") or {}).get("stride", "?")
+                self.context_label.setToolTip(
+                    f"Reading past the context window: each step sees only its window of at most "
+                    f"{size} tokens, and a new window begins every {stride} tokens (the dashed marks "
+                    "in the token strip and the attention panel)."
+                )
+            elif size:
                 self.context_label.setText(f"context {T} / {size}")
             else:
                 self.context_label.setText(f"context {T} (no window)")
