@@ -459,7 +459,9 @@ class AttentionPanel(GraphicsPanel):
             self.heatmap.set_boundaries(steps, self._boundary_pen())
 
     def _boundary_pen(self):
-        pen = pg.mkPen(self.view.state.theme_obj.foreground, width=1, style=Qt.PenStyle.DashLine)
+        # light in both themes: the matrix is mostly the colour map's dark end (weights near 0),
+        # where the talk theme's dark foreground did not show (looked at)
+        pen = pg.mkPen((255, 255, 255, 180), width=1, style=Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
         return pen
 
