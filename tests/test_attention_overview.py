@@ -193,9 +193,9 @@ def test_panel_shows_the_pooled_overview_then_full_resolution_when_zoomed(
     assert vb.viewRange()[0][1] >= LONG - 1  # the view is in steps, the whole matrix
     # hover: the exact value of the query and key under the mouse, not the block's maximum
     row, col = 1501, 1500
-    found = panel._hovered(heatmap.scene_pos_of(row, col))
-    assert found is not None
-    line, tip = found
+    panel.readout.moved(heatmap.scene_pos_of(row, col))  # the panel's own hover path
+    line, tip = panel.readout.text, panel.readout.tooltip
+    assert line
     assert f"{long_dense[0][row, col]:.3f}" in line and f"query {row} " in line
     assert f"attention = {long_dense[0][row, col]:.6f}" in tip and "max over its 2\u00d72 block" in tip
     row, col = 1501, 1501  # a cell beside the peak: its own (small) value, while its block shows the peak

@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.attention_pool import BLOCK_ENTRIES, POOL_BINS, PooledHead, pool_factor, tile_rows
@@ -30,7 +30,7 @@ from memviz.panels.attention_cache import AttentionCache
 from memviz.panels.attention_jobs import LatestJobs
 from memviz.panels.attention_view import PooledHeatmap
 from memviz.panels.heatmap import GraphicsPanel, clamp, show_token, token_label
-from memviz.panels.hover import HoverReadout
+from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
 from memviz.panels.token_axis import LabelledTokenAxis, replace_axis
 from memviz.panels.token_labels import live_labels
@@ -107,7 +107,7 @@ class AttentionPanel(GraphicsPanel):
         self._tile_timer.timeout.connect(self._update_tile)
         self.heatmap.plot.getViewBox().sigRangeChanged.connect(self._view_moved)
         self.readout = HoverReadout(self)
-        self.readout.add(self._hovered)
+        self.readout.add(heatmap_source(self.heatmap, self._readout))
         self.apply_theme(view.state)
 
     # -- reading the trace -------------------------------------------------------------------
@@ -163,17 +163,6 @@ class AttentionPanel(GraphicsPanel):
             and tile["r0"] <= row < tile["done"]
             and tile["c0"] <= col < tile["c0"] + tile["values"].shape[1]
         )
-
-    def _hovered(self, scene_pos: QPointF) -> tuple[str, str] | None:
-        heatmap = self.heatmap
-        if not heatmap.plot.vb.sceneBoundingRect().contains(scene_pos):
-            return None
-        cell = heatmap.cell_at_scene(scene_pos)
-        if cell is None:
-            return None
-        row, col = cell
-        value = heatmap.value_at(row, col)
-        return self._readout(row, col, value), heatmap.tooltip_at(row, col)
 
     # -- the trace and the view --------------------------------------------------------------
     def set_trace(self, trace: Trace | None) -> None:
