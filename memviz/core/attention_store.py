@@ -269,8 +269,8 @@ class QKStore:
     def _fill(self, layers: list[int]) -> None:
         """Copy the source's keys into the layers' buffers up to their room (or the steps there are),
         KEY_COPY_BLOCK steps at a time (the transposing copy stays in the CPU's caches)."""
-        source = self.keys.view()
-        tops = {layer: min(self._keys32[layer][0].shape[2], len(self)) for layer in layers}
+        source = self.keys.view()  # its length, not len(self): the run may append a step meanwhile
+        tops = {layer: min(self._keys32[layer][0].shape[2], len(source)) for layer in layers}
         start = min(self._keys32[layer][1] for layer in layers)
         for a in range(start, max(tops.values()), KEY_COPY_BLOCK):
             b = min(max(tops.values()), a + KEY_COPY_BLOCK)
