@@ -13,8 +13,12 @@ then, as the app does while a run goes on:
   (two processEvents), the last `--steps` steps before T;
 - scrub: the cursor jumps to random earlier steps (follow off), redraw and paint.
 
-Work the panels hand to background threads (rebuilding rows off the UI thread) is not in these
-times: the UI thread does not wait for it. Printed: p50 / p95 / max in ms, and the process RSS.
+The keys go to the player, as Ctrl+Enter or Play gives them (a focused editor's blinking caret
+lays out its whole paragraph again at each blink). After opening, the panels' first background
+work (the attention overview, the head grid) is waited for and timed ("ready"); the steps are
+timed after it. Work the panels then hand to background threads (the head grid's rows) runs
+while the steps are timed: the UI thread does not wait for it, but it shares the machine.
+Printed: p50 / p95 / max in ms, and the process RSS.
 """
 
 from __future__ import annotations
@@ -80,6 +84,19 @@ def records(start: int, stop: int, seed: int = 0):
         yield StepRecord(int(ids[0]), f" tok{t}", t > stop // 2, ids, probs, internals, memory=memory)
 
 
+def wait_for_workers(app, window, since: float, limit_s: float = 60.0) -> float:
+    """Seconds from `since` until the panels' background jobs are idle and delivered."""
+    jobs = [getattr(panel, "jobs", None) for panel in window.panels.values()]
+    jobs = [j for j in jobs if j is not None]
+    while perf() - since < limit_s:
+        app.processEvents()
+        if not any(j.running if hasattr(j, "running") else j.busy() for j in jobs):
+            app.processEvents()
+            return perf() - since
+        time.sleep(0.005)
+    return perf() - since
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=8192)
@@ -109,9 +126,13 @@ def main(argv=None) -> int:
         window.show()
         t0 = perf()
         window.open_trace(trace)
+        window.give_keys_to_player()  # as Ctrl+Enter or Play does (the editor's caret stops blinking)
         window.redraw()
         app.processEvents()
         result["open_ms"] = round((perf() - t0) * 1e3, 1)
+        # what a user waits for after opening: the attention overview and the head grid built on
+        # their workers. The steps are timed after it (their cost, not the first build's)
+        result["ready_ms"] = round(wait_for_workers(app, window, t0) * 1e3, 1)
         grown = []
         for n, record in enumerate(records(T - steps - warmup, T)):
             index = trace.append(record)
@@ -147,7 +168,7 @@ def main(argv=None) -> int:
         s = result[key]
         print(f"{key:9s} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  max {s['max']:7.2f} ms", flush=True)
     print(
-        f"open {result['open_ms']} ms; RSS {result['rss_mb']} MB; trace RAM {result['trace_ram_mb']} MB, "
+        f"open {result['open_ms']} ms (panels' background work done {result['ready_ms']} ms); RSS {result['rss_mb']} MB; trace RAM {result['trace_ram_mb']} MB, "
         f"disk {result['trace_disk_mb']} MB"
     )
     if args.json:

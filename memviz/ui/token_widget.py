@@ -3,12 +3,13 @@ signal, the current token outlined, generated tokens underlined; click to scrub,
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 from PySide6.QtCore import QLine, QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 from memviz.core.trace import Trace
@@ -38,6 +39,8 @@ NEGATIVE = QColor(230, 50, 40)  # diverging, < 0
 class TokenStrip(QWidget, StripLayout):
     """Flowing token boxes. Lay-out is incremental: new tokens are placed after the last one."""
 
+    LINE_PIXMAPS = 64  # lines' texts kept as pixmaps (a screenful is tens of lines)
+
     token_clicked = Signal(int)
     menu_requested = Signal(object)  # a right-click: its global position (the app's Intervene menu)
 
@@ -59,6 +62,8 @@ class TokenStrip(QWidget, StripLayout):
         self._widths: dict[str, int] = {}
         self._tints: dict[tuple, QColor] = {}
         self._texts = StaticTexts(limit=20_000)  # laid out in the painter's font (the style's)
+        self._line_pixmaps: OrderedDict[tuple, QPixmap] = OrderedDict()  # _line_key: its texts
+        self._painted_lines: set[tuple] = set()  # the lines' keys of the last paint
         self._signal_key: tuple | None = None  # what the values were read for
         self._boundaries: tuple[tuple, tuple[int, ...]] = ((None, -1), ())  # (trace, length): steps
         self.setMouseTracking(True)
@@ -73,6 +78,7 @@ class TokenStrip(QWidget, StripLayout):
             self.marked_span = None  # a span of another run
         self.trace = trace
         self._labels = live_labels(trace)
+        self._line_pixmaps.clear()
         self._signal_key = None
         self._relayout()
 
@@ -187,43 +193,28 @@ class TokenStrip(QWidget, StripLayout):
             return
         exposed = event.rect()
         shown = self._line_range(exposed.top(), exposed.bottom())  # only the boxes in view
-        lo = shown.start
-        rects = {i: self._rects[i] for i in shown}
-        trace = self.trace
-        foreground = QColor(theme.foreground)
-        generated_color = QColor(theme.generated)
+        lo, hi = shown.start, shown.stop
         cursor = self.state.cursor
-        strengths = self._strengths
-        finite = np.isfinite(strengths[lo : shown.stop]) if len(strengths) else np.zeros(0, bool)
-        for i in shown:  # tints first, then texts: fewer pen changes
-            if i - lo < len(finite) and finite[i - lo]:
-                painter.fillRect(rects[i], self._tint(float(strengths[i]), self._class_of(i)))
-        # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
-        # its own ascent places the line's top)
-        top_offset = self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
-        if painter.font() != self._texts.font:
-            self._texts.set_font(painter.font())
-        pen_generated = None
-        font = None
-        underlines = []
-        painter.setPen(foreground)
-        for i in shown:
-            rect = rects[i]
-            generated = trace.generated[i]
-            if generated != pen_generated:
-                pen_generated = generated
-                painter.setPen(generated_color if generated else foreground)
-            # a QStaticText is laid out once per distinct token; it is drawn from the top of its line
-            static, static_font = self._texts.entry(display_text(self._labels[i]))
-            if static_font is not font:
-                font = static_font
+        self._paint_tints(painter, lo, hi)
+        font = painter.font()
+        if font != self._texts.font:
+            self._texts.set_font(font)
+        painted = set()
+        for line in self._lines_between(exposed.top(), exposed.bottom()):
+            key = self._line_key(line, font)
+            painted.add(key)
+            top = self.MARGIN + line * self._line_height
+            pixmap = self._line_pixmaps.get(key)
+            if pixmap is None and key in self._painted_lines:
+                pixmap = self._line_pixmap(key)  # shown twice in a row: it stays (a run going on)
+            if pixmap is not None:
+                self._line_pixmaps.move_to_end(key)
+                painter.drawPixmap(0, top, pixmap)
+            else:  # a line just scrolled to is drawn directly: a scrub makes no pixmaps
+                self._draw_line(painter, key, top)
                 painter.setFont(font)
-            painter.drawStaticText(rect.left() + self.PAD_X, rect.top() + top_offset, static)
-            if generated:
-                underlines.append(QLine(rect.left(), rect.bottom(), rect.right(), rect.bottom()))
-        if underlines:
-            painter.setPen(QPen(generated_color, 1, Qt.DashLine))
-            painter.drawLines(underlines)
+        self._painted_lines = painted
+        rects = self._rects
         if self.marked_span is not None:  # dotted, under the cursor's solid box
             first, last = self.marked_span
             painter.setPen(QPen(QColor(theme.accent), 1, Qt.DotLine))
@@ -239,7 +230,7 @@ class TokenStrip(QWidget, StripLayout):
                 box = QRect(rect)
             if box is not None:
                 painter.drawRect(box.adjusted(0, 0, -1, -1))
-        boundaries = [s for s in self.window_boundaries() if s in rects]
+        boundaries = [s for s in self.window_boundaries() if lo <= s < hi]
         if boundaries:  # where a sliding window of the model starts: a thin bar before the token
             painter.setPen(QPen(QColor(theme.accent), 1, Qt.DashLine))
             painter.drawLines([QLine(rects[s].topLeft(), rects[s].bottomLeft()) for s in boundaries])
@@ -248,6 +239,88 @@ class TokenStrip(QWidget, StripLayout):
             painter.setBrush(Qt.NoBrush)
             painter.drawRect(self._rects[cursor].adjusted(0, 0, -1, -1))
         painter.end()
+
+    def _paint_tints(self, painter: QPainter, lo: int, hi: int) -> None:
+        """The tints of tokens lo..hi-1, one fill per token whose tint shows (8-bit alpha > 0: the
+        attention tint leaves most tokens bare)."""
+        strengths = self._strengths[lo : min(hi, len(self._strengths))]
+        if not len(strengths):
+            return
+        with np.errstate(invalid="ignore"):
+            shows = np.isfinite(strengths) & (np.round(np.minimum(np.abs(strengths), 1.0) * 0.85 * 255) > 0)
+        at = np.flatnonzero(shows)
+        if not len(at):
+            return
+        index = lo + at
+        xs, ws = self._x[index].tolist(), self._w[index].tolist()
+        tops = (self.MARGIN + self._line[index].astype(np.int64) * self._line_height).tolist()
+        height = self._line_height - 2
+        values = strengths[at].tolist()
+        for i, x, w, top, s in zip(index.tolist(), xs, ws, tops, values, strict=True):
+            painter.fillRect(x, top, w, height, self._tint(s, self._class_of(i)))
+
+    def _lines_between(self, top: int, bottom: int) -> range:
+        lines = len(self._firsts)
+        lo = max(0, (top - self.MARGIN) // self._line_height)
+        hi = min(lines, (bottom - self.MARGIN) // self._line_height + 1)
+        return range(lo, max(lo, hi))
+
+    def _line_key(self, line: int, font: QFont) -> tuple:
+        """What a line's texts depend on: its tokens, the width, the theme's colours, the font."""
+        first = self._firsts[line]
+        stop = self._firsts[line + 1] if line + 1 < len(self._firsts) else self._laid
+        theme = self.state.theme_obj
+        ratio = self.devicePixelRatioF()
+        return (first, stop, self.width(), ratio, theme.foreground, theme.generated, font.key())
+
+    def _line_pixmap(self, key: tuple) -> QPixmap:
+        """The texts of one line on a transparent pixmap, kept: a step then repaints the tints and
+        the cursor, and blits the lines. The line's last token, the width or the theme changing
+        makes another key."""
+        ratio = key[3]
+        pixmap = QPixmap(round(self.width() * ratio), round(self._line_height * ratio))
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(Qt.transparent)
+        painter = QPainter(pixmap)
+        self._draw_line(painter, key, 0)
+        painter.end()
+        self._line_pixmaps[key] = pixmap
+        while len(self._line_pixmaps) > self.LINE_PIXMAPS:
+            self._line_pixmaps.popitem(last=False)
+        return pixmap
+
+    def _draw_line(self, painter: QPainter, key: tuple, y: int) -> None:
+        """The texts of a line's tokens (key: `_line_key`) and the generated ones' underlines, the
+        line's top at y."""
+        first, stop, _width, _ratio, foreground, generated_name, _font = key
+        painter.setFont(self._texts.font)
+        # the text's baseline sits at PAD_Y + ascent - 1 (the painter's font may be the style's, so
+        # its own ascent places the line's top)
+        top = y + self.PAD_Y + self._metrics.ascent() - 1 - painter.fontMetrics().ascent()
+        text_color, generated_color = QColor(foreground), QColor(generated_name)
+        generated = self.trace.generated
+        pen_generated = None
+        drawn_font = None
+        underlines = []
+        bottom = y + self._line_height - 3
+        for i, x, w in zip(
+            range(first, stop), self._x[first:stop].tolist(), self._w[first:stop].tolist(), strict=True
+        ):
+            is_generated = bool(generated[i])
+            if is_generated != pen_generated:
+                pen_generated = is_generated
+                painter.setPen(generated_color if is_generated else text_color)
+            # a QStaticText is laid out once per distinct token
+            static, static_font = self._texts.entry(display_text(self._labels[i]))
+            if static_font is not drawn_font:
+                drawn_font = static_font
+                painter.setFont(static_font)
+            painter.drawStaticText(x + self.PAD_X, top, static)
+            if is_generated:
+                underlines.append(QLine(x, bottom, x + w - 1, bottom))
+        if underlines:
+            painter.setPen(QPen(generated_color, 1, Qt.DashLine))
+            painter.drawLines(underlines)
 
     def window_boundaries(self) -> tuple[int, ...]:
         """The steps where a new sliding window of the model starts (() for a run that never slid),
