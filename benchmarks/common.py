@@ -112,3 +112,17 @@ class KeyDistribution:
         x = self.centres[c] + z @ self.basis
         x += rng.standard_normal((n, self.dim), dtype=np.float32) * np.float32(self.noise)
         return x.astype(np.float32)
+
+
+def wait_for_workers(app, window, since: float, limit_s: float = 60.0) -> float:
+    """Seconds from `since` until the panels' background jobs are idle and delivered."""
+    jobs = [getattr(panel, "jobs", None) for panel in window.panels.values()]
+    jobs = [j for j in jobs if j is not None]
+    perf = time.perf_counter
+    while perf() - since < limit_s:
+        app.processEvents()
+        if not any(j.running if hasattr(j, "running") else j.busy() for j in jobs):
+            app.processEvents()
+            return perf() - since
+        time.sleep(0.005)
+    return perf() - since

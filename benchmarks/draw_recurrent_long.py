@@ -15,6 +15,8 @@ Each T runs in its own process (so its RSS is its own). It is opened in the real
 - play: from 300 steps before the end the window replays the trace (its own replay timer, as
   fast as it goes); a 16 ms QTimer on the UI thread records the gaps between its ticks (16 ms when
   the UI thread is free; a longer gap is how long it could not answer a click, a key);
+- open: `open_trace` and the first paint on the UI thread; "ready" adds the panels' first work on
+  their workers (the span's first read of a layer); the same for switching to the other layer;
 - RSS: the process' resident memory after the window has drawn the trace, less the RSS before
   the trace was built (window shown, empty), per step; the same for RssAnon (what is not a mapped
   file: a trace column on disk is mapped, its pages count in RSS); beside it `Trace.nbytes`, what
@@ -41,7 +43,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_state, ms_stats, rss_bytes  # noqa: E402
+from common import machine_state, ms_stats, rss_bytes, wait_for_workers  # noqa: E402
 
 perf = time.perf_counter
 LAYERS, HIDDEN, VOCAB = 2, 256, 97
@@ -122,7 +124,17 @@ def one(T: int, steps: int, warmup: int, hidden: int, profile: bool) -> dict:
         t0 = perf()
         window.open_trace(trace)
         redraw(app, window)
-        result["open_ms"] = round((perf() - t0) * 1e3, 1)
+        result["open_ms"] = round((perf() - t0) * 1e3, 1)  # the UI thread's part
+        result["ready_ms"] = round(wait_for_workers(app, window, t0) * 1e3, 1)  # and the workers'
+        # another layer: the UI thread's part (the span's first read of it is the worker's)
+        t0 = perf()
+        window.view.update(layer=1)
+        redraw(app, window)
+        result["layer_switch_ms"] = round((perf() - t0) * 1e3, 1)
+        result["layer_ready_ms"] = round(wait_for_workers(app, window, t0) * 1e3, 1)
+        window.view.update(layer=0)
+        redraw(app, window)
+        wait_for_workers(app, window, perf())
         result["panels"] = sorted(
             name
             for name in window.panels
@@ -238,7 +250,8 @@ def main(argv=None) -> int:
             f"p50 {s['p50']:6.2f} p95 {s['p95']:6.2f} max {s['max']:6.2f} ms | play: UI timer gap p95 "
             f"{p['gap_p95_ms']} ms ({p['frames']} frames / {p['seconds']} s) | RSS {r['rss_mb']} MB, app "
             f"{r['app_kb_per_token']} KB/token, anonymous {r.get('app_anon_kb_per_token')} KB/token "
-            f"(trace in RAM {r['trace_kb_per_token']} KB/token) | open {r['open_ms']} ms",
+            f"(trace in RAM {r['trace_kb_per_token']} KB/token) | open {r['open_ms']} ms (ready "
+            f"{r['ready_ms']} ms) | another layer {r['layer_switch_ms']} ms (ready {r['layer_ready_ms']} ms)",
             flush=True,
         )
     if args.json:

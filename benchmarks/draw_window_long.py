@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_state, ms_stats, rss_bytes  # noqa: E402
+from common import machine_state, ms_stats, rss_bytes, wait_for_workers  # noqa: E402
 
 perf = time.perf_counter
 LAYERS, HEADS, HEAD_DIM, VOCAB = 12, 12, 64, 50257
@@ -82,19 +82,6 @@ def records(start: int, stop: int, seed: int = 0):
         probs = np.sort(rng.random(20, dtype=np.float32))[::-1] / 20
         memory = {"entropy": np.float32(3.0), "target_logprob": np.float32(-3.0)}
         yield StepRecord(int(ids[0]), f" tok{t}", t > stop // 2, ids, probs, internals, memory=memory)
-
-
-def wait_for_workers(app, window, since: float, limit_s: float = 60.0) -> float:
-    """Seconds from `since` until the panels' background jobs are idle and delivered."""
-    jobs = [getattr(panel, "jobs", None) for panel in window.panels.values()]
-    jobs = [j for j in jobs if j is not None]
-    while perf() - since < limit_s:
-        app.processEvents()
-        if not any(j.running if hasattr(j, "running") else j.busy() for j in jobs):
-            app.processEvents()
-            return perf() - since
-        time.sleep(0.005)
-    return perf() - since
 
 
 def main(argv=None) -> int:

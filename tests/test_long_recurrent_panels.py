@@ -357,3 +357,47 @@ def test_window_boundaries_are_marked_in_the_strip(qtbot, long_run):
     assert getattr(plain, "window_boundaries", ()) == ()
     _, other = strip_view(qtbot, plain, width=500, cursor=-1, signal="none")
     assert other.strip.window_boundaries() == ()
+
+
+def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypatch):
+    """Opening a long run (or another layer) reads every f of the layer once: past SPAN_ON_UI
+    numbers that is the panel's worker's; the UI thread returns at once, says what is being built,
+    and draws what the worker built, the same as a pool built here in one go."""
+    import memviz.panels.lstm_span as lstm_span
+
+    trace = long_run
+
+    def direct(layer: int, n: int):
+        pool = RetentionPool(lambda lo, hi: trace.array("gates")[lo:hi, layer, 1, :HIDDEN], HIDDEN)
+        return pool.pooled(n)
+
+    monkeypatch.setattr(lstm_span, "SPAN_ON_UI", 1 << 12)  # 50,000 x 12 numbers: the worker's
+    view = ViewModel(ViewState(cursor=T - 1, layer=1))
+    panel = SpanPanel(view)
+    qtbot.addWidget(panel)
+    panel.set_trace(trace)
+    view.changed.connect(panel.render)
+    panel.resize(900, 500)
+    panel.show()
+    panel.render(view.state)
+    assert panel.jobs.busy("pool")
+    assert "building layer 1's span over 50,000 steps" in panel.note.text()
+    assert panel.heatmap.data.size == 0  # nothing drawn from a half-built pool
+    panel.render(view.state)  # asked again while on its way: the same job
+    assert panel.wait_for_work()
+    assert "building" not in panel.note.text() and f"step {T - 1}" in panel.note.text()
+    retention, span, _ = direct(1, T)
+    np.testing.assert_array_equal(panel.span, span)
+    np.testing.assert_array_equal(panel.retention, retention)
+    np.testing.assert_allclose(panel.span, memory_length(trace.array("gates")[:, 1, 1]), rtol=1e-9)
+    # a scrub reads a few steps on the UI thread: no new job
+    view.update(cursor=T - 500, follow=False)
+    assert not panel.jobs.busy("pool")
+    np.testing.assert_array_equal(panel.span, direct(1, T - 499)[1])
+    # another layer is another first read
+    view.update(layer=0)
+    assert panel.jobs.busy("pool") and "building layer 0's span" in panel.note.text()
+    assert panel.wait_for_work()
+    retention, span, _ = direct(0, T - 499)
+    np.testing.assert_array_equal(panel.retention, retention)
+    np.testing.assert_array_equal(panel.span, span)

@@ -48,6 +48,25 @@ EXPLAIN = {
 }
 
 
+def max_row_percentile(values: np.ndarray, q: float) -> float:
+    """max over rows of np.percentile(values, q, axis=-1), exactly, reading every number once instead
+    of partitioning every row (1 s on opening 50,000 steps of two layers' c and h): a sample of
+    rows gives a lower bound m; a row can only exceed it when numbers above m fill the sorted
+    places from the one after q's (numpy's linear method: q lies between sorted[f] and sorted[f+1]),
+    and only such rows are partitioned."""
+    if values.size == 0:
+        return 0.0
+    rows, width = values.shape
+    f = int(np.floor(q / 100 * (width - 1)))
+    sample = values[:: max(1, rows // 256)]
+    bound = np.percentile(sample, q, axis=-1).max()
+    above = np.count_nonzero(values > bound, axis=-1)
+    candidates = values[above >= width - 1 - f]
+    if len(candidates):
+        bound = max(bound, np.percentile(candidates, q, axis=-1).max())
+    return float(bound)
+
+
 class RunningPeak:
     """Per layer, the max over steps of the 98th percentile of |x| across units; new steps only."""
 
@@ -58,7 +77,7 @@ class RunningPeak:
     def level(self, column: np.ndarray, layer: int, size: int | None = None) -> float:
         start = self.seen.get(layer, 0)
         if start < len(column):  # the layer's own units (`size`): padding would pull the percentile down
-            new = float(np.percentile(np.abs(column[start:, layer, :size]), 98, axis=-1).max())
+            new = max_row_percentile(np.abs(column[start:, layer, :size]), 98)
             self.peak[layer] = max(self.peak.get(layer, 0.0), new)
             self.seen[layer] = len(column)
         return colormaps.symmetric_level(np.array([self.peak.get(layer, 0.0)]))

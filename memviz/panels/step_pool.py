@@ -143,6 +143,11 @@ class RetentionPool:
     def nbytes(self) -> int:
         return sum(a.nbytes for level in self.levels.values() for a in level)
 
+    def missing(self, n: int) -> int:
+        """About how many steps' f `pooled(n)` would read: those past what some level holds."""
+        covered = max((bins << k for k, bins in self.done.items()), default=0)
+        return max(n - covered, 0)
+
     def _level(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         level = self.levels.get(k)
         if level is None:
