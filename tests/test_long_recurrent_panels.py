@@ -401,3 +401,20 @@ def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypat
     retention, span, _ = direct(0, T - 499)
     np.testing.assert_array_equal(panel.retention, retention)
     np.testing.assert_array_equal(panel.span, span)
+
+
+def test_sorting_by_variance_over_50000_steps(make_panel, long_run):
+    """The rows sorted by each unit's variance over steps 0..t (block sums, not a read of the whole
+    run at every redraw) come in numpy's order, at the end, after a scrub and in the gates panel."""
+    trace = long_run
+    view, panel = make_panel(StatePanel, trace, cursor=T - 1, layer=1)
+    panel.units.set_sort("variance of c")
+    cell = trace.array("cell")[:, 1].astype(np.float64)
+    for t in (T - 1, 31_337, 1_023, 0):
+        view.update(cursor=t, follow=False)
+        want = np.argsort(cell[: t + 1].var(axis=0), kind="stable")
+        np.testing.assert_array_equal(panel.units.order, want)
+    _, gates_panel = make_panel(GatesPanel, trace, cursor=T - 1, layer=0)
+    gates_panel.units.set_sort("variance of f")
+    f = trace.array("gates")[:, 0, 1].astype(np.float64)
+    np.testing.assert_array_equal(gates_panel.units.order, np.argsort(f.var(axis=0), kind="stable"))

@@ -15,6 +15,7 @@ from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, tok
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.prefix_moments import PrefixMoments
 from memviz.panels.recurrent_info import GATES, LSTM_GATES, Gate, cell_of, gates_of, layer_size
 from memviz.panels.scales import ColourScale
 from memviz.panels.step_heatmap import StepHeatmap
@@ -63,6 +64,7 @@ class GatesPanel(GraphicsPanel):
         self.size = 0  # units of the layer shown (its real size)
         self.step = -1
         self.pools: dict[tuple[int, int, int], StepPool] = {}  # (layer, gate, units): pooled overviews
+        self.moments: dict[tuple[int, int], PrefixMoments] = {}  # (layer, units): the sort's variances
         self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
         self._shown = (-1, -1, 0)  # layer, complete bins and bin size on screen
         self.apply_theme(view.state)
@@ -127,8 +129,14 @@ class GatesPanel(GraphicsPanel):
         self.apply_theme(self.view.state)
 
     def _kept_variance(self, layer: int, t: int) -> np.ndarray:
-        gates = self.trace.array("gates")
-        return gates[: t + 1, layer, 1, : self.size].astype(np.float64).var(axis=0)
+        key, size = (layer, self.size), self.size
+        moments = self.moments.get(key)
+        if moments is None:
+            trace = self.trace
+            moments = self.moments[key] = PrefixMoments(
+                lambda lo, hi: trace.array("gates")[lo:hi, layer, 1, :size]
+            )
+        return moments.variance(t + 1)
 
     def _kept_now(self, layer: int, t: int) -> np.ndarray:
         return self.trace.array("gates")[t, layer, 1, : self.size]
@@ -180,6 +188,7 @@ class GatesPanel(GraphicsPanel):
             heatmap.set_axis_tokens(tokens)
             heatmap.set_data(heatmap.data[:0, :0])
         self.pools.clear()
+        self.moments.clear()
         self._pooled_steps = 0
         self.step = -1
         self._shown = (-1, -1, 0)
@@ -196,6 +205,7 @@ class GatesPanel(GraphicsPanel):
         self.sync_spin("layer", layer, gates.shape[1] - 1)
         if len(trace) < self._pooled_steps:  # a shorter trace: another run
             self.pools.clear()
+            self.moments.clear()
             self._shown = (-1, -1, 0)
         self._pooled_steps = len(trace)
         reordered = self.units.update(layer, t, size)

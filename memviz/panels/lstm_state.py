@@ -30,6 +30,7 @@ from memviz.panels.heatmap import (
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.prefix_moments import PrefixMoments
 from memviz.panels.recurrent_info import cell_of, layer_size
 from memviz.panels.step_heatmap import StepHeatmap
 from memviz.panels.step_pool import StepPool
@@ -157,6 +158,7 @@ class StatePanel(GraphicsPanel):
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
         # the heatmaps' pooled overviews (key, layer, units) and the line's envelopes (key, layer, unit)
         self.pools: dict[tuple[str, int, int], StepPool] = {}
+        self.moments: dict[tuple[str, int, int], PrefixMoments] = {}  # (key, layer, units): the sort's
         self.envelopes: dict[tuple[str, int, int], StepPool] = {}
         self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
         self.layer = self.unit = self.size = 0
@@ -173,8 +175,12 @@ class StatePanel(GraphicsPanel):
         return "cell" if "cell" in self.heatmaps else "hidden"
 
     def _c_variance(self, layer: int, t: int) -> np.ndarray:
-        column = self.trace.array(self.memory_key)
-        return column[: t + 1, layer, : self.size].astype(np.float64).var(axis=0)
+        key, size = (self.memory_key, layer, self.size), self.size
+        moments = self.moments.get(key)
+        if moments is None:
+            trace, name = self.trace, self.memory_key
+            moments = self.moments[key] = PrefixMoments(lambda lo, hi: trace.array(name)[lo:hi, layer, :size])
+        return moments.variance(t + 1)
 
     def _c_now(self, layer: int, t: int) -> np.ndarray:
         return self.trace.array(self.memory_key)[t, layer, : self.size]
@@ -244,6 +250,7 @@ class StatePanel(GraphicsPanel):
         """The pools hold the trace as it was: a shorter trace is another run (a reset)."""
         if n < self._pooled_steps:
             self.pools.clear()
+            self.moments.clear()
             self.envelopes.clear()
             self._shown = (-1, -1, 0)
         self._pooled_steps = n
@@ -286,6 +293,7 @@ class StatePanel(GraphicsPanel):
             curve.setData([], [])
         self.peaks = {key: RunningPeak() for key, _, _ in STATES}
         self.pools.clear()
+        self.moments.clear()
         self.envelopes.clear()
         self._pooled_steps = 0
         self.step = -1
