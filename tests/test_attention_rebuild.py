@@ -274,3 +274,37 @@ def test_the_key_cache_changes_no_number(budget, monkeypatch):
                     layout.softcap[layer],
                 )
                 np.testing.assert_allclose(expected[t][layer, head], want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("fits", [True, False])
+def test_a_run_with_a_context_window_makes_its_key_cache_once(fits, monkeypatch):
+    """A growing run told its context window (`capacity`) makes each layer's key buffer that long
+    at its first read, so no step waits for a growth copy under the lock; the rows stay bit for bit
+    those of a store without it, and RAM counts the keys written, not the room reserved. When the
+    whole window would not fit in KEY_CACHE_BYTES the buffers grow as before."""
+    from memviz.core import attention_store
+
+    rng = np.random.default_rng(5)
+    T, L, A, kv, d = 300, 2, 4, 2, 8
+    layout = AttentionLayout(A, kv, d, (0.4, 0.3), (None, 9), (None, None))
+    q = rng.normal(0, 1.5, (T, L, A, d)).astype(np.float32)
+    k = rng.normal(0, 1.5, (T, L, kv, d)).astype(np.float32)
+    if not fits:
+        monkeypatch.setattr(attention_store, "KEY_CACHE_BYTES", kv * d * 4 * (T + 64) * 3 // 2)
+    plain = QKStore(layout, GrowingRows((L, A, d)), GrowingRows((L, kv, d)))
+    told = QKStore(layout, GrowingRows((L, A, d)), GrowingRows((L, kv, d)), capacity=T)
+    buffers = set()
+    for t in range(T):
+        for store in (plain, told):
+            store.append(q[t], k[t])
+        if t % 7 == 0 or t == T - 1:
+            np.testing.assert_array_equal(told.rows_at(t), plain.rows_at(t))
+            np.testing.assert_array_equal(told.row(t, 1, 2), plain.row(t, 1, 2))
+            buffers.add(id(told._keys32[1][0]))  # layer 1: the one just read
+    assert (len(buffers) == 1) == fits  # one buffer for the whole run: never grown, never copied
+    if fits:
+        assert told._keys32[1][0].shape[2] >= T + 1
+    # RAM: the keys written (T of them per layer), the same figure with or without the room
+    keys_written = sum(filled for _, filled in told._keys32.values()) * kv * d * 4
+    assert keys_written == (L if fits else 1) * T * kv * d * 4
+    assert told.ram_nbytes - sum(r.nbytes for r in told._rows.values()) == keys_written

@@ -287,7 +287,8 @@ class Trace:
         if isinstance(store, QKStore):  # a loaded trace: what it holds first
             for target, source in ((queries, store.queries), (keys, store.keys)):
                 target.extend(source.view()[: len(self)])
-        self._attention = QKStore(self._layout, queries, keys)
+        context = self.model.get("context_size")
+        self._attention = QKStore(self._layout, queries, keys, capacity=int(context) if context else None)
         return self._attention
 
     # -- windows that slide (memviz.core.sliding) ---------------------------------------------
