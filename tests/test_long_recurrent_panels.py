@@ -92,6 +92,19 @@ def run_lstm(n: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     return texts, np.stack(gates, 1), np.stack(cells, 1), np.stack(out_layers, 1)
 
 
+@pytest.fixture
+def make_shown(make_panel):
+    """make_panel, then the panel's first read of the run done (the gates' four heatmaps read
+    50,000 x 12 x 4 numbers: past ON_UI, that is the panel's worker's)."""
+
+    def make(cls, trace: Trace, **state):
+        view, panel = make_panel(cls, trace, **state)
+        assert panel.wait_for_work()
+        return view, panel
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def long_run() -> Trace:
     texts, gates, cells, hidden = run_lstm(T)
@@ -140,9 +153,9 @@ def test_the_pools_equal_a_plain_reference_at_every_length():
             np.testing.assert_allclose(retention.exact(unit, s, t), kept[s, unit], rtol=1e-9)
 
 
-def test_state_panel_at_50000_steps_shows_the_trace(make_panel, long_run):
+def test_state_panel_at_50000_steps_shows_the_trace(make_shown, long_run):
     trace = long_run
-    view, panel = make_panel(StatePanel, trace, cursor=T - 1, layer=1, unit=3)
+    view, panel = make_shown(StatePanel, trace, cursor=T - 1, layer=1, unit=3)
     b = bin_size(T)
     assert b == 64
     for key in ("cell", "hidden"):
@@ -167,17 +180,17 @@ def test_state_panel_at_50000_steps_shows_the_trace(make_panel, long_run):
     assert f"step {T - 1}" in panel.note.text()
 
 
-def test_gates_and_span_at_50000_steps(make_panel, long_run):
+def test_gates_and_span_at_50000_steps(make_shown, long_run):
     trace = long_run
     gates = trace.array("gates")
     b = bin_size(T)
-    _, panel = make_panel(GatesPanel, trace, cursor=T - 1, layer=0)
+    _, panel = make_shown(GatesPanel, trace, cursor=T - 1, layer=0)
     for index, heatmap in enumerate(panel.heatmaps):
         np.testing.assert_allclose(
             heatmap.data.T, pooled_reference(gates[:, 0, index], b), rtol=1e-5, atol=1e-6
         )
         assert heatmap.value_at(7, 40_000) == float(gates[40_000, 0, index, 7])
-    _, span = make_panel(SpanPanel, trace, cursor=T - 1, layer=1)
+    _, span = make_shown(SpanPanel, trace, cursor=T - 1, layer=1)
     f = gates[:, 1, 1]
     np.testing.assert_allclose(span.span, memory_length(f), rtol=1e-9)
     assert span.heatmap.bin_steps == b
@@ -192,9 +205,9 @@ def test_gates_and_span_at_50000_steps(make_panel, long_run):
         np.testing.assert_allclose(span.heatmap.value_at(11, s), exact, rtol=1e-9, atol=1e-300)
 
 
-def test_scrubbing_to_the_end_and_back(qtbot, make_panel, long_run, settle):
+def test_scrubbing_to_the_end_and_back(qtbot, make_shown, long_run, settle):
     trace = long_run
-    view, panel = make_panel(StatePanel, trace, cursor=T - 1, layer=0, unit=2)
+    view, panel = make_shown(StatePanel, trace, cursor=T - 1, layer=0, unit=2)
     cell = trace.array("cell")[:, 0]
     for cursor in (40, 5_000, T - 1, 1_023, 1_024, 31_000, T - 1, 0):
         view.update(cursor=cursor, follow=False)
@@ -363,7 +376,7 @@ def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypat
     """Opening a long run (or another layer) reads every f of the layer once: past SPAN_ON_UI
     numbers that is the panel's worker's; the UI thread returns at once, says what is being built,
     and draws what the worker built, the same as a pool built here in one go."""
-    import memviz.panels.lstm_span as lstm_span
+    import memviz.panels.pool_jobs as pool_jobs
 
     trace = long_run
 
@@ -371,7 +384,7 @@ def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypat
         pool = RetentionPool(lambda lo, hi: trace.array("gates")[lo:hi, layer, 1, :HIDDEN], HIDDEN)
         return pool.pooled(n)
 
-    monkeypatch.setattr(lstm_span, "SPAN_ON_UI", 1 << 12)  # 50,000 x 12 numbers: the worker's
+    monkeypatch.setitem(pool_jobs.ON_UI, "span", 1 << 12)  # 50,000 x 12 numbers: the worker's
     view = ViewModel(ViewState(cursor=T - 1, layer=1))
     panel = SpanPanel(view)
     qtbot.addWidget(panel)
@@ -380,7 +393,7 @@ def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypat
     panel.resize(900, 500)
     panel.show()
     panel.render(view.state)
-    assert panel.jobs.busy("pool")
+    assert panel.pool_jobs.jobs.busy("pools")
     assert "building layer 1's span over 50,000 steps" in panel.note.text()
     assert panel.heatmap.data.size == 0  # nothing drawn from a half-built pool
     panel.render(view.state)  # asked again while on its way: the same job
@@ -392,29 +405,60 @@ def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypat
     np.testing.assert_allclose(panel.span, memory_length(trace.array("gates")[:, 1, 1]), rtol=1e-9)
     # a scrub reads a few steps on the UI thread: no new job
     view.update(cursor=T - 500, follow=False)
-    assert not panel.jobs.busy("pool")
+    assert not panel.pool_jobs.jobs.busy("pools")
     np.testing.assert_array_equal(panel.span, direct(1, T - 499)[1])
     # another layer is another first read
     view.update(layer=0)
-    assert panel.jobs.busy("pool") and "building layer 0's span" in panel.note.text()
+    assert panel.pool_jobs.jobs.busy("pools") and "building layer 0's span" in panel.note.text()
     assert panel.wait_for_work()
     retention, span, _ = direct(0, T - 499)
     np.testing.assert_array_equal(panel.retention, retention)
     np.testing.assert_array_equal(panel.span, span)
 
 
-def test_sorting_by_variance_over_50000_steps(make_panel, long_run):
+def test_sorting_by_variance_over_50000_steps(make_shown, long_run):
     """The rows sorted by each unit's variance over steps 0..t (block sums, not a read of the whole
     run at every redraw) come in numpy's order, at the end, after a scrub and in the gates panel."""
     trace = long_run
-    view, panel = make_panel(StatePanel, trace, cursor=T - 1, layer=1)
+    view, panel = make_shown(StatePanel, trace, cursor=T - 1, layer=1)
     panel.units.set_sort("variance of c")
     cell = trace.array("cell")[:, 1].astype(np.float64)
     for t in (T - 1, 31_337, 1_023, 0):
         view.update(cursor=t, follow=False)
         want = np.argsort(cell[: t + 1].var(axis=0), kind="stable")
         np.testing.assert_array_equal(panel.units.order, want)
-    _, gates_panel = make_panel(GatesPanel, trace, cursor=T - 1, layer=0)
+    _, gates_panel = make_shown(GatesPanel, trace, cursor=T - 1, layer=0)
     gates_panel.units.set_sort("variance of f")
     f = trace.array("gates")[:, 0, 1].astype(np.float64)
     np.testing.assert_array_equal(gates_panel.units.order, np.argsort(f.var(axis=0), kind="stable"))
+
+
+def test_a_long_first_read_of_the_gates_and_states_is_the_workers(qtbot, long_run, monkeypatch):
+    """The gates' and the states' heatmaps past ON_UI["sums"] numbers: built on the panel's worker,
+    the note says so meanwhile, and then the same pictures as pooling the trace here."""
+    import memviz.panels.pool_jobs as pool_jobs
+
+    trace = long_run
+    monkeypatch.setitem(pool_jobs.ON_UI, "sums", 1 << 12)
+    b = bin_size(T)
+    for cls, word in ((GatesPanel, "gates"), (StatePanel, "states")):
+        view = ViewModel(ViewState(cursor=T - 1, layer=1))
+        panel = cls(view)
+        qtbot.addWidget(panel)
+        panel.set_trace(trace)
+        view.changed.connect(panel.render)
+        panel.resize(900, 500)
+        panel.show()
+        panel.render(view.state)
+        assert panel.pool_jobs.jobs.busy("pools")
+        assert f"building layer 1's {word} over 50,000 steps" in panel.note.text()
+        assert panel.wait_for_work()
+        assert "building" not in panel.note.text()
+        if cls is GatesPanel:
+            for index, heatmap in enumerate(panel.heatmaps):
+                want = pooled_reference(trace.array("gates")[:, 1, index], b)
+                np.testing.assert_allclose(heatmap.data.T, want, rtol=1e-5, atol=1e-6)
+        else:
+            for key, heatmap in panel.heatmaps.items():
+                want = pooled_reference(trace.array(key)[:, 1], b)
+                np.testing.assert_allclose(heatmap.data.T, want, rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ from memviz.panels.heatmap import GraphicsPanel, Heatmap, clamp, show_token, tok
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.pool_jobs import PoolJobs
 from memviz.panels.prefix_moments import PrefixMoments
 from memviz.panels.recurrent_info import GATES, LSTM_GATES, Gate, cell_of, gates_of, layer_size
 from memviz.panels.scales import ColourScale
@@ -65,6 +66,7 @@ class GatesPanel(GraphicsPanel):
         self.step = -1
         self.pools: dict[tuple[int, int, int], StepPool] = {}  # (layer, gate, units): pooled overviews
         self.moments: dict[tuple[int, int], PrefixMoments] = {}  # (layer, units): the sort's variances
+        self.pool_jobs = PoolJobs(self, lambda: self.render(self.view.state))
         self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
         self._shown = (-1, -1, 0)  # layer, complete bins and bin size on screen
         self.apply_theme(view.state)
@@ -141,16 +143,17 @@ class GatesPanel(GraphicsPanel):
     def _kept_now(self, layer: int, t: int) -> np.ndarray:
         return self.trace.array("gates")[t, layer, 1, : self.size]
 
-    def _pool(self, layer: int, gate: int, units: int) -> StepPool:
-        pool = self.pools.get((layer, gate, units))
-        if pool is None:
-            trace = self.trace
+    def _new_pool(self, layer: int, gate: int, units: int) -> StepPool:
+        trace = self.trace
 
-            def read(lo: int, hi: int) -> np.ndarray:
-                return trace.array("gates")[lo:hi, layer, gate, :units]
+        def read(lo: int, hi: int) -> np.ndarray:
+            return trace.array("gates")[lo:hi, layer, gate, :units]
 
-            pool = self.pools[(layer, gate, units)] = StepPool(read, units)
-        return pool
+        return StepPool(read, units)
+
+    def wait_for_work(self, msecs: int = 30000) -> bool:
+        """Block until the worker is idle and what it built is drawn (tests, benchmarks)."""
+        return self.pool_jobs.wait(msecs)
 
     def _readout(self, gate: int):
         def line(row: int, col: int, value: float) -> str:
@@ -181,6 +184,7 @@ class GatesPanel(GraphicsPanel):
         return []
 
     def set_trace(self, trace: Trace | None) -> None:
+        self.pool_jobs.reset(trace)
         self._configure(trace)
         super().set_trace(trace)
         tokens = live_labels(trace)
@@ -208,14 +212,22 @@ class GatesPanel(GraphicsPanel):
             self.moments.clear()
             self._shown = (-1, -1, 0)
         self._pooled_steps = len(trace)
+        n = t + 1
+        wanted = {
+            (layer, index, size): (lambda index=index: self._new_pool(layer, index, size), size)
+            for index in range(len(self.heatmaps))
+        }
+        what = f"building layer {layer}'s gates over {n:,} steps\u2026"
+        if not self.pool_jobs.ready(self.pools, wanted, n, what):
+            self.note.setText(what)
+            return  # the pictures shown stay until the worker delivers
         reordered = self.units.update(layer, t, size)
         unit = clamp(state.unit, size)
-        n = t + 1
         full = b = 0
         for index, heatmap in enumerate(self.heatmaps):
             # the whole run 0..t, a column per bin of b steps (b = 1 up to CAP steps): complete bins
             # never change, so with the same layer, bin size and row order only the others are coloured
-            pooled, b = self._pool(layer, index, size).pooled(n)
+            pooled, b = self.pools[(layer, index, size)].pooled(n)
             full = n // b
             same = self._shown[0] == layer and self._shown[2] == b and not reordered
             keep = (size, min(self._shown[1], full)) if same else None

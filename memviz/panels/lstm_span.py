@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.trace import Trace
 from memviz.core.view import ViewState
-from memviz.panels.attention_jobs import LatestJobs
 from memviz.panels.heatmap import (
     GraphicsPanel,
     clamp,
@@ -29,6 +27,7 @@ from memviz.panels.heatmap import (
 )
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.pool_jobs import PoolJobs
 from memviz.panels.recurrent_info import cell_of, layer_size
 from memviz.panels.step_heatmap import StepHeatmap
 from memviz.panels.step_pool import RetentionPool
@@ -49,10 +48,6 @@ EXPLAIN_GRU = (
     "update gates z from s+1 to t (1 at s = t; h = (1 - z) n + z h). Bottom: each unit's effective memory "
     "length, the sum of that row, in steps (a unit with a constant update gate z keeps about 1/(1-z) steps)."
 )
-# f values (steps x units) a render may read on the UI thread; a longer first read (opening a long
-# run, another layer: about 0.8 s at 50,000 steps x 256 units) is the worker's, the picture shown
-# stays until it is done
-SPAN_ON_UI = 1 << 21
 TITLES = {"lstm": "retention: prod f from s+1 to now", "gru": "working-memory span, running product of z"}
 
 
@@ -113,15 +108,8 @@ class SpanPanel(GraphicsPanel):
         self.layer = self.unit = 0
         self.step = -1
         self.cell = "lstm"
-        self.waiting = ""  # what the worker is building, while it does
-        self.jobs = LatestJobs(self)
-        self.jobs.done.connect(self._job_done)
+        self.pool_jobs = PoolJobs(self, lambda: self.render(self.view.state))
         self.apply_theme(view.state)
-
-    @property
-    def synchronous(self) -> bool:
-        """An offscreen figure cannot wait for a worker: it builds what it shows before it paints."""
-        return self.testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
 
     def _new_pool(self, layer: int, units: int) -> RetentionPool:
         trace = self.trace
@@ -131,50 +119,9 @@ class SpanPanel(GraphicsPanel):
 
         return RetentionPool(read_f, units)
 
-    def _pool(self, layer: int, units: int) -> RetentionPool:
-        pool = self.pools.get((layer, units))
-        if pool is None:
-            pool = self.pools[(layer, units)] = self._new_pool(layer, units)
-        return pool
-
-    def _ask_pool(self, key: tuple[int, int], n: int) -> None:
-        """Build the layer's pool up to n steps on the worker (a fresh pool: the UI thread keeps
-        using its own meanwhile); a request for another layer or a longer run replaces it."""
-        asked = getattr(self, "_asked", None)
-        if self.jobs.busy("pool") and asked == (self.trace, key):
-            return  # on its way (the steps a live run adds meanwhile are few: read when it is here)
-        self._asked = (self.trace, key)
-        trace, pool = self.trace, self._new_pool(*key)
-
-        def work(cancelled):
-            pool.pooled(n)  # the levels it needs, read once
-            return trace, key, pool
-
-        self.waiting = f"building layer {key[0]}'s span over {n:,} steps\u2026"
-        self.note.setText(self.waiting)
-        self.jobs.submit("pool", work)
-
-    def _job_done(self, _kind: str, result: object) -> None:
-        if isinstance(result, Exception):
-            self.waiting = ""
-            self.note.setText(f"could not build the span: {result}".splitlines()[0])
-            return
-        trace, key, pool = result
-        if trace is not self.trace:
-            return
-        held = self.pools.get(key)
-        if held is None or held.missing(len(trace)) > pool.missing(len(trace)):
-            self.pools[key] = pool
-        self.waiting = ""
-        self.render(self.view.state)
-
     def wait_for_work(self, msecs: int = 30000) -> bool:
-        """Block until the worker is idle and its result is drawn (tests, benchmarks)."""
-        from PySide6.QtWidgets import QApplication
-
-        done = self.jobs.wait(msecs)
-        QApplication.processEvents()
-        return done
+        """Block until the worker is idle and what it built is drawn (tests, benchmarks)."""
+        return self.pool_jobs.wait(msecs)
 
     def _exact(self, row: int, col: int) -> float:
         """R_t[unit, s] at the cursor t for the step s under the mouse (a column may be a bin's mean)."""
@@ -205,8 +152,7 @@ class SpanPanel(GraphicsPanel):
             self.view.update(unit=unit)
 
     def set_trace(self, trace: Trace | None) -> None:
-        self.jobs.cancel()
-        self.waiting = ""
+        self.pool_jobs.reset(trace)
         super().set_trace(trace)
         self.cell = cell_of(trace)
         self.setToolTip(EXPLAIN_GRU if self.cell == "gru" else EXPLAIN)
@@ -233,11 +179,13 @@ class SpanPanel(GraphicsPanel):
         if len(trace) < self._pooled_steps:  # a shorter trace: another run
             self.pools.clear()
         self._pooled_steps = len(trace)
-        pool = self._pool(layer, size)
-        if pool.missing(t + 1) * size > SPAN_ON_UI and not self.synchronous:
-            self._ask_pool((layer, size), t + 1)
-            return
-        self.waiting = ""
+        key = (layer, size)
+        wanted = {key: (lambda: self._new_pool(layer, size), size)}
+        what = f"building layer {layer}'s span over {t + 1:,} steps\u2026"
+        if not self.pool_jobs.ready(self.pools, wanted, t + 1, what, work="span"):
+            self.note.setText(what)
+            return  # the picture shown stays until the worker delivers
+        pool = self.pools[key]
         # every column of R_t changes at every step: the overview is computed from the pool's bins
         # (one multiplication a bin), the memory lengths exactly from the same bins
         self.retention, self.span, b = pool.pooled(t + 1)

@@ -30,6 +30,7 @@ from memviz.panels.heatmap import (
 from memviz.panels.hover import HoverReadout, heatmap_source
 from memviz.panels.intervention_targets import unit_targets
 from memviz.panels.outline import use_contrast_outline
+from memviz.panels.pool_jobs import PoolJobs
 from memviz.panels.prefix_moments import PrefixMoments
 from memviz.panels.recurrent_info import cell_of, layer_size
 from memviz.panels.step_heatmap import StepHeatmap
@@ -159,6 +160,7 @@ class StatePanel(GraphicsPanel):
         # the heatmaps' pooled overviews (key, layer, units) and the line's envelopes (key, layer, unit)
         self.pools: dict[tuple[str, int, int], StepPool] = {}
         self.moments: dict[tuple[str, int, int], PrefixMoments] = {}  # (key, layer, units): the sort's
+        self.pool_jobs = PoolJobs(self, lambda: self.render(self.view.state))
         self.envelopes: dict[tuple[str, int, int], StepPool] = {}
         self._pooled_steps = 0  # the longest trace the pools have seen (a shorter one: a new run)
         self.layer = self.unit = self.size = 0
@@ -216,16 +218,17 @@ class StatePanel(GraphicsPanel):
 
         return value
 
-    def _pool(self, key: str, layer: int, units: int) -> StepPool:
-        pool = self.pools.get((key, layer, units))
-        if pool is None:
-            trace = self.trace
+    def _new_pool(self, key: str, layer: int, units: int) -> StepPool:
+        trace = self.trace
 
-            def read(lo: int, hi: int) -> np.ndarray:
-                return trace.array(key)[lo:hi, layer, :units]
+        def read(lo: int, hi: int) -> np.ndarray:
+            return trace.array(key)[lo:hi, layer, :units]
 
-            pool = self.pools[(key, layer, units)] = StepPool(read, units)
-        return pool
+        return StepPool(read, units)
+
+    def wait_for_work(self, msecs: int = 30000) -> bool:
+        """Block until the worker is idle and what it built is drawn (tests, benchmarks)."""
+        return self.pool_jobs.wait(msecs)
 
     def _line(self, key: str, layer: int, unit: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The unit's values over steps 0..n-1: as they are up to CAP steps, else each bin's min and
@@ -282,6 +285,7 @@ class StatePanel(GraphicsPanel):
         return []
 
     def set_trace(self, trace: Trace | None) -> None:
+        self.pool_jobs.reset(trace)
         self._configure(trace)
         super().set_trace(trace)
         tokens = live_labels(trace)
@@ -319,6 +323,14 @@ class StatePanel(GraphicsPanel):
         self.sync_spin("layer", layer, layers - 1)
         self.sync_spin("unit", unit, units - 1)
         n = t + 1
+        wanted = {
+            (key, layer, units): (lambda key=key: self._new_pool(key, layer, units), units)
+            for key in self.heatmaps
+        }
+        what = f"building layer {layer}'s states over {n:,} steps\u2026"
+        if not self.pool_jobs.ready(self.pools, wanted, n, what):
+            self.note.setText(what)
+            return  # the pictures shown stay until the worker delivers
         reordered = self.units.update(layer, t, units)
         full = 0
         for key, heatmap in self.heatmaps.items():
@@ -327,7 +339,7 @@ class StatePanel(GraphicsPanel):
                 level = min(level, 1.0)
             # the whole run 0..t, a column per bin of b steps (b = 1 up to CAP steps): complete bins
             # never change, so with the same layer, bin size and rows only the others are coloured
-            pooled, b = self._pool(key, layer, units).pooled(n)
+            pooled, b = self.pools[(key, layer, units)].pooled(n)
             full = n // b
             same = self._shown[0] == layer and self._shown[2] == b and not reordered
             keep = (units, min(self._shown[1], full)) if same else None

@@ -91,6 +91,11 @@ class StepPool:
                 level[stat][i:need] = self.REDUCE[stat](x, axis=1)
         self.done[k] = need
 
+    def prepare(self, n: int) -> None:
+        """The complete bins `pooled(n)` reads (the long part of a first read; a worker may do it)."""
+        b = bin_size(n, self.cap)
+        self._extend(b.bit_length() - 1, n // b)
+
     def pooled(self, n: int, stat: str = "sum") -> tuple[np.ndarray, int]:
         """(values [ceil(n / b), rows], b): steps 0..n-1 in bins of b = bin_size(n) steps, the last
         partial. stat "sum" gives the bins' means. The array is the pool's own, written again by
@@ -143,11 +148,6 @@ class RetentionPool:
     def nbytes(self) -> int:
         return sum(a.nbytes for level in self.levels.values() for a in level)
 
-    def missing(self, n: int) -> int:
-        """About how many steps' f `pooled(n)` would read: those past what some level holds."""
-        covered = max((bins << k for k, bins in self.done.items()), default=0)
-        return max(n - covered, 0)
-
     def _level(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         level = self.levels.get(k)
         if level is None:
@@ -189,6 +189,11 @@ class RetentionPool:
         """S at steps full*b .. n-1 (the partial bin), [n - full*b, rows]."""
         b = 1 << k
         return self._s_before(k, full) + np.cumsum(log_kept(self.read_f(full * b, n)), axis=0)
+
+    def prepare(self, n: int) -> None:
+        """The complete bins `pooled(n)` reads (the long part of a first read; a worker may do it)."""
+        b = bin_size(n, self.cap)
+        self._extend(b.bit_length() - 1, n // b)
 
     def pooled(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(means [rows, cols], memory length [rows], b) at t = n - 1: R_t over bins of b steps of
