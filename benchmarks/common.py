@@ -116,7 +116,9 @@ class KeyDistribution:
 
 def wait_for_workers(app, window, since: float, limit_s: float = 60.0) -> float:
     """Seconds from `since` until the panels' background jobs are idle and delivered."""
-    jobs = [getattr(panel, "jobs", None) for panel in window.panels.values()]
+    jobs = []
+    for panel in window.panels.values():  # a panel's own jobs, its pools' (the recurrent panels)
+        jobs += [getattr(panel, "jobs", None), getattr(getattr(panel, "pool_jobs", None), "jobs", None)]
     jobs = [j for j in jobs if j is not None]
     perf = time.perf_counter
     while perf() - since < limit_s:
