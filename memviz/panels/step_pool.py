@@ -144,6 +144,9 @@ class RetentionPool:
         self.cap = cap
         self.levels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # k -> E, Q, K [cap, rows]
         self.done: dict[int, int] = {}
+        # (n, [rows, cap + 1]): the last R_t handed out one step a column, which the next step's
+        # multiplies (its columns are written again by the next call)
+        self._shown_retention: tuple[int, np.ndarray | None] = (0, None)
 
     def nbytes(self) -> int:
         return sum(a.nbytes for level in self.levels.values() for a in level)
@@ -208,17 +211,35 @@ class RetentionPool:
         span = rest.sum(axis=1)
         if full:
             span += np.exp(s_t - E[full - 1]) * K[full - 1]
-        exponent = s_t[:, None] - E[:full].T
         if b == 1:  # one step a column: R_t itself, in float64
-            means = np.empty((self.rows, n))
-            np.exp(exponent, out=means[:, :full])
-        else:  # float32 exponentials, six times as fast: what a bin's colour needs
-            means = np.empty((self.rows, -(-n // b)), np.float32)
-            np.exp(exponent.astype(np.float32), out=means[:, :full])
-            means[:, :full] *= Q[:full].T / b
+            return self._retention(n, s_t, E), span, b
+        exponent = s_t[:, None] - E[:full].T
+        # float32 exponentials, six times as fast: what a bin's colour needs
+        means = np.empty((self.rows, -(-n // b)), np.float32)
+        np.exp(exponent.astype(np.float32), out=means[:, :full])
+        means[:, :full] *= Q[:full].T / b
         if len(partial):
             means[:, full] = rest.mean(axis=1)
         return means, span, b
+
+    def _retention(self, n: int, s_t: np.ndarray, E: np.ndarray) -> np.ndarray:
+        """R_t [rows, n] at t = n - 1, one step a column (n <= cap), float64. The step after the
+        last one asked for multiplies the kept columns by its f and adds a column of ones (R_t[u,
+        s] = R_{t-1}[u, s] f_t[u]): rows x n multiplications instead of as many exponentials (about
+        a tenth of the time; 512 x 1,024 exponentials cost 6-15 ms). Any other move: exp(S_t - S_s)."""
+        shown, buffer = self._shown_retention
+        if buffer is not None and shown == n:  # drawn again at the same step
+            return buffer[:, :n]
+        if buffer is not None and shown == n - 1 and n > 1 and buffer.shape[1] >= n:
+            f = np.clip(np.asarray(self.read_f(n - 1, n), dtype=np.float64)[0], 1e-300, 1.0)
+            buffer[:, : n - 1] *= f[:, None]
+            buffer[:, n - 1] = 1.0
+        else:
+            if buffer is None or buffer.shape[1] < n:
+                buffer = np.empty((self.rows, self.cap + 1))
+            np.exp(s_t[:, None] - E[:n].T, out=buffer[:, :n])
+        self._shown_retention = (n, buffer)
+        return buffer[:, :n]
 
     def exact(self, unit: int, s: int, t: int) -> float:
         """R_t[unit, s] = prod_{r=s+1..t} f_r[unit], from the bins' S and at most two bins of f."""
