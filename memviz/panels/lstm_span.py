@@ -48,6 +48,8 @@ EXPLAIN_GRU = (
     "update gates z from s+1 to t (1 at s = t; h = (1 - z) n + z h). Bottom: each unit's effective memory "
     "length, the sum of that row, in steps (a unit with a constant update gate z keeps about 1/(1-z) steps)."
 )
+BAR_WIDTH = 0.8  # a unit's bar, with a gap to the next
+TOUCHING_BARS = 64  # more units than this: the bars touch (see render)
 TITLES = {"lstm": "retention: prod f from s+1 to now", "gru": "working-memory span, running product of z"}
 
 
@@ -196,8 +198,11 @@ class SpanPanel(GraphicsPanel):
         self.heatmap.plot.getAxis("bottom").grew(t + 1)
         self.units.show_rows(unit)
         units = np.arange(len(self.span))
-        self.bars.setOpts(x=units, height=self.span)
-        self.selected_bar.setOpts(x=[unit], height=[self.span[unit]])
+        # bars narrower than a pixel or two alias: whole runs of units vanish where their rects miss
+        # the pixel centres (256 units in a 250-pixel dock). Touching bars tile the row instead
+        width = BAR_WIDTH if len(units) <= TOUCHING_BARS else 1.0
+        self.bars.setOpts(x=units, height=self.span, width=width)
+        self.selected_bar.setOpts(x=[unit], height=[self.span[unit]], width=width)
         self.note.setText(
             f"layer {layer}  step {token_label(live_labels(trace), t)}  unit {unit}: {self.span[unit]:.2f} steps"
         )
