@@ -119,3 +119,34 @@ def test_kept_lines_follow_new_tokens_width_and_theme(qtbot):
     strip._painted_lines = set()
     assert np.abs(strip_image(strip_view).astype(int) - talk).max() <= 2
     assert not np.array_equal(talk, narrow)
+
+
+def legend_image(view: TokenStripView) -> np.ndarray:
+    image = view.legend.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    data = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
+    return data.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 4].copy()
+
+
+def test_the_legends_colour_scale_is_drawn_once_and_follows_the_theme(qtbot):
+    """The legend's colour scale is kept as a pixmap: what it shows after a theme change (and a
+    signal change) is what a legend drawn for the first time in that look shows."""
+    trace = lstm_trace(120)
+    strip_view, view = make_strip(qtbot, trace)
+    dark = legend_image(strip_view)
+    assert strip_view.legend._bar[0] is not None
+    view.update(theme="talk")
+    strip_view.render(view.state)
+    talk = legend_image(strip_view)
+    fresh, _ = make_strip(qtbot, trace, theme="talk")
+    fresh.resize(strip_view.size())
+    fresh.render(view.state)
+    assert np.array_equal(legend_image(fresh), talk)
+    assert not np.array_equal(dark, talk)
+    view.update(signal="cell")  # another signal: its own scale
+    strip_view.render(view.state)
+    cell = legend_image(strip_view)
+    other, other_view = make_strip(qtbot, trace, theme="talk")
+    other_view.update(signal="cell")
+    other.resize(strip_view.size())
+    other.render(other_view.state)
+    assert np.array_equal(legend_image(other), cell)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from memviz.core.view import ViewState
@@ -26,6 +26,7 @@ class TokenLegend(QWidget):
         self.label = ""
         self.scale: tuple[float, float] | None = None
         self.swatches: list[tuple[str, QColor]] = []  # several labels' colours (the prediction tint)
+        self._bar: tuple[tuple | None, QPixmap | None] = (None, None)  # (look, the colour scale drawn)
 
     def describe(self, state: ViewState, values: np.ndarray) -> bool:
         """Take the signal and its values; True when the legend changed."""
@@ -64,6 +65,27 @@ class TokenLegend(QWidget):
             return (-1.0, 1.0) if self.strip.label_count() == 1 else (0.0, 1.0)
         return (-1.0, 1.0) if kind == "diverging" else (0.0, 1.0)
 
+    def _bar_pixmap(self, width: int, height: int) -> QPixmap:
+        """The colour scale: one column a tint strength from one end to the other, in the strip's
+        own tint colours over the panel's background. Drawn once per look (120 fills cost a
+        millisecond or two at every paint, and a scrub repaints the legend)."""
+        theme = self.strip.state.theme_obj
+        low, high = self.ends()
+        ratio = self.devicePixelRatioF()
+        key = (width, height, ratio, low, high, theme.name, theme.panel_background, self.strip.state.signal)
+        if self._bar[0] == key:
+            return self._bar[1]
+        pixmap = QPixmap(round(width * ratio), round(height * ratio))
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(QColor(theme.panel_background))
+        painter = QPainter(pixmap)
+        for k in range(width):
+            strength = low + (high - low) * k / max(width - 1, 1)
+            painter.fillRect(QRect(k, 0, 1, height), self.strip._tint(strength))
+        painter.end()
+        self._bar = (key, pixmap)
+        return pixmap
+
     def end_texts(self) -> tuple[str, str]:
         if self.scale is None:
             return "", ""
@@ -94,10 +116,7 @@ class TokenLegend(QWidget):
         painter.drawText(x, baseline, lo_text)
         x += metrics.horizontalAdvance(lo_text) + 4
         bar = QRect(x, middle - 5, self.BAR_WIDTH, 10)
-        low, high = self.ends()
-        for k in range(bar.width()):
-            strength = low + (high - low) * k / max(bar.width() - 1, 1)
-            painter.fillRect(QRect(bar.left() + k, bar.top(), 1, bar.height()), self.strip._tint(strength))
+        painter.drawPixmap(bar.topLeft(), self._bar_pixmap(bar.width(), bar.height()))
         painter.setPen(QColor(theme.foreground))
         painter.setBrush(Qt.NoBrush)
         painter.drawRect(bar.adjusted(0, 0, -1, -1))
