@@ -462,3 +462,29 @@ def test_a_long_first_read_of_the_gates_and_states_is_the_workers(qtbot, long_ru
             for key, heatmap in panel.heatmaps.items():
                 want = pooled_reference(trace.array(key)[:, 1], b)
                 np.testing.assert_allclose(heatmap.data.T, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_build_is_one_line_in_the_note(qtbot, long_run, monkeypatch):
+    """The worker's build fails (the run's files gone, a full disk): the panel says so in one line
+    and keeps its picture; the next render asks again."""
+    import memviz.panels.pool_jobs as pool_jobs
+    from memviz.panels import step_pool
+
+    monkeypatch.setitem(pool_jobs.ON_UI, "sums", 1 << 12)
+
+    def broken(self, n):
+        raise OSError("No space left on device\nmore")
+
+    monkeypatch.setattr(step_pool.StepPool, "prepare", broken)
+    view = ViewModel(ViewState(cursor=T - 1, layer=0))
+    panel = GatesPanel(view)
+    qtbot.addWidget(panel)
+    panel.set_trace(long_run)
+    panel.resize(900, 500)
+    panel.show()
+    panel.render(view.state)
+    assert panel.wait_for_work()
+    assert panel.note.text() == "could not build the overview: No space left on device"
+    panel.render(view.state)
+    assert panel.pool_jobs.jobs.busy("pools")  # asked again
+    assert panel.wait_for_work()

@@ -93,8 +93,11 @@ class PoolJobs:
     def _done(self, _kind: str, result: object) -> None:
         if result is None:
             return
-        if isinstance(result, Exception):
+        if isinstance(result, Exception):  # said in the panel's note; asked again at the next render
             self.waiting = f"could not build the overview: {result}".splitlines()[0]
+            note = getattr(self.panel, "note", None)
+            if note is not None:
+                note.setText(self.waiting)
             return
         trace, fresh = result
         if trace is not self.trace or self._pools is None:
