@@ -287,8 +287,11 @@ class Trace:
         if isinstance(store, QKStore):  # a loaded trace: what it holds first
             for target, source in ((queries, store.queries), (keys, store.keys)):
                 target.extend(source.view()[: len(self)])
-        context = self.model.get("context_size")
-        self._attention = QKStore(self._layout, queries, keys, capacity=int(context) if context else None)
+        context = self.model.get("context_size")  # the window a live run reaches (None: unknown)
+        capacity = (
+            context if isinstance(context, int) and not isinstance(context, bool) and context > 0 else None
+        )
+        self._attention = QKStore(self._layout, queries, keys, capacity=capacity)
         return self._attention
 
     # -- windows that slide (memviz.core.sliding) ---------------------------------------------
