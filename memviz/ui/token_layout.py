@@ -286,14 +286,18 @@ class StripLayout:
             return None
         return i if self._rects[i].contains(pos) else None
 
-    def _line_range(self, top: int, bottom: int) -> range:
-        """The tokens of the lines that cross y = top..bottom."""
+    def _lines_crossing(self, top: int, bottom: int) -> range:
+        """The lines that cross y = top..bottom."""
         self._layout_state()
-        lines = len(self._firsts)
-        if not self._laid or not lines:
-            return range(0)
+        lines = len(self._firsts) if self._laid else 0
         lo = max(0, (top - self.MARGIN) // self._line_height)
         hi = min(lines, (bottom - self.MARGIN) // self._line_height + 1)
-        if lo >= hi:
+        return range(lo, max(lo, hi))
+
+    def _line_range(self, top: int, bottom: int) -> range:
+        """The tokens of the lines that cross y = top..bottom."""
+        crossed = self._lines_crossing(top, bottom)
+        if not crossed:
             return range(0)
-        return range(self._firsts[lo], self._firsts[hi] if hi < lines else self._laid)
+        lo, hi = crossed.start, crossed.stop
+        return range(self._firsts[lo], self._firsts[hi] if hi < len(self._firsts) else self._laid)

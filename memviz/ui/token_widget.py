@@ -200,7 +200,7 @@ class TokenStrip(QWidget, StripLayout):
         if font != self._texts.font:
             self._texts.set_font(font)
         painted = set()
-        for line in self._lines_between(exposed.top(), exposed.bottom()):
+        for line in self._lines_crossing(exposed.top(), exposed.bottom()):
             key = self._line_key(line, font)
             painted.add(key)
             top = self.MARGIN + line * self._line_height
@@ -258,12 +258,6 @@ class TokenStrip(QWidget, StripLayout):
         values = strengths[at].tolist()
         for i, x, w, top, s in zip(index.tolist(), xs, ws, tops, values, strict=True):
             painter.fillRect(x, top, w, height, self._tint(s, self._class_of(i)))
-
-    def _lines_between(self, top: int, bottom: int) -> range:
-        lines = len(self._firsts)
-        lo = max(0, (top - self.MARGIN) // self._line_height)
-        hi = min(lines, (bottom - self.MARGIN) // self._line_height + 1)
-        return range(lo, max(lo, hi))
 
     def _line_key(self, line: int, font: QFont) -> tuple:
         """What a line's texts depend on: its tokens, the width, the theme's colours, the font."""
