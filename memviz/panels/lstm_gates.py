@@ -219,7 +219,6 @@ class GatesPanel(GraphicsPanel):
         }
         what = f"building layer {layer}'s gates over {n:,} steps\u2026"
         if not self.pool_jobs.ready(self.pools, wanted, n, what):
-            self.note.setText(what)
             return  # the pictures shown stay until the worker delivers
         reordered = self.units.update(layer, t, size)
         unit = clamp(state.unit, size)

@@ -185,7 +185,6 @@ class SpanPanel(GraphicsPanel):
         wanted = {key: (lambda: self._new_pool(layer, size), size)}
         what = f"building layer {layer}'s span over {t + 1:,} steps\u2026"
         if not self.pool_jobs.ready(self.pools, wanted, t + 1, what, work="span"):
-            self.note.setText(what)
             return  # the picture shown stays until the worker delivers
         pool = self.pools[key]
         # every column of R_t changes at every step: the overview is computed from the pool's bins

@@ -329,7 +329,6 @@ class StatePanel(GraphicsPanel):
         }
         what = f"building layer {layer}'s states over {n:,} steps\u2026"
         if not self.pool_jobs.ready(self.pools, wanted, n, what):
-            self.note.setText(what)
             return  # the pictures shown stay until the worker delivers
         reordered = self.units.update(layer, t, units)
         full = 0

@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from memviz.panels.attention_jobs import LatestJobs
+from memviz.panels.step_pool import LevelPool
 
 # numbers (steps x units) a render may read on the UI thread to extend its pools, by what is done with
 # each: the span's log, running sum and exponentials cost about 60 ns a number (2^21: 0.13 s), the
@@ -26,13 +27,9 @@ from memviz.panels.attention_jobs import LatestJobs
 ON_UI = {"span": 1 << 21, "sums": 1 << 23}
 
 
-def missing(pool, n: int) -> int:
-    """About how many steps `pool` (StepPool, RetentionPool or None) lacks for n steps: those past
-    what its most complete level holds."""
-    if pool is None:
-        return n
-    covered = max((bins << k for k, bins in pool.done.items()), default=0)
-    return max(n - covered, 0)
+def missing(pool: LevelPool | None, n: int) -> int:
+    """How many steps `pool` (None: not made yet) lacks for n steps (LevelPool.missing)."""
+    return n if pool is None else pool.missing(n)
 
 
 class PoolJobs:
@@ -56,14 +53,14 @@ class PoolJobs:
     def ready(
         self,
         pools: dict,
-        wanted: dict[Hashable, tuple[Callable[[], object], int]],
+        wanted: dict[Hashable, tuple[Callable[[], LevelPool], int]],
         n: int,
         what: str,
         work: str = "sums",
     ) -> bool:
         """wanted: key -> (make a fresh pool, its rows). True: `pools` holds them all and they serve
-        n steps with a short read (ON_UI[work] numbers); False: the worker builds them (the note
-        says `what`)."""
+        n steps with a short read (ON_UI[work] numbers); False: the worker builds them, and the
+        panel's note says `what`."""
         short = {key: missing(pools.get(key), n) * rows for key, (_, rows) in wanted.items()}
         synchronous = self.panel.testAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
         if sum(short.values()) <= ON_UI[work] or synchronous:
@@ -72,6 +69,7 @@ class PoolJobs:
                     pools[key] = make()
             self.waiting = ""
             return True
+        self._say(what)
         asked = (self.trace, tuple(wanted))
         if self.jobs.busy("pools") and self._asked == asked:
             return False  # on its way
@@ -86,18 +84,21 @@ class PoolJobs:
                 pool.prepare(n)
             return trace, fresh
 
-        self.waiting = what
         self.jobs.submit("pools", work)
         return False
+
+    def _say(self, text: str) -> None:
+        """What the worker is doing (or why it failed), in the panel's note."""
+        self.waiting = text
+        note = getattr(self.panel, "note", None)
+        if note is not None:
+            note.setText(text)
 
     def _done(self, _kind: str, result: object) -> None:
         if result is None:
             return
         if isinstance(result, Exception):  # said in the panel's note; asked again at the next render
-            self.waiting = f"could not build the overview: {result}".splitlines()[0]
-            note = getattr(self.panel, "note", None)
-            if note is not None:
-                note.setText(self.waiting)
+            self._say(f"could not build the overview: {result}".splitlines()[0])
             return
         trace, fresh = result
         if trace is not self.trace or self._pools is None:

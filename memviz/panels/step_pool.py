@@ -44,7 +44,29 @@ def reference_pool(x: np.ndarray, b: int, stat: str = "mean") -> np.ndarray:
     return np.stack([reduce(part, axis=0) for part in parts]) if parts else np.zeros((0,) + x.shape[1:])
 
 
-class StepPool:
+class LevelPool:
+    """What StepPool and RetentionPool share: levels k of complete bins of 2**k steps (`done[k]`
+    bins each), built by the subclass' `_extend(k, need)`."""
+
+    cap: int
+    done: dict[int, int]
+
+    def _extend(self, k: int, need: int) -> None:
+        raise NotImplementedError
+
+    def prepare(self, n: int) -> None:
+        """The complete bins `pooled(n)` reads (the long part of a first read; a worker may do it)."""
+        b = bin_size(n, self.cap)
+        self._extend(b.bit_length() - 1, n // b)
+
+    def missing(self, n: int) -> int:
+        """About how many steps `pooled(n)` would still read: those past what the most complete
+        level holds."""
+        covered = max((bins << k for k, bins in self.done.items()), default=0)
+        return max(n - covered, 0)
+
+
+class StepPool(LevelPool):
     """Mean, min or max of x[t, rows] over bins of 2**k steps, level by level (see the module)."""
 
     MERGE = {"sum": np.add, "min": np.minimum, "max": np.maximum}
@@ -91,11 +113,6 @@ class StepPool:
                 level[stat][i:need] = self.REDUCE[stat](x, axis=1)
         self.done[k] = need
 
-    def prepare(self, n: int) -> None:
-        """The complete bins `pooled(n)` reads (the long part of a first read; a worker may do it)."""
-        b = bin_size(n, self.cap)
-        self._extend(b.bit_length() - 1, n // b)
-
     def pooled(self, n: int, stat: str = "sum") -> tuple[np.ndarray, int]:
         """(values [ceil(n / b), rows], b): steps 0..n-1 in bins of b = bin_size(n) steps, the last
         partial. stat "sum" gives the bins' means. The array is the pool's own, written again by
@@ -125,7 +142,7 @@ def log_kept(f: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(f, dtype=np.float64), 1e-300, 1.0))
 
 
-class RetentionPool:
+class RetentionPool(LevelPool):
     """The span panel's retention R_t[u, s] = prod_{r=s+1..t} f_r[u], pooled over bins of s.
 
     With S_s = sum_{r<=s} log f_r (non-increasing), R_t[u, s] = exp(S_t - S_s). A bin j of steps
@@ -192,11 +209,6 @@ class RetentionPool:
         """S at steps full*b .. n-1 (the partial bin), [n - full*b, rows]."""
         b = 1 << k
         return self._s_before(k, full) + np.cumsum(log_kept(self.read_f(full * b, n)), axis=0)
-
-    def prepare(self, n: int) -> None:
-        """The complete bins `pooled(n)` reads (the long part of a first read; a worker may do it)."""
-        b = bin_size(n, self.cap)
-        self._extend(b.bit_length() - 1, n // b)
 
     def pooled(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(means [rows, cols], memory length [rows], b) at t = n - 1: R_t over bins of b steps of
