@@ -245,10 +245,16 @@ class QKStore:
         if layers and self._make_room(every, n, together=True):
             self._fill(layers)
 
+    @property
+    def _key_bytes(self) -> int:
+        """One step's keys of one layer in the float32 cache: A_kv x d x 4 bytes."""
+        return self.layout.num_kv_heads * self.layout.head_dim * 4
+
     def _make_room(self, layers: list[int], n: int, together: bool = False) -> bool:
         """Grow the layers' buffers to hold n keys; False (nothing changed) when one layer would not
         fit in KEY_CACHE_BYTES (all `layers` together, with `together`)."""
         lay = self.layout
+        column = self._key_bytes
         sizes = {}
         for layer in layers:
             buffer, filled = self._keys32.get(layer, (None, 0))
@@ -259,11 +265,11 @@ class QKStore:
             if not hasattr(self.keys, "append"):  # a saved trace does not grow: no room to spare
                 want = max(n + 1, min(want, len(self) + 1), 64)
             elif self.capacity is not None and n <= self.capacity:
-                whole = lay.num_layers * (self.capacity + 1) * lay.num_kv_heads * lay.head_dim * 4
-                if whole <= KEY_CACHE_BYTES:  # the context window at once (past it: growth again)
+                if (
+                    lay.num_layers * (self.capacity + 1) * column <= KEY_CACHE_BYTES
+                ):  # the context window at once (past it: growth again)
                     want = max(want, self.capacity + 1)
             sizes[layer] = have if have > n else -(-want // 64) * 64
-        column = lay.num_kv_heads * lay.head_dim * 4
         if (sum(sizes.values()) if together else max(sizes.values())) * column > KEY_CACHE_BYTES:
             return False
         for layer, size in sizes.items():
@@ -442,9 +448,8 @@ class QKStore:
     @property
     def ram_nbytes(self) -> int:
         """What the store holds in RAM: the caches (q/k themselves are on disk)."""
-        lay = self.layout
         # the keys written: a buffer's pages past them are reserved, never touched (see capacity)
-        keys = sum(filled for _, filled in self._keys32.values()) * lay.num_kv_heads * lay.head_dim * 4
+        keys = sum(filled for _, filled in self._keys32.values()) * self._key_bytes
         return keys + sum(r.nbytes for r in self._rows.values()) + _ram_of(self.queries) + _ram_of(self.keys)
 
     @property
