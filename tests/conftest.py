@@ -214,11 +214,13 @@ def settle() -> Callable[[Any], None]:
 @pytest.fixture
 def make_panel(qtbot) -> Callable[..., tuple[Any, Any]]:
     """make_panel(cls, trace, **ViewState fields) -> (view model, panel): a shown 900 x 500 panel of
-    class `cls` on `trace`, rendered at ViewState(**state) and settled; it redraws on view changes."""
+    class `cls` on `trace`, rendered at ViewState(**state) and settled; it redraws on view changes.
+    settle=False: rendered once and returned at once (no events processed: a job the render handed
+    to the panel's worker is still on its way)."""
     from memviz.core.view import ViewState
     from memviz.panels.view_model import ViewModel
 
-    def make(cls, trace: Trace, **state: Any) -> tuple[ViewModel, Any]:
+    def make(cls, trace: Trace, settle: bool = True, **state: Any) -> tuple[ViewModel, Any]:
         view = ViewModel(ViewState(**state))
         panel = cls(view)
         qtbot.addWidget(panel)
@@ -227,8 +229,9 @@ def make_panel(qtbot) -> Callable[..., tuple[Any, Any]]:
         panel.resize(900, 500)
         panel.show()
         panel.render(view.state)
-        qtbot.waitExposed(panel)
-        settle_panel(panel)
+        if settle:
+            qtbot.waitExposed(panel)
+            settle_panel(panel)
         return view, panel
 
     return make

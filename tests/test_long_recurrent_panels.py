@@ -372,7 +372,7 @@ def test_window_boundaries_are_marked_in_the_strip(qtbot, long_run):
     assert other.strip.window_boundaries() == ()
 
 
-def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypatch):
+def test_a_long_first_read_of_the_span_is_the_workers(make_panel, long_run, monkeypatch):
     """Opening a long run (or another layer) reads every f of the layer once: past SPAN_ON_UI
     numbers that is the panel's worker's; the UI thread returns at once, says what is being built,
     and draws what the worker built, the same as a pool built here in one go."""
@@ -385,14 +385,7 @@ def test_a_long_first_read_of_the_span_is_the_workers(qtbot, long_run, monkeypat
         return pool.pooled(n)
 
     monkeypatch.setitem(pool_jobs.ON_UI, "span", 1 << 12)  # 50,000 x 12 numbers: the worker's
-    view = ViewModel(ViewState(cursor=T - 1, layer=1))
-    panel = SpanPanel(view)
-    qtbot.addWidget(panel)
-    panel.set_trace(trace)
-    view.changed.connect(panel.render)
-    panel.resize(900, 500)
-    panel.show()
-    panel.render(view.state)
+    view, panel = make_panel(SpanPanel, trace, settle=False, cursor=T - 1, layer=1)
     assert panel.pool_jobs.jobs.busy("pools")
     assert "building layer 1's span over 50,000 steps" in panel.note.text()
     assert panel.heatmap.data.size == 0  # nothing drawn from a half-built pool
@@ -433,7 +426,7 @@ def test_sorting_by_variance_over_50000_steps(make_shown, long_run):
     np.testing.assert_array_equal(gates_panel.units.order, np.argsort(f.var(axis=0), kind="stable"))
 
 
-def test_a_long_first_read_of_the_gates_and_states_is_the_workers(qtbot, long_run, monkeypatch):
+def test_a_long_first_read_of_the_gates_and_states_is_the_workers(make_panel, long_run, monkeypatch):
     """The gates' and the states' heatmaps past ON_UI["sums"] numbers: built on the panel's worker,
     the note says so meanwhile, and then the same pictures as pooling the trace here."""
     import memviz.panels.pool_jobs as pool_jobs
@@ -442,14 +435,7 @@ def test_a_long_first_read_of_the_gates_and_states_is_the_workers(qtbot, long_ru
     monkeypatch.setitem(pool_jobs.ON_UI, "sums", 1 << 12)
     b = bin_size(T)
     for cls, word in ((GatesPanel, "gates"), (StatePanel, "states")):
-        view = ViewModel(ViewState(cursor=T - 1, layer=1))
-        panel = cls(view)
-        qtbot.addWidget(panel)
-        panel.set_trace(trace)
-        view.changed.connect(panel.render)
-        panel.resize(900, 500)
-        panel.show()
-        panel.render(view.state)
+        _, panel = make_panel(cls, trace, settle=False, cursor=T - 1, layer=1)
         assert panel.pool_jobs.jobs.busy("pools")
         assert f"building layer 1's {word} over 50,000 steps" in panel.note.text()
         assert panel.wait_for_work()
@@ -464,7 +450,7 @@ def test_a_long_first_read_of_the_gates_and_states_is_the_workers(qtbot, long_ru
                 np.testing.assert_allclose(heatmap.data.T, want, rtol=1e-5, atol=1e-6)
 
 
-def test_a_failed_build_is_one_line_in_the_note(qtbot, long_run, monkeypatch):
+def test_a_failed_build_is_one_line_in_the_note(make_panel, long_run, monkeypatch):
     """The worker's build fails (the run's files gone, a full disk): the panel says so in one line
     and keeps its picture; the next render asks again."""
     import memviz.panels.pool_jobs as pool_jobs
@@ -476,13 +462,7 @@ def test_a_failed_build_is_one_line_in_the_note(qtbot, long_run, monkeypatch):
         raise OSError("No space left on device\nmore")
 
     monkeypatch.setattr(step_pool.StepPool, "prepare", broken)
-    view = ViewModel(ViewState(cursor=T - 1, layer=0))
-    panel = GatesPanel(view)
-    qtbot.addWidget(panel)
-    panel.set_trace(long_run)
-    panel.resize(900, 500)
-    panel.show()
-    panel.render(view.state)
+    view, panel = make_panel(GatesPanel, long_run, settle=False, cursor=T - 1, layer=0)
     assert panel.wait_for_work()
     assert panel.note.text() == "could not build the overview: No space left on device"
     panel.render(view.state)
